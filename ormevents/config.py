@@ -1,0 +1,61 @@
+"""Settings of the event side, as given to ``init(event_config=...)``.
+
+Unknown keys are rejected with a message naming them (EarnORM's ``init`` crashed on its own
+documented keys; ours validates them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+
+class EventConfig(BaseModel):
+    """Event delivery settings.
+
+    ``queue_name``: the Celery queue handler tasks go to (and the Redis key prefix root).
+    ``retry_policy``: default *execution* retry policy of handlers (a mapping of
+    :class:`~ormevents.retry.RetryPolicy` fields); ``None`` keeps the library default.
+    ``publish_retry``: how sending to the broker is retried (a mapping of
+    :class:`~ormevents.retry.PublishRetryPolicy` fields: ``max_retries``, ``interval_*``,
+    ``timeout``); ``None`` keeps the default.
+    ``failed_jobs``: retention of failed jobs (``{"max_count": 10000, "max_age_days": 30}``,
+    see :class:`~ormevents.failed.FailedJobRetention`); ``None`` keeps the default.
+    ``status_ttl``: seconds the per-event delivery status is kept (default 7 days).
+    Both travel with each event to the worker, like ``retry_policy``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    queue_name: str = Field(default="ormevents:events", min_length=1)
+    retry_policy: dict[str, Any] | None = None
+    publish_retry: dict[str, Any] | None = None
+    failed_jobs: dict[str, Any] | None = None
+    status_ttl: int = Field(default=7 * 24 * 3600, ge=1)
+
+    @field_validator("failed_jobs")
+    @classmethod
+    def _retention(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            from .failed import FailedJobRetention
+
+            FailedJobRetention.model_validate(value)
+        return value
+
+    @field_validator("retry_policy", "publish_retry")
+    @classmethod
+    def _policy_fields(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        if value is not None:
+            from .retry import PublishRetryPolicy, RetryPolicy
+
+            kind = RetryPolicy if info.field_name == "retry_policy" else PublishRetryPolicy
+            kind.model_validate(value)  # reject unknown keys/bad values at init() time
+        return value
+
+
+def parse_event_config(value: EventConfig | dict[str, Any] | None) -> EventConfig:
+    """``value`` as an :class:`EventConfig` (pydantic ``ValidationError`` on bad keys/values)."""
+    if isinstance(value, EventConfig):
+        return value
+    return EventConfig.model_validate(value or {})

@@ -1,0 +1,63 @@
+"""The one error hierarchy of ormevents.
+
+Every public entry point raises a subclass of :class:`OrmEventsError` (or a pydantic
+``ValidationError`` for invalid field values, as pydantic users expect). Messages name the
+problem and say what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class OrmEventsError(Exception):
+    """Base class of every error raised by ormevents."""
+
+
+class ConfigurationError(OrmEventsError):
+    """ormevents was configured wrongly (bad ``init()`` argument, missing setting)."""
+
+
+class NotInitializedError(ConfigurationError):
+    """A model or the bus was used before ``await ormevents.init(...)``."""
+
+
+class ModelDefinitionError(OrmEventsError, TypeError):
+    """A model class is defined wrongly (e.g. a hook condition names an unknown field)."""
+
+
+class InvalidEventNameError(OrmEventsError):
+    """An event name is not lowercase, dot-separated ``<model>.<action>`` text.
+
+    Deliberately not a ``ValueError``: pydantic would wrap it into a ``ValidationError``.
+    """
+
+
+class UnserializableValueError(OrmEventsError, TypeError):
+    """A value cannot be carried by an event's JSON codec; the message names its path."""
+
+
+class DocumentNotFoundError(OrmEventsError, LookupError):
+    """The document to update or delete is no longer in the database."""
+
+
+class DocumentDeletedError(OrmEventsError):
+    """A write was attempted on an instance that was already deleted."""
+
+
+class PublishError(OrmEventsError):
+    """An event could not be handed to the broker."""
+
+
+class BrokerUnavailableError(PublishError):
+    """The broker (or Redis) could not be reached."""
+
+
+class HandlerRegistrationError(OrmEventsError, TypeError):
+    """A handler is registered wrongly (duplicate name, bad pattern, bad signature)."""
+
+
+class JobNotFoundError(OrmEventsError, LookupError):
+    """No failed job has that id."""
+
+
+class InvalidFilterError(OrmEventsError, ValueError):
+    """A failed-job filter or cursor is malformed (a bad date, an unknown cursor)."""

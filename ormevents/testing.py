@@ -1,0 +1,240 @@
+"""Helpers for testing an app built on ormevents, without a broker or a worker.
+
+* :func:`capture_events` records the events emitted inside a block (they still go on to the
+  configured publisher);
+* :class:`EagerPublisher` (``init(..., eager=True)``) runs matching handlers in-process right
+  after each write, with the same patterns, conditions, retry policies and failed-job
+  behaviour as a worker; time is simulated, so retries and delays never sleep: delayed events
+  wait until :meth:`EagerPublisher.advance` moves the clock past them.
+
+Example::
+
+    await init(database=mongomock_db, eager=True)
+    user = await User.create(username="ann")            # handlers ran already
+    publisher = eager_publisher()
+    assert publisher.results_for("user.created")         # handler return values
+    await publisher.advance(60)                          # delayed events due within 60 s run now
+
+Never rely on eager mode alone: a worker runs handlers in other processes, with real
+redeliveries; test that path too (see ``docs/testing.md``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import inspect
+import itertools
+import logging
+import traceback
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .bus import due_time
+from .celery.results import split_result
+from .errors import ConfigurationError
+from .events import Event
+from .handlers import Handler, HandlerRegistry, registry as default_registry
+from .publishing import Publisher, PublishedEvent
+from .retry import RetryPolicy
+from .runtime import get_runtime
+
+logger = logging.getLogger("ormevents.testing")
+
+
+@dataclass(frozen=True)
+class HandlerRun:
+    """One handler's outcome on one event in eager mode."""
+
+    event: Event
+    handler: str
+    attempts: int
+    succeeded: bool
+    result: Any = None
+    error: BaseException | None = None
+    retry_delays: tuple[float, ...] = ()
+
+
+@dataclass
+class SimulatedClock:
+    """Seconds since the eager publisher started; only :meth:`EagerPublisher.advance` moves it."""
+
+    now: float = 0.0
+
+
+@dataclass(order=True)
+class _Scheduled:
+    due: float
+    order: int
+    event: Event = field(compare=False)
+
+
+class EagerPublisher:
+    """Runs handlers in-process as events are published (see module doc)."""
+
+    def __init__(self, registry: HandlerRegistry | None = None, retry_policy: RetryPolicy | None = None) -> None:
+        self.registry = registry if registry is not None else default_registry
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.clock = SimulatedClock()
+        self.published: list[PublishedEvent] = []
+        self.runs: list[HandlerRun] = []
+        self._scheduled: list[_Scheduled] = []
+        self._order = itertools.count()
+
+    async def publish(self, event: Event, *, delay: float | None = None, eta: datetime | None = None) -> None:
+        """Deliver ``event`` now, or keep it until the simulated clock reaches ``delay``/``eta``."""
+        event.to_json()  # same check as the Celery publisher: fail before anything runs
+        due = due_time(delay, eta)
+        self.published.append(PublishedEvent(event, delay, eta))
+        if due is None:
+            await self._deliver(event)
+            return
+        offset = delay if delay is not None else due - datetime.now(UTC).timestamp()
+        heapq.heappush(self._scheduled, _Scheduled(self.clock.now + max(offset, 0.0), next(self._order), event))
+
+    async def cancel(self, event_id: uuid.UUID | str) -> bool:
+        """Drop a delayed event still waiting; ``True`` if it was."""
+        before = len(self._scheduled)
+        self._scheduled = [s for s in self._scheduled if str(s.event.id) != str(event_id)]
+        heapq.heapify(self._scheduled)
+        return len(self._scheduled) < before
+
+    async def advance(self, seconds: float) -> list[Event]:
+        """Move the simulated clock ``seconds`` ahead and deliver what became due (in due order)."""
+        if seconds < 0:
+            raise ValueError("the clock only moves forward")
+        target = self.clock.now + seconds
+        delivered = []
+        while self._scheduled and self._scheduled[0].due <= target:
+            item = heapq.heappop(self._scheduled)
+            self.clock.now = max(self.clock.now, item.due)
+            await self._deliver(item.event)
+            delivered.append(item.event)
+        self.clock.now = target
+        return delivered
+
+    @property
+    def pending(self) -> list[Event]:
+        """Delayed events not yet due, soonest first."""
+        return [item.event for item in sorted(self._scheduled)]
+
+    @property
+    def failed_jobs(self) -> list[HandlerRun]:
+        """Handler runs that exhausted their retries (or hit ``dont_retry_on``)."""
+        return [run for run in self.runs if not run.succeeded]
+
+    def results_for(self, event_name: str, handler: str | None = None) -> list[Any]:
+        """Return values of the successful runs on events named ``event_name`` (optionally of one handler)."""
+        return [
+            run.result for run in self.runs
+            if run.succeeded and run.event.name == event_name and (handler is None or run.handler == handler)
+        ]
+
+    def names(self) -> list[str]:
+        """Names of every published event, in publish order."""
+        return [record.event.name for record in self.published]
+
+    async def close(self) -> None:
+        return None
+
+    async def _deliver(self, event: Event) -> None:
+        for handler in self.registry.match(event):
+            run = await self._run(handler, event)
+            self.runs.append(run)
+            if run.succeeded:
+                children, _ = split_result(run.result, event, handler.name)
+                for child in children:
+                    await self.publish(child)
+
+    async def _run(self, handler: Handler, event: Event) -> HandlerRun:
+        policy = handler.retry or self.retry_policy
+        delays: list[float] = []
+        for attempt in itertools.count():
+            try:
+                result = handler.func(handler.argument(event))
+                if inspect.isawaitable(result):
+                    result = await result
+                return HandlerRun(event, handler.name, attempt + 1, True, result, None, tuple(delays))
+            except Exception as exc:
+                if not policy.should_retry(exc, attempt):
+                    logger.info("eager: handler %s failed on %s after %d attempt(s): %s\n%s", handler.name,
+                                event.name, attempt + 1, exc, "".join(traceback.format_exception(exc)))
+                    return HandlerRun(event, handler.name, attempt + 1, False, None, exc, tuple(delays))
+                delay = policy.delay(attempt)
+                delays.append(delay)
+                self.clock.now += delay
+        raise AssertionError("unreachable")  # pragma: no cover - itertools.count never ends
+
+
+def eager_publisher() -> EagerPublisher:
+    """The current runtime's :class:`EagerPublisher` (``init(..., eager=True)``)."""
+    publisher = get_runtime().publisher
+    if not isinstance(publisher, EagerPublisher):
+        raise ConfigurationError("the runtime is not in eager mode: call init(..., eager=True)")
+    return publisher
+
+
+class CapturedEvents:
+    """The events a :func:`capture_events` block saw, in publish order."""
+
+    def __init__(self) -> None:
+        self.published: list[PublishedEvent] = []
+
+    @property
+    def events(self) -> list[Event]:
+        return [record.event for record in self.published]
+
+    def names(self) -> list[str]:
+        return [record.event.name for record in self.published]
+
+    def named(self, name: str) -> list[Event]:
+        """The captured events called ``name``."""
+        return [event for event in self.events if event.name == name]
+
+    def __len__(self) -> int:
+        return len(self.published)
+
+    def __getitem__(self, index: int) -> Event:
+        return self.published[index].event
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.events)
+
+
+class _Capturing:
+    def __init__(self, inner: Publisher, sink: CapturedEvents) -> None:
+        self.inner, self.sink = inner, sink
+
+    async def publish(self, event: Event, *, delay: float | None = None, eta: datetime | None = None) -> None:
+        self.sink.published.append(PublishedEvent(event, delay, eta))
+        await self.inner.publish(event, delay=delay, eta=eta)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@contextmanager
+def capture_events() -> Iterator[CapturedEvents]:
+    """Record every event published inside the block (they are still delivered as configured).
+
+    Example::
+
+        with capture_events() as events:
+            await user.update(status="active")
+        assert events.names() == ["user.updated"]
+        assert events[0].changes["status"] == ("inactive", "active")
+    """
+    runtime = get_runtime()
+    captured = CapturedEvents()
+    inner = runtime.publisher
+    runtime.publisher = _Capturing(inner, captured)
+    try:
+        yield captured
+    finally:
+        runtime.publisher = inner

@@ -1,0 +1,72 @@
+"""Shared fixtures: private servers for the session, a fresh database per test, both drivers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+import ormevents
+from ormevents.publishing import RecordingPublisher
+from tests.support import servers
+
+
+@pytest.fixture(scope="session")
+def mongo_uri() -> Iterator[str]:
+    with servers.mongo_url() as uri:
+        yield uri
+
+
+@pytest.fixture(scope="session")
+def redis_uri() -> Iterator[str]:
+    with servers.redis_url() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def pymongo_client(mongo_uri: str) -> AsyncIterator[Any]:
+    from pymongo import AsyncMongoClient
+
+    client: Any = AsyncMongoClient(mongo_uri, tz_aware=True, uuidRepresentation="standard")
+    yield client
+    await client.close()
+
+
+@pytest.fixture(scope="session")
+async def motor_client(mongo_uri: str) -> AsyncIterator[Any]:
+    from motor.motor_asyncio import AsyncIOMotorClient
+
+    client: Any = AsyncIOMotorClient(mongo_uri, tz_aware=True, uuidRepresentation="standard")
+    yield client
+    client.close()
+
+
+@pytest.fixture(params=["pymongo", "motor"])
+async def database(request: pytest.FixtureRequest, pymongo_client: Any, motor_client: Any) -> AsyncIterator[Any]:
+    """A fresh database on the real server, through PyMongo async and through Motor."""
+    client = pymongo_client if request.param == "pymongo" else motor_client
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield client[name]
+    await client.drop_database(name)
+
+
+@pytest.fixture
+async def recorder(database: Any) -> AsyncIterator[RecordingPublisher]:
+    """ormevents initialised on ``database``; yields the publisher recording the events."""
+    publisher = RecordingPublisher()
+    await ormevents.init(database=database, publisher=publisher)
+    yield publisher
+    await ormevents.close()
+
+
+@pytest.fixture
+async def mock_recorder() -> AsyncIterator[RecordingPublisher]:
+    """ormevents initialised on mongomock-motor (fast unit tests, no server)."""
+    from mongomock_motor import AsyncMongoMockClient
+
+    publisher = RecordingPublisher()
+    await ormevents.init(database=AsyncMongoMockClient()["unit"], publisher=publisher)
+    yield publisher
+    await ormevents.close()

@@ -1,0 +1,112 @@
+"""The same delivery on a RabbitMQ broker (the schedule, results and failed jobs stay in Redis).
+
+Uses the shared RabbitMQ at ``ORMEVENTS_TEST_AMQP_URL`` (default amqp://guest:guest@127.0.0.1:5672//)
+with a uniquely named queue that is deleted afterwards; skipped when it is unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis
+from kombu import Connection, Exchange, Queue
+
+import ormevents
+from ormevents import Event, event_bus
+from tests.integration.worker_process import WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+AMQP_URL = os.environ.get("ORMEVENTS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+@pytest.fixture(scope="module")
+def amqp_url() -> str:
+    try:
+        with Connection(AMQP_URL, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:
+        pytest.skip(f"RabbitMQ at {AMQP_URL} is unreachable ({exc}); the RabbitMQ variant needs it")
+    return AMQP_URL
+
+
+@pytest.fixture(scope="module")
+def queue(amqp_url: str) -> Iterator[str]:
+    name = f"ormevents-test-{uuid.uuid4().hex[:10]}"
+    yield name
+    with Connection(amqp_url, connect_timeout=2) as conn:  # only our own queue and exchange
+        channel = conn.channel()
+        Queue(name, Exchange(name), routing_key=name, channel=channel).delete()
+        Exchange(name, channel=channel).delete()
+
+
+@pytest.fixture(scope="module")
+def worker(queue: str, redis_uri: str, amqp_url: str) -> Iterator[WorkerProcess]:
+    process = WorkerProcess(queue, redis_uri, broker_url=amqp_url)
+    try:
+        yield process.start()
+    finally:
+        process.cleanup()
+
+
+@pytest.fixture
+async def bus(worker: WorkerProcess, queue: str, redis_uri: str, amqp_url: str, mongo_uri: str) -> AsyncIterator[Any]:
+    await ormevents.init(mongo_uri=mongo_uri, database="delivery_tests", redis_uri=redis_uri, broker_url=amqp_url,
+                         event_config={"queue_name": queue})
+    yield event_bus
+    await ormevents.close()
+
+
+def records(rdb: redis.Redis, queue: str, handler: str, tag: str) -> list[dict[str, Any]]:
+    return [json.loads(item) for item in rdb.lrange(f"{queue}:rec:{handler}:{tag}", 0, -1)]
+
+
+async def wait_for(check: Any, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.02)
+    return value
+
+
+async def test_sync_and_async_handlers_on_rabbitmq(bus: Any, rdb: redis.Redis, queue: str) -> None:
+    tag = uuid.uuid4().hex[:8]
+    event = Event(name="order.created", data={"tag": tag})
+    await bus.publish(event)
+    await wait_for(lambda: records(rdb, queue, "t.sync", tag) and records(rdb, queue, "t.async", tag))
+    await asyncio.sleep(0.3)
+    assert len(records(rdb, queue, "t.sync", tag)) == len(records(rdb, queue, "t.async", tag)) == 1
+    assert records(rdb, queue, "t.async", tag)[0]["event_id"] == str(event.id)
+
+
+async def test_retry_on_rabbitmq(bus: Any, rdb: redis.Redis, queue: str) -> None:
+    tag = uuid.uuid4().hex[:8]
+    await bus.publish(Event(name="job.run", data={"tag": tag, "fail_times": 2}))
+    flaky = await wait_for(lambda: (r := records(rdb, queue, "t.flaky", tag)) and len(r) == 3 and r)
+    await asyncio.sleep(0.5)
+    assert len(records(rdb, queue, "t.flaky", tag)) == 3 and len(records(rdb, queue, "t.steady", tag)) == 1
+    measured = [b["t"] - a["t"] for a, b in zip(flaky, flaky[1:])]
+    for got, expected in zip(measured, [0.3, 0.6]):
+        assert expected - 0.02 <= got <= expected + 0.15, measured
+
+
+async def test_delay_and_cancel_on_rabbitmq(bus: Any, rdb: redis.Redis, queue: str) -> None:
+    tag = uuid.uuid4().hex[:8]
+    start = time.time()
+    kept, cancelled = (Event(name="reminder.due", data={"tag": tag, "k": k}) for k in ("kept", "cancelled"))
+    await bus.publish(kept, delay=1.0)
+    await bus.publish(cancelled, delay=1.0)
+    assert await bus.cancel(cancelled.id)
+    await wait_for(lambda: records(rdb, queue, "t.reminder", tag))
+    await asyncio.sleep(0.5)
+    recs = records(rdb, queue, "t.reminder", tag)
+    assert [r["data"]["k"] for r in recs] == ["kept"]
+    assert 1.0 <= recs[0]["t"] - start <= 1.3

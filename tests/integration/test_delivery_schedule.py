@@ -1,0 +1,101 @@
+"""The Redis schedule's Lua scripts against a real Redis: atomic claims, leases, cancel."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from ormevents.celery.keys import Keys
+from ormevents.celery.scheduler import RedisSchedule, SchedulerThread
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def schedule(redis_uri: str) -> Iterator[RedisSchedule]:
+    client = redis.Redis.from_url(redis_uri)
+    keys = Keys(f"s{uuid.uuid4().hex[:8]}:events")
+    yield RedisSchedule(client, keys, lease=30)
+    client.delete(keys.schedule, keys.inflight, keys.payloads)
+    client.close()
+
+
+def test_concurrent_claims_never_take_the_same_entry(schedule: RedisSchedule) -> None:
+    now = time.time()
+    for n in range(500):
+        schedule.add(f"event:{n}", {"n": n}, now - 1)
+    taken: list[str] = []
+    lock = threading.Lock()
+
+    def claimer() -> None:
+        while True:
+            items = schedule.claim(time.time(), limit=7)
+            if not items:
+                return
+            with lock:
+                taken.extend(member for member, _ in items)
+
+    threads = [threading.Thread(target=claimer) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(taken) == sorted(f"event:{n}" for n in range(500))
+
+
+def test_lease_expiry_makes_an_unsent_entry_due_again(schedule: RedisSchedule) -> None:
+    schedule.lease = 0.2
+    schedule.add("event:x", {"task": "t"}, time.time() - 1)
+    assert [m for m, _ in schedule.claim(time.time())] == ["event:x"]
+    assert schedule.claim(time.time()) == []          # hidden while leased
+    assert schedule.pending() == 1 and schedule.cancel("event:x") is False  # too late: being sent
+    time.sleep(0.25)
+    assert schedule.claim(time.time()) == [("event:x", {"task": "t"})]  # the claimer died: sent again
+    schedule.done("event:x")
+    assert schedule.pending() == 0 and schedule.claim(time.time() + 100) == []
+
+
+def test_add_replaces_and_cancel_removes(schedule: RedisSchedule) -> None:
+    schedule.add("event:a", {"v": 1}, time.time() + 100)
+    schedule.add("event:a", {"v": 2}, time.time() + 200)
+    assert schedule.pending() == 1 and schedule.due_at("event:a") is not None
+    assert schedule.cancel("event:a") is True and schedule.cancel("event:a") is False
+    assert schedule.due_at("event:a") is None and schedule.next_due() is None
+    schedule.add("event:b", {"v": 1}, time.time() + 100)
+    schedule.add("event:b", {"v": 2}, time.time() + 200)
+    assert schedule.claim(time.time() + 300) == [("event:b", {"v": 2})]
+
+
+def test_thread_sends_due_entries_in_order_and_retries_failed_sends(schedule: RedisSchedule) -> None:
+    sent: list[int] = []
+    failures = {"left": 1}
+
+    def send(message: dict[str, int]) -> None:
+        if message["n"] == 2 and failures["left"]:
+            failures["left"] -= 1
+            raise ConnectionError("broker hiccup")
+        sent.append(message["n"])
+
+    now = time.time()
+    for n in range(3):
+        schedule.add(f"event:{n}", {"n": n}, now + 0.1 * (n + 1))
+    thread = SchedulerThread(schedule, send, poll=0.02)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while len(sent) < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        thread.stop()
+    assert sent == [0, 1, 2] and schedule.pending() == 0
+
+
+def test_cancel_true_means_never_sent(schedule: RedisSchedule) -> None:
+    schedule.add("event:c", {"task": "t"}, time.time() - 1)
+    assert schedule.cancel("event:c") is True
+    assert schedule.claim(time.time()) == [] and schedule.pending() == 0

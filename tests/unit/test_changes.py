@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from bson import ObjectId
+
+from ormevents.changes import ChangeSet, FieldChange, diff, lookup, update_document, values_equal
+
+
+def test_scalar_change_and_helpers() -> None:
+    cs = diff({"status": "inactive", "name": "a"}, {"status": "active", "name": "a"})
+    assert cs.paths == ("status",)
+    assert cs["status"] == FieldChange("inactive", "active")
+    assert cs.old("status") == "inactive" and cs.new("status") == "active"
+    assert cs.has_changed("status") and not cs.has_changed("name")
+    assert cs.old("name", "n/a") == "n/a"
+
+
+def test_nested_dicts_diff_by_dotted_path() -> None:
+    cs = diff({"address": {"city": "Paris", "zip": "75"}}, {"address": {"city": "Lyon", "zip": "75"}})
+    assert cs.as_pairs() == {"address.city": ("Paris", "Lyon")}
+    assert cs.has_changed("address") and cs.has_changed("address.city")
+
+
+def test_lists_of_equal_length_diff_per_item_else_whole() -> None:
+    same_len = diff({"items": [{"qty": 1}, {"qty": 2}]}, {"items": [{"qty": 1}, {"qty": 3}]})
+    assert same_len.as_pairs() == {"items.1.qty": (2, 3)}
+    grown = diff({"tags": ["a"]}, {"tags": ["a", "b"]})
+    assert grown.as_pairs() == {"tags": (["a"], ["a", "b"])}
+
+
+def test_removed_and_added_keys() -> None:
+    cs = diff({"meta": {"a": 1, "b": 2}}, {"meta": {"a": 1, "c": 3}})
+    assert cs.as_pairs() == {"meta.c": (None, 3), "meta.b": (2, None)}
+    assert update_document({"meta": {"a": 1, "c": 3}}, cs) == {"$set": {"meta.c": 3}, "$unset": {"meta.b": ""}}
+
+
+def test_keys_mongo_cannot_address_report_the_parent_whole() -> None:
+    cs = diff({"m": {"a.b": 1, "ok": 1}}, {"m": {"a.b": 2, "ok": 2}})
+    assert cs.paths == ("m",)
+    assert update_document({"m": {"a.b": 2, "ok": 2}}, cs) == {"$set": {"m": {"a.b": 2, "ok": 2}}}
+
+
+def test_create_and_delete_report_every_field() -> None:
+    assert diff(None, {"a": 1, "b": None}).as_pairs() == {"a": (None, 1), "b": (None, None)}
+    assert diff({"a": 1}, None).as_pairs() == {"a": (1, None)}
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "equal"),
+    [
+        (1, True, False),
+        (1, 1.0, False),
+        (Decimal("1.0"), 1, False),
+        (Decimal("1.0"), Decimal("1.00"), True),
+        (datetime(2024, 1, 1), datetime(2024, 1, 1, tzinfo=UTC), True),
+        (datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, 0, 0, 1, tzinfo=UTC), False),
+        (ObjectId("65f1a2b3c4d5e6f708192a3b"), "65f1a2b3c4d5e6f708192a3b", False),
+        ([1, {"a": 1}], [1, {"a": 1}], True),
+        ([1, {"a": 1}], [1, {"a": True}], False),
+        (None, None, True),
+    ],
+)
+def test_type_aware_equality(a: object, b: object, equal: bool) -> None:
+    assert values_equal(a, b) is equal
+
+
+def test_changeset_is_immutable_value() -> None:
+    cs = diff({"a": 1}, {"a": 2})
+    assert cs == ChangeSet({"a": FieldChange(1, 2)})
+    with pytest.raises(TypeError):
+        cs["a"] = FieldChange(0, 0)  # type: ignore[index]  # proving immutability
+    assert "a" in repr(cs)
+
+
+def test_lookup_walks_dicts_and_lists() -> None:
+    doc = {"items": [{"qty": 1}], "a": {"b": None}}
+    assert lookup(doc, "items.0.qty") == 1
+    assert lookup(doc, "items.5.qty", "x") == "x"
+    assert lookup(doc, "a.b", "x") is None

@@ -1,0 +1,190 @@
+"""Handler registry and decorators: matching, conditions, payload models, registration errors."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from ormevents import Event, EventModel, RetryPolicy
+from ormevents.celery.results import split_result
+from ormevents.conditions import Changed, IsNow
+from ormevents.errors import HandlerRegistrationError
+from ormevents.handlers import HandlerRegistry, event_handler, model_event_handler
+
+
+@pytest.fixture
+def reg() -> HandlerRegistry:
+    return HandlerRegistry()
+
+
+def names(reg: HandlerRegistry, event: Event) -> list[str]:
+    return [h.name for h in reg.match(event)]
+
+
+def test_patterns_and_default_names(reg: HandlerRegistry) -> None:
+    @event_handler("user.created", registry=reg)
+    def exact(event: Event) -> None: ...
+
+    @event_handler("user.*", registry=reg)
+    async def any_user(event: Event) -> None: ...
+
+    @event_handler("*.deleted", registry=reg, name="cleanup")
+    def cleanup(event: Event) -> None: ...
+
+    assert names(reg, Event(name="user.created")) == [f"{__name__}:test_patterns_and_default_names.<locals>.exact",
+                                                      f"{__name__}:test_patterns_and_default_names.<locals>.any_user"]
+    assert names(reg, Event(name="user.deleted")) == [f"{__name__}:test_patterns_and_default_names.<locals>.any_user", "cleanup"]
+    assert names(reg, Event(name="order.created")) == []
+    assert reg.get("cleanup").is_async is False  # type: ignore[union-attr]
+    assert reg.get(f"{__name__}:test_patterns_and_default_names.<locals>.any_user").is_async  # type: ignore[union-attr]
+    assert exact(Event(name="user.created")) is None  # the decorator returns the function unchanged
+
+
+def test_conditions_use_the_event_changes_and_data(reg: HandlerRegistry) -> None:
+    @event_handler("user.updated", when="status", changes_to="active", name="activate", registry=reg)
+    def activate(event: Event) -> None: ...
+
+    @event_handler("user.updated", when="status", was="new", name="left_new", registry=reg)
+    def left_new(event: Event) -> None: ...
+
+    @event_handler("user.updated", condition=Changed("plan") & IsNow("status", "active"), name="plan", registry=reg)
+    def plan(event: Event) -> None: ...
+
+    activated = Event(name="user.updated", data={"status": "active", "plan": "pro"}, changes={"status": ("new", "active")})
+    assert names(reg, activated) == ["activate", "left_new"]
+    plan_change = Event(name="user.updated", data={"status": "active", "plan": "pro"}, changes={"plan": ("free", "pro")})
+    assert names(reg, plan_change) == ["plan"]
+    nested = Event(name="user.updated", data={"status": "active"}, changes={"status": ("blocked", "active")})
+    assert names(reg, nested) == ["activate"]
+
+
+class Signup(BaseModel):
+    email: str
+
+
+def test_payload_model_argument(reg: HandlerRegistry) -> None:
+    @event_handler("user.created", name="typed", registry=reg)
+    def typed(payload: Signup) -> None: ...
+
+    handler = reg.get("typed")
+    assert handler is not None and handler.payload_model is Signup
+    assert handler.argument(Event(name="user.created", data={"email": "a@x.io"})) == Signup(email="a@x.io")
+
+
+def test_unresolvable_annotation_is_a_registration_error(reg: HandlerRegistry) -> None:
+    class Local(BaseModel):  # invisible to get_type_hints under `from __future__ import annotations`
+        email: str
+
+    with pytest.raises(HandlerRegistrationError, match="module level"):
+        @event_handler("user.created", registry=reg)
+        def typed(payload: Local) -> None: ...
+
+
+def test_model_event_handler_by_class_or_name(reg: HandlerRegistry) -> None:
+    class OrderItem(EventModel):
+        sku: str
+
+    @model_event_handler(OrderItem, "created", name="by_class", registry=reg)
+    def by_class(event: Event) -> None: ...
+
+    @model_event_handler("OrderItem", "created", name="by_name", registry=reg)
+    def by_name(event: Event) -> None: ...
+
+    assert names(reg, Event(name="order_item.created")) == ["by_class", "by_name"]
+
+
+def test_retry_override_accepts_a_policy_or_a_mapping(reg: HandlerRegistry) -> None:
+    @event_handler("a.b", name="one", retry=RetryPolicy(max_retries=8, backoff="exponential", jitter=True), registry=reg)
+    def one(event: Event) -> None: ...
+
+    @event_handler("a.b", name="two", retry={"max_retries": 1}, registry=reg)
+    def two(event: Event) -> None: ...
+
+    assert reg.get("one").retry.max_retries == 8  # type: ignore[union-attr]
+    assert reg.get("two").retry == RetryPolicy(max_retries=1)  # type: ignore[union-attr]
+
+
+def test_duplicate_names_are_rejected(reg: HandlerRegistry) -> None:
+    @event_handler("a.b", name="same", registry=reg)
+    def first(event: Event) -> None: ...
+
+    with pytest.raises(HandlerRegistrationError, match="already registered"):
+        @event_handler("a.c", name="same", registry=reg)
+        def second(event: Event) -> None: ...
+
+    reg.add(reg.get("same"))  # type: ignore[arg-type]  # re-registering the same function is fine (re-import)
+    assert len(reg) == 1
+
+
+def _two(a: Event, b: int) -> None: ...
+def _none() -> None: ...
+def _kw_only(*, event: Event) -> None: ...
+def _star(*events: Event) -> None: ...
+
+
+@pytest.mark.parametrize("func", [_two, _none, _kw_only, _star, "not callable"])
+def test_wrong_signatures_are_rejected(reg: HandlerRegistry, func: Any) -> None:
+    with pytest.raises(HandlerRegistrationError):
+        event_handler("a.b", registry=reg)(func)
+    assert len(reg) == 0
+
+
+def test_optional_extra_parameters_are_allowed(reg: HandlerRegistry) -> None:
+    @event_handler("a.b", name="ok", registry=reg)
+    def ok(event: Event, retries: int = 0, **extra: Any) -> None: ...
+
+    assert reg.get("ok") is not None
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"changes_to": "x"}, {"when": "a", "when_any": ["b"]}, {"retry": 3}, {"condition": "status"}],
+)
+def test_bad_condition_or_retry_arguments(reg: HandlerRegistry, kwargs: dict[str, Any]) -> None:
+    with pytest.raises(HandlerRegistrationError):
+        event_handler("a.b", registry=reg, **kwargs)
+
+
+def test_bad_pattern_is_rejected_at_decoration(reg: HandlerRegistry) -> None:
+    with pytest.raises(HandlerRegistrationError, match="pattern"):
+        event_handler("User.Created", registry=reg)
+    with pytest.raises(HandlerRegistrationError):
+        model_event_handler(42, "created", registry=reg)  # type: ignore[arg-type]
+
+
+def test_a_broken_condition_skips_only_its_handler(reg: HandlerRegistry) -> None:
+    class Boom(Changed):
+        def __call__(self, ctx: Any) -> bool:
+            raise RuntimeError("boom")
+
+    @event_handler("a.b", name="broken", condition=Boom("x"), registry=reg)
+    def broken(event: Event) -> None: ...
+
+    @event_handler("a.b", name="fine", registry=reg)
+    def fine(event: Event) -> None: ...
+
+    assert names(reg, Event(name="a.b")) == ["fine"]
+
+
+def test_chained_results_get_deterministic_ids_and_causation() -> None:
+    parent = Event(name="user.created", data={"x": 1}, metadata={"correlation_id": "c-1"})
+    children, kept = split_result([{"name": "email.sent", "payload": {"to": "a"}}, Event(name="audit.logged")], parent, "h")
+    again, _ = split_result([{"name": "email.sent", "payload": {"to": "a"}}, Event(name="audit.logged")], parent, "h")
+    assert [c.id for c in children] == [c.id for c in again] == [uuid.uuid5(parent.id, "h:0"), uuid.uuid5(parent.id, "h:1")]
+    assert [c.name for c in children] == ["email.sent", "audit.logged"]
+    assert children[0].data == {"to": "a"}
+    assert all(c.metadata == {"causation_id": str(parent.id), "correlation_id": "c-1"} for c in children)
+    assert kept == {"published": [str(c.id) for c in children]}
+    single, _ = split_result(Event(name="a.b"), parent, "other")
+    assert single[0].id == uuid.uuid5(parent.id, "other:0")
+
+
+def test_plain_results_are_kept_as_json() -> None:
+    parent = Event(name="user.created")
+    assert split_result({"sent": 2}, parent, "h") == ([], {"sent": 2})
+    assert split_result([1, 2], parent, "h") == ([], [1, 2])
+    assert split_result(None, parent, "h") == ([], None)
+    assert split_result(uuid.UUID(int=1), parent, "h")[1] == {"$uuid": str(uuid.UUID(int=1))}

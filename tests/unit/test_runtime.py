@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+import ormevents
+from ormevents import ConfigurationError, EventModel, RecordingPublisher
+
+
+async def test_init_rejects_bad_arguments() -> None:
+    with pytest.raises(ConfigurationError, match="needs database="):
+        await ormevents.init(mongo_uri="mongodb://localhost:1")
+    with pytest.raises(ConfigurationError, match="needs mongo_uri= or client="):
+        await ormevents.init(database="app")
+    with pytest.raises(ConfigurationError, match="must be a name or an async database"):
+        await ormevents.init(database=42)
+    with pytest.raises(ValidationError, match="batch_size"):
+        await ormevents.init(database=_Db(), event_config={"batch_size": 10})
+
+
+class _Db:
+    name = "fake"
+
+    def get_collection(self, name: str) -> Any:
+        raise AssertionError("not used")
+
+
+class Note(EventModel):
+    text: str
+
+
+async def test_model_works_on_mongomock(mock_recorder: RecordingPublisher) -> None:
+    note = await Note.create(text="a")
+    await note.update(text="b")
+    assert [n.text for n in await Note.find()] == ["b"]
+    await note.delete()
+    assert mock_recorder.names() == ["note.created", "note.updated", "note.deleted"]
+
+
+async def test_init_again_replaces_runtime(mock_recorder: RecordingPublisher) -> None:
+    first = ormevents.get_runtime()
+    other = RecordingPublisher()
+    await ormevents.init(database=first.database, publisher=other)
+    await Note.create(text="x")
+    assert other.names() == ["note.created"] and mock_recorder.names() == []

@@ -1,0 +1,118 @@
+"""Eager mode and capture_events: handlers run in-process with simulated time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from mongomock_motor import AsyncMongoMockClient
+
+import ormevents
+from ormevents import Event, EventModel, RetryPolicy, event_handler
+from ormevents.handlers import HandlerRegistry
+from ormevents.testing import EagerPublisher, capture_events, eager_publisher
+
+local = HandlerRegistry()
+SEEN: list[Any] = []
+
+
+class Member(EventModel):
+    name: str
+    status: str = "new"
+
+
+@event_handler("member.created", registry=local, name="t.welcome")
+async def welcome(event: Event) -> dict[str, str]:
+    SEEN.append(("welcome", event.data["name"]))
+    return {"sent": event.data["name"]}
+
+
+@event_handler("member.updated", when="status", changes_to="active", registry=local, name="t.activated")
+def activated(event: Event) -> None:
+    SEEN.append(("activated", event.changes["status"]))
+
+
+FLAKY = {"calls": 0}
+
+
+@event_handler("member.flaky", registry=local, name="t.flaky",
+               retry=RetryPolicy(max_retries=3, interval_start=10, interval_step=10, interval_max=25))
+def flaky(event: Event) -> str:
+    FLAKY["calls"] += 1
+    if FLAKY["calls"] < 3:
+        raise ConnectionError("not yet")
+    return "ok"
+
+
+@event_handler("member.doomed", registry=local, name="t.doomed",
+               retry=RetryPolicy(max_retries=5, dont_retry_on=[KeyError]))
+def doomed(event: Event) -> None:
+    raise KeyError("missing")
+
+
+@event_handler("member.chain", registry=local, name="t.chain")
+def chain(event: Event) -> list[dict[str, Any]]:
+    return [{"name": "email.sent", "payload": {"to": "a@x"}}]
+
+
+@pytest.fixture
+async def eager() -> AsyncIterator[EagerPublisher]:
+    SEEN.clear()
+    FLAKY["calls"] = 0
+    publisher = EagerPublisher(registry=local)
+    await ormevents.init(database=AsyncMongoMockClient()["eager"], publisher=publisher)
+    yield publisher
+    await ormevents.close()
+
+
+async def test_handlers_run_right_after_the_write_with_conditions(eager: EagerPublisher) -> None:
+    member = await Member.create(name="ann")
+    assert SEEN == [("welcome", "ann")]
+    assert eager.results_for("member.created") == [{"sent": "ann"}]
+    await member.update(name="bob")                  # condition false: activated does not run
+    await member.update(status="active")
+    assert SEEN[-1] == ("activated", ("new", "active"))
+    assert eager_publisher() is eager
+
+
+async def test_retries_use_simulated_time(eager: EagerPublisher) -> None:
+    await eager.publish(Event(name="member.flaky"))
+    [run] = eager.runs
+    assert run.succeeded and run.attempts == 3 and run.retry_delays == (10.0, 20.0)
+    assert eager.clock.now == 30.0                   # no real sleeping happened
+
+
+async def test_non_retryable_error_lands_in_failed_jobs(eager: EagerPublisher) -> None:
+    await eager.publish(Event(name="member.doomed"))
+    [job] = eager.failed_jobs
+    assert job.attempts == 1 and isinstance(job.error, KeyError)
+
+
+async def test_delayed_events_wait_for_the_clock_and_can_be_cancelled(eager: EagerPublisher) -> None:
+    soon, later = Event(name="member.created", data={"name": "soon"}), Event(name="member.created", data={"name": "later"})
+    await eager.publish(later, delay=3600)
+    await eager.publish(soon, delay=60)
+    assert SEEN == [] and eager.pending == [soon, later]
+    assert await eager.advance(59) == []
+    assert await eager.advance(1) == [soon]
+    assert await eager.cancel(later.id) and not await eager.cancel(later.id)
+    await eager.advance(10_000)
+    assert SEEN == [("welcome", "soon")]
+
+
+async def test_chained_events_are_published_with_causation(eager: EagerPublisher) -> None:
+    parent = Event(name="member.chain")
+    await eager.publish(parent)
+    assert eager.names() == ["member.chain", "email.sent"]
+    assert eager.published[-1].event.metadata["causation_id"] == str(parent.id)
+
+
+async def test_capture_events_records_and_forwards(eager: EagerPublisher) -> None:
+    with capture_events() as events:
+        member = await Member.create(name="ann")
+        await member.update(status="active")
+    await member.update(status="gone")
+    assert events.names() == ["member.created", "member.updated"]
+    assert events.named("member.updated")[0].changes["status"] == ("new", "active")
+    assert len(eager.published) == 3 and SEEN[0] == ("welcome", "ann")

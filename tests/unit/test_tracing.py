@@ -1,0 +1,63 @@
+"""OpenTelemetry propagation: the publisher's trace continues around the handler (in-memory exporter)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ormevents import Event
+from ormevents.celery.config import DeliverySettings
+from ormevents.handlers import HandlerRegistry, event_handler
+from ormevents.tracing import handler_span, with_trace_context
+
+sdk = pytest.importorskip("opentelemetry.sdk.trace")
+from opentelemetry import trace  # noqa: E402
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def exporter() -> Iterator[InMemorySpanExporter]:
+    memory = InMemorySpanExporter()
+    provider = sdk.TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    trace.set_tracer_provider(provider)
+    yield memory
+
+
+def test_trace_continues_from_the_write_into_sync_and_async_handlers(exporter: InMemorySpanExporter) -> None:
+    from ormevents.celery.delivery import WorkerDelivery
+
+    tracer = trace.get_tracer("test")
+    reg = HandlerRegistry()
+
+    @event_handler("a.b", name="sync", registry=reg)
+    def sync_handler(event: Event) -> None:
+        with tracer.start_as_current_span("inner sync"):
+            pass
+
+    @event_handler("a.b", name="async", registry=reg)
+    async def async_handler(event: Event) -> None:
+        with tracer.start_as_current_span("inner async"):
+            pass
+
+    with tracer.start_as_current_span("model write") as write:
+        event = with_trace_context(Event(name="a.b"))
+    assert event.metadata["traceparent"].split("-")[1] == format(write.get_span_context().trace_id, "032x")
+    assert with_trace_context(Event(name="a.b")).metadata == {}  # no active span: nothing added
+    delivery = WorkerDelivery(DeliverySettings(redis_url="redis://unused"), reg, app=None)  # type: ignore[arg-type]  # no I/O here
+    try:
+        for name in ("sync", "async"):
+            with handler_span(event, name, 0) as attach:
+                delivery._invoke(reg.get(name), event, attach)  # type: ignore[arg-type]
+    finally:
+        delivery.process_stopping()
+    spans: dict[str, Any] = {span.name: span for span in exporter.get_finished_spans()}
+    trace_id = write.get_span_context().trace_id
+    for name in ("sync", "async"):
+        handle, inner = spans[f"ormevents.handle {name}"], spans[f"inner {name}"]
+        assert handle.context.trace_id == trace_id and handle.parent.span_id == write.get_span_context().span_id
+        assert inner.parent.span_id == handle.context.span_id
+        assert handle.attributes["ormevents.event_id"] == str(event.id) and handle.kind == trace.SpanKind.CONSUMER
