@@ -61,6 +61,12 @@ async def test_event_bus_without_init_or_without_celery(mongo_uri: str) -> None:
     await ormevents.close()
 
 
+# Network I/O on the loop would stall it for a whole connect/retry cycle (>= 0.5 s here); a
+# busy 2-core CI machine adds scheduler/GC noise of up to ~70 ms to a 5 ms tick, so the bound
+# sits between the two. Typical measured lag is 1-2 ms.
+MAX_LOOP_LAG = 0.25
+
+
 async def _max_loop_lag(work: Any) -> tuple[float, Any, float]:
     """Run ``work`` while a ticker measures the worst loop lag; return (lag, outcome, seconds)."""
     lags: list[float] = []
@@ -95,7 +101,7 @@ async def test_unreachable_broker_raises_typed_error_without_blocking_the_loop(m
     print(f"\nunreachable broker: publish failed after {elapsed:.3f} s, max loop lag {lag * 1000:.1f} ms")
     assert isinstance(outcome, BrokerUnavailableError), outcome
     assert 0.3 <= elapsed <= 3.0, elapsed        # the publish retries ran (0 + 0.2 + 0.4 s), bounded
-    assert lag < 0.05, lag
+    assert lag < MAX_LOOP_LAG, lag
 
 
 @pytest.fixture
@@ -141,4 +147,4 @@ async def test_silent_broker_and_redis_time_out_without_blocking_the_loop(mongo_
     assert isinstance(outcome_now, BrokerUnavailableError), outcome_now
     assert isinstance(outcome_later, BrokerUnavailableError), outcome_later
     assert elapsed_now <= 2.5 and elapsed_later <= 2.5, (elapsed_now, elapsed_later)
-    assert max(lag_now, lag_later) < 0.05, (lag_now, lag_later)
+    assert max(lag_now, lag_later) < MAX_LOOP_LAG, (lag_now, lag_later)
