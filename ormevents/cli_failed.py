@@ -112,7 +112,8 @@ def show(conn: Connection, job_id: str, as_json: bool) -> None:
     console = Console()
     for label, value in [("job", job.id), ("handler", job.handler), ("event", f"{job.event_name} {job.event_id}"),
                          ("error", f"{job.error_type}: {job.error_message}"), ("attempts", job.attempts),
-                         ("first failed", job.first_failed_at), ("last failed", job.failed_at), ("worker", job.worker)]:
+                         ("first failed", job.first_failed_at), ("last failed", job.failed_at), ("worker", job.worker),
+                         ("queue", job.handler_queue or "(event queue)")]:
         console.print(f"[bold]{label:>13}[/bold]  {value}", highlight=False)
     console.print("[bold]        event[/bold]", json.dumps(job.event, indent=2), highlight=False)
     console.print(job.traceback or "(no traceback)", highlight=False, markup=False)

@@ -77,7 +77,7 @@ def handlers() -> None:
 @click.option("--import", "modules", multiple=True, help="module defining handlers (repeatable) [env ORMEVENTS_IMPORTS]")
 @click.option("--json", "as_json", is_flag=True)
 def list_handlers(modules: tuple[str, ...], as_json: bool) -> None:
-    """Handlers registered by the imported modules: name, pattern, condition, retry policy."""
+    """Handlers registered by the imported modules: name, pattern, condition, retry policy, queue."""
     from .handlers import registry
 
     _import(modules)
@@ -87,16 +87,16 @@ def list_handlers(modules: tuple[str, ...], as_json: bool) -> None:
         assert handler is not None
         rows.append({"name": name, "pattern": handler.pattern.text, "async": handler.is_async,
                      "condition": repr(handler.condition) if handler.condition else None,
-                     "retry": handler.retry.to_config() if handler.retry else None})
+                     "retry": handler.retry.to_config() if handler.retry else None, "queue": handler.queue})
     if as_json:
         click.echo(json.dumps(rows))
     else:
-        table = Table("handler", "pattern", "kind", "condition", "retry policy", title="handlers")
+        table = Table("handler", "pattern", "kind", "condition", "retry policy", "queue", title="handlers")
         for row in rows:
             retry = row["retry"]
             policy = f"max_retries={retry['max_retries']} {retry['backoff']}" if retry else "(default)"
             table.add_row(row["name"], row["pattern"], "async" if row["async"] else "sync", row["condition"] or "",
-                          policy)
+                          policy, row["queue"] or "(event queue)")
         Console().print(table)
     if not rows:
         click.echo("no handlers registered: pass --import or set ORMEVENTS_IMPORTS", err=True)

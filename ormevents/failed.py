@@ -34,7 +34,8 @@ class FailedJob(BaseModel):
     """One failed (event, handler) pair and why it failed.
 
     ``first_failed_at`` is when its first attempt failed, ``failed_at`` when the last one did;
-    ``worker`` is ``host:pid`` of the process that gave up.
+    ``worker`` is ``host:pid`` of the process that gave up; ``handler_queue`` is the broker
+    queue of a handler routed with ``queue=`` (retrying the job sends it there again).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -55,6 +56,7 @@ class FailedJob(BaseModel):
     first_failed_at: datetime | None = None
     failed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     worker: str = ""
+    handler_queue: str | None = Field(default=None, description="the handler's own broker queue, if routed")
 
     @staticmethod
     def make_id(event_id: str, handler: str) -> str:

@@ -54,6 +54,8 @@ class Handler:
     condition: Condition | None = None
     retry: RetryPolicy | None = None
     payload_model: type[BaseModel] | None = None
+    queue: str | None = None
+    """The broker queue this handler's runs (and retries) go to; ``None``: the event queue."""
 
     def wants(self, event: Event) -> bool:
         """True if ``event`` matches the pattern and the condition (if any) holds."""
@@ -135,6 +137,7 @@ def event_handler(
     *,
     name: str | None = None,
     retry: RetryPolicy | dict[str, Any] | None = None,
+    queue: str | None = None,
     registry: HandlerRegistry | None = None,
     **conditions: Unpack[ConditionKeywords],
 ) -> Callable[[F], F]:
@@ -142,6 +145,8 @@ def event_handler(
 
     Condition keywords are those of model hooks; a handler whose condition is false for an
     event is not scheduled at all. ``retry`` overrides the default execution retry policy.
+    ``queue`` routes this handler's runs and retries to that broker queue (workers consume it
+    with ``-Q``); by default they share the event queue (``event_config["queue_name"]``).
     The function is returned unchanged (still callable directly in tests).
 
     Example::
@@ -157,6 +162,8 @@ def event_handler(
     policy = RetryPolicy.model_validate(retry) if isinstance(retry, dict) else retry
     if policy is not None and not isinstance(policy, RetryPolicy):
         raise HandlerRegistrationError(f"retry= takes a RetryPolicy or a mapping of its fields, got {retry!r}")
+    if queue is not None and (not isinstance(queue, str) or not queue.strip() or queue != queue.strip()):
+        raise HandlerRegistrationError(f"handler for {pattern!r}: queue= takes a non-empty queue name, got {queue!r}")
     target = registry if registry is not None else globals()["registry"]
 
     def decorate(func: F) -> F:
@@ -170,6 +177,7 @@ def event_handler(
                 condition=cond,
                 retry=policy,
                 payload_model=payload_model,
+                queue=queue,
             )
         )
         return func

@@ -2,21 +2,18 @@
 
 A worker reads them from the environment (:meth:`DeliverySettings.from_env`):
 
-==============================  ==========================================================
-``ORMEVENTS_REDIS_URL``         Redis for the schedule, failed jobs and counters (required)
-``ORMEVENTS_BROKER_URL``        Celery broker (``redis://`` or ``amqp://``); default: Redis
-``ORMEVENTS_QUEUE``             queue name and Redis key prefix (default ``ormevents:events``)
-``ORMEVENTS_IMPORTS``           comma-separated handler modules the worker imports
-``ORMEVENTS_RETRY_POLICY``      JSON of :class:`~ormevents.retry.RetryPolicy` fields (fallback
-                                default; events carry the publisher's default)
-``ORMEVENTS_PUBLISH_RETRY``     JSON of :class:`~ormevents.retry.PublishRetryPolicy` fields
-``ORMEVENTS_VISIBILITY_TIMEOUT`` Redis broker ``visibility_timeout`` in seconds
-``ORMEVENTS_SCHEDULER_POLL``    longest sleep of the schedule poller (default 0.05 s)
-``ORMEVENTS_FAILED_JOBS``       JSON of :class:`~ormevents.failed.FailedJobRetention` fields
-                                (fallback; events carry the publisher's ``failed_jobs``)
-``ORMEVENTS_STATUS_TTL``        seconds event status records are kept (default 7 days;
-                                events carry the publisher's ``status_ttl``)
-==============================  ==========================================================
+| variable                          | meaning                                                        |
+|-----------------------------------|----------------------------------------------------------------|
+| ``ORMEVENTS_REDIS_URL``           | Redis for the schedule, failed jobs and counters (required)    |
+| ``ORMEVENTS_BROKER_URL``          | Celery broker (``redis://`` or ``amqp://``); default: Redis    |
+| ``ORMEVENTS_QUEUE``               | queue name and Redis key prefix (default ``ormevents:events``) |
+| ``ORMEVENTS_IMPORTS``             | comma-separated handler modules the worker imports             |
+| ``ORMEVENTS_RETRY_POLICY``        | JSON of :class:`~ormevents.retry.RetryPolicy` fields (fallback default; events carry the publisher's default) |
+| ``ORMEVENTS_PUBLISH_RETRY``       | JSON of :class:`~ormevents.retry.PublishRetryPolicy` fields    |
+| ``ORMEVENTS_VISIBILITY_TIMEOUT``  | Redis broker ``visibility_timeout`` in seconds                 |
+| ``ORMEVENTS_SCHEDULER_POLL``      | longest sleep of the schedule poller (default 0.05 s)          |
+| ``ORMEVENTS_FAILED_JOBS``         | JSON of :class:`~ormevents.failed.FailedJobRetention` fields (fallback; events carry the publisher's ``failed_jobs``) |
+| ``ORMEVENTS_STATUS_TTL``          | seconds event status records are kept (default 7 days; events carry the publisher's ``status_ttl``) |
 
 The queue name must be the same for the publisher (``event_config["queue_name"]``) and the
 worker, since it names both the Celery queue and the Redis keys.

@@ -23,13 +23,10 @@ Malformed messages raise Celery's ``Reject(requeue=False)`` (logged, counted as
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import os
 import socket
 import time
-import traceback
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -39,7 +36,6 @@ from pydantic import ValidationError
 
 from ..errors import BrokerUnavailableError, OrmEventsError
 from ..events import Event
-from ..failed import FailedJob, FailedJobRetention
 from ..failed_store import FailedJobStore
 from ..handlers import Handler, HandlerRegistry
 from ..metrics import metrics
@@ -47,11 +43,11 @@ from ..retry import RetryPolicy
 from ..status import StatusWriter
 from ..tracing import handler_span
 from .config import DeliverySettings
-from .results import qualname, split_result
+from .outcomes import Run, RunOutcomes
+from .results import split_result
 from .runtime import WorkerLoop, as_coroutine, hooks
 from .scheduler import RedisSchedule
-from .sending import Sender, dispatch_message, event_member, retry_member, run_message
-
+from .sending import Sender, run_message
 
 logger = logging.getLogger("ormevents.celery.delivery")
 
@@ -72,6 +68,7 @@ class WorkerDelivery:
         self._redis: redis.Redis | None = None
         self._sender: Sender | None = None
         self._store: FailedJobStore | None = None
+        self.outcomes = RunOutcomes(self)
 
     # ----- per-process resources (never shared across fork) ------------------------------
 
@@ -140,16 +137,18 @@ class WorkerDelivery:
                         extra={"event_id": str(event.id), "state": "unmatched"})
             return []
         done = self._done_handlers(str(event.id))
-        names = [handler.name for handler in selected if handler.name not in done]
+        pending = [handler for handler in selected if handler.name not in done]
+        names = [handler.name for handler in pending]
         self.status.event(pipe, wire, "dispatched", ttl, names)  # queued before any run can start
         for name in names:
             self.status.gauge(pipe, name, queued=1)
         pipe.hincrby(self.keys.stats, "dispatched", 1)
         pipe.execute()
-        for name in names:
-            self.sender.send(run_message(wire, name, 0, policy, time.time(), options=options, due=due))
-            logger.debug("handler %s queued for event %s", name, event.id,
-                         extra={"event_id": str(event.id), "handler": name, "attempt": 0, "state": "queued"})
+        for handler in pending:
+            self.sender.send(run_message(wire, handler.name, 0, policy, time.time(), queue=handler.queue,
+                                         options=options, due=due))
+            logger.debug("handler %s queued for event %s", handler.name, event.id,
+                         extra={"event_id": str(event.id), "handler": handler.name, "attempt": 0, "state": "queued"})
         return names
 
     def run(self, args: tuple[Any, ...], first_at: float | None = None, first_failed_at: float | None = None,
@@ -159,15 +158,16 @@ class WorkerDelivery:
         name, attempt = args[1], args[2]
         if not isinstance(name, str) or not isinstance(attempt, int) or attempt < 0:
             self._reject(f"run_handler needs (event, handler name, attempt >= 0), got {args[1:3]!r}")
-        run = _Run(event, name, attempt, policy_cfg, first_at, first_failed_at, *self.settings.options_from(options))
+        run = Run(event, name, attempt, policy_cfg, first_at, first_failed_at, *self.settings.options_from(options))
         handler = self.registry.get(name)
         if handler is None:
             logger.error("no handler named %r in this worker (event %s); recorded as failed", name, event.id,
                          extra=run.extra("failed"))
             self.count("unknown_handler")
-            self._fail(run, "UnknownHandler",
+            self.outcomes.fail(run, "UnknownHandler",
                        f"no handler named {name!r} is registered in the worker; check ORMEVENTS_IMPORTS", "", ran=False)
             return None
+        run.queue = handler.queue
         if self.redis.hexists(self.keys.done(run.event_id), name):
             logger.info("handler %s already completed event %s; skipping the redelivery", name, run.event_id,
                         extra=run.extra("duplicate"))
@@ -176,34 +176,18 @@ class WorkerDelivery:
             self.status.gauge(pipe, name, **run.dequeued())
             pipe.execute()
             return None
-        started = self._started(run, due)
+        started = self.outcomes.started(run, due)
         try:
             with handler_span(event, name, attempt) as attach:
                 result = self._invoke(handler, event, attach)
             children, value = split_result(result, event, name)
         except Exception as exc:
             metrics().duration.labels(handler=name).observe(time.time() - started)
-            self._failed_attempt(run, handler.retry or self._policy(policy_cfg), exc)
+            self.outcomes.failed_attempt(run, handler.retry or self._policy(policy_cfg), exc)
             return None
         metrics().duration.labels(handler=name).observe(time.time() - started)
-        self._complete(run, value, children)
+        self.outcomes.complete(run, value, children)
         return value
-
-    # ----- state changes ----------------------------------------------------------------
-
-    def _started(self, run: _Run, due: float | None) -> float:
-        now = time.time()
-        pipe = self.redis.pipeline(transaction=False)
-        self.status.handler(pipe, run.event_id, run.name, run.ttl, state="running", attempts=run.attempt + 1,
-                            started_at=now, next_attempt_at=None)
-        self.status.gauge(pipe, run.name, running=1, **run.dequeued())
-        pipe.execute()
-        metrics().delivered.labels(handler=run.name).inc()
-        if run.attempt == 0 and due is not None:
-            metrics().latency.labels(handler=run.name).observe(max(0.0, now - due))
-        logger.info("handler %s started on event %s (attempt %d)", run.name, run.event_id, run.attempt + 1,
-                    extra=run.extra("running"))
-        return now
 
     def _invoke(self, handler: Handler, event: Event, attach: Any = None) -> Any:
         argument = handler.argument(event)
@@ -217,62 +201,6 @@ class WorkerDelivery:
         if not self.loop.running:  # solo/threads pools send no worker_process_init
             self.loop.start(hooks.start)
         return self.loop.run(as_coroutine(attach(awaitable) if attach else awaitable))
-
-    def _complete(self, run: _Run, value: Any, children: list[Event]) -> None:
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.keys.done(run.event_id), run.name, json.dumps(value, separators=(",", ":")))
-        pipe.expire(self.keys.done(run.event_id), self.settings.result_ttl)
-        now = time.time()
-        for child in children:
-            self.sender.schedule.add(event_member(child.id), dispatch_message(child.to_dict(), run.policy_cfg), now, pipe=pipe)
-        self.status.handler(pipe, run.event_id, run.name, run.ttl, state="succeeded", result=value,
-                            finished_at=now, last_error=None)
-        pipe.hincrby(self.keys.stats, "succeeded", 1)
-        self.status.gauge(pipe, run.name, running=-1)
-        pipe.execute()
-        metrics().succeeded.labels(handler=run.name).inc()
-        logger.info("handler %s completed event %s (%d chained events)", run.name, run.event_id, len(children),
-                    extra=run.extra("succeeded"))
-
-    def _failed_attempt(self, run: _Run, policy: RetryPolicy, exc: Exception) -> None:
-        if not policy.should_retry(exc, run.attempt):
-            logger.error("handler %s failed on event %s after %d attempt(s): %r; stored as a failed job",
-                         run.name, run.event_id, run.attempt + 1, exc, extra=run.extra("failed"))
-            self._fail(run, qualname(type(exc)), str(exc), "".join(traceback.format_exception(exc)))
-            return
-        now = time.time()
-        delay = policy.delay(run.attempt)
-        message = run_message(run.event.to_dict(), run.name, run.attempt + 1, run.policy_cfg, run.first_at,
-                              first_failed_at=run.first_failed_at or now, options=run.options())
-        pipe = self.redis.pipeline(transaction=True)
-        self.sender.schedule.add(retry_member(run.event_id, run.name, run.attempt + 1), message, now + delay, pipe=pipe)
-        self.status.handler(pipe, run.event_id, run.name, run.ttl, state="retrying", last_error=_error(exc),
-                            finished_at=now, next_attempt_at=now + delay)
-        pipe.hincrby(self.keys.stats, "retried", 1)
-        self.status.gauge(pipe, run.name, running=-1, scheduled=1)
-        pipe.execute()
-        metrics().retried.labels(handler=run.name).inc()
-        logger.warning("handler %s failed on event %s (attempt %d): %r; retrying in %.3f s",
-                       run.name, run.event_id, run.attempt + 1, exc, delay, extra=run.extra("retrying"))
-
-    def _fail(self, run: _Run, error_type: str, message: str, trace: str, ran: bool = True) -> None:
-        now = time.time()
-        job = FailedJob(
-            id=FailedJob.make_id(run.event_id, run.name), queue=self.settings.queue_name, handler=run.name,
-            event=run.event.to_dict(), event_id=run.event_id, event_name=run.event.name, model=run.event.model,
-            error_type=error_type, error_message=message, traceback=trace[-20000:], attempts=run.attempt + 1,
-            retry_policy=run.policy_cfg if isinstance(run.policy_cfg, dict) else None,
-            first_attempt_at=_when(run.first_at), first_failed_at=_when(run.first_failed_at or now),
-            failed_at=datetime.fromtimestamp(now, UTC), worker=self.worker_name,
-        )
-        pipe = self.redis.pipeline(transaction=True)
-        self.store.record(job, retention=run.retention, pipe=pipe, now=now)
-        self.status.handler(pipe, run.event_id, run.name, run.ttl, state="failed", attempts=run.attempt + 1,
-                            last_error=f"{error_type}: {message}", finished_at=now, next_attempt_at=None)
-        pipe.hincrby(self.keys.stats, "failed", 1)
-        self.status.gauge(pipe, run.name, **({"running": -1} if ran else run.dequeued()))
-        pipe.execute()
-        metrics().failed.labels(handler=run.name).inc()
 
     # ----- helpers ----------------------------------------------------------------------
 
@@ -300,37 +228,6 @@ class WorkerDelivery:
         logger.error("rejecting malformed message: %s", reason)
         self.count("rejected")
         raise Reject(reason, requeue=False)
-
-
-class _Run:
-    """One ``run_handler`` message being processed: what every state change needs."""
-
-    def __init__(self, event: Event, name: str, attempt: int, policy_cfg: Any, first_at: float | None,
-                 first_failed_at: float | None, retention: FailedJobRetention, ttl: int) -> None:
-        self.event, self.event_id, self.name, self.attempt = event, str(event.id), name, attempt
-        self.policy_cfg, self.first_at, self.first_failed_at = policy_cfg, first_at, first_failed_at
-        self.retention, self.ttl = retention, ttl
-
-    def extra(self, state: str) -> dict[str, Any]:
-        """The structured logging context of this run in ``state``."""
-        return {"event_id": self.event_id, "event_name": self.event.name, "handler": self.name,
-                "attempt": self.attempt + 1, "state": state}
-
-    def dequeued(self) -> dict[str, int]:
-        """The gauge this run leaves: a first attempt was queued, a retry was scheduled."""
-        return {"queued": -1} if self.attempt == 0 else {"scheduled": -1}
-
-    def options(self) -> dict[str, Any]:
-        """The options a retry message carries on."""
-        return {"failed_jobs": self.retention.model_dump(), "status_ttl": self.ttl}
-
-
-def _when(epoch: float | None) -> datetime | None:
-    return datetime.fromtimestamp(epoch, UTC) if epoch else None
-
-
-def _error(exc: BaseException) -> str:
-    return f"{qualname(type(exc))}: {exc}"
 
 
 def requeue_on_infrastructure_error(func: Any, *args: Any, pause: float = 1.0, **kwargs: Any) -> Any:

@@ -100,7 +100,7 @@ class Requeue:
                             last_error=None, next_attempt_at=None)
         self.status.gauge(pipe, job.handler, queued=1)
         pipe.execute()
-        message = run_message(job.event, job.handler, 0, job.retry_policy, time.time())
+        message = run_message(job.event, job.handler, 0, job.retry_policy, time.time(), queue=job.handler_queue)
         message["id"] = f"{job.id}:retry:{uuid.uuid4().hex[:12]}"
         self.sender.send(message)  # raises BrokerUnavailableError: the record stays
         if self.store.remove(job.id, expected=raw) == -1:

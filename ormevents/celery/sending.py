@@ -7,8 +7,9 @@ Two task names travel on the queue (stable strings):
 * ``ormevents.run_handler(event, handler, attempt, retry_policy)`` — one (event, handler)
   pair, its own unit of work, retried alone.
 
-A message is ``{"task": name, "args": [...], "kwargs": {...}, "id": task_id}``; the same dict is what the
-Redis schedule stores, so a delayed message is sent exactly as an immediate one.
+A message is ``{"task": name, "args": [...], "kwargs": {...}, "id": task_id}`` plus ``"queue"``
+when a handler is routed to its own queue; the same dict is what the Redis schedule stores, so
+a delayed message is sent exactly as an immediate one.
 
 Example::
 
@@ -54,19 +55,24 @@ def dispatch_message(event_wire: dict[str, Any], retry_policy: dict[str, Any] | 
 
 def run_message(
     event_wire: dict[str, Any], handler: str, attempt: int, retry_policy: dict[str, Any] | None,
-    first_at: float | None = None, **extra: Any,
+    first_at: float | None = None, *, queue: str | None = None, **extra: Any,
 ) -> dict[str, Any]:
     """The message that runs ``handler`` on ``event_wire`` (``attempt`` counts from 0).
 
     ``first_at`` (epoch seconds of the first attempt) rides along for the failed-job record,
     and so do ``extra`` keywords (``first_failed_at``, ``options``, ``due``) that are not ``None``.
+    ``queue`` (the handler's own broker queue, if it has one) is kept in the message, so a
+    retry waiting in the schedule is sent to the same queue.
     """
-    return {
+    message: dict[str, Any] = {
         "task": RUN_HANDLER_TASK,
         "args": [event_wire, handler, attempt, retry_policy],
         "kwargs": {"first_at": first_at, **{k: v for k, v in extra.items() if v is not None}},
         "id": f"{event_wire['id']}:{handler}:{attempt}",
     }
+    if queue:
+        message["queue"] = queue
+    return message
 
 
 def event_member(event_id: uuid.UUID | str) -> str:
@@ -88,7 +94,10 @@ class Sender:
         self.settings = settings
 
     def send(self, message: dict[str, Any]) -> None:
-        """Send ``message`` now; :class:`BrokerUnavailableError` after the publish retries."""
+        """Send ``message`` now (to its ``"queue"``, else the event queue).
+
+        Raises :class:`BrokerUnavailableError` after the publish retries.
+        """
         try:
             self.app.send_task(
                 message["task"],
@@ -99,7 +108,7 @@ class Sender:
                 # (measured), and event data has no place in monitoring headers anyway.
                 argsrepr=f"<{message['task']} {message['id']}>",
                 kwargsrepr="{}",
-                queue=self.settings.queue_name,
+                queue=message.get("queue") or self.settings.queue_name,
                 retry=True,
                 retry_policy=self.settings.publish_retry.as_celery(),
             )

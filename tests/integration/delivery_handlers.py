@@ -214,3 +214,19 @@ def status_later(event: Event) -> None:
 def status_block(event: Event) -> None:
     record("t.status_block", event)
     time.sleep(float(event.data["sleep"]))
+
+
+@event_handler("routed.job", name="t.routed", queue=f"{QUEUE}:slow",
+               retry=RetryPolicy(max_retries=3, interval_start=0.1, interval_step=0, interval_max=0.1))
+def routed(event: Event) -> None:
+    """Runs on its own queue; fails ``fail_times`` times, or until ``<queue>:switch:<tag>`` is set."""
+    calls = record("t.routed", event)
+    if calls <= int(event.data.get("fail_times", 0)) or (
+        event.data.get("needs_switch") and not _sync().exists(f"{QUEUE}:switch:{event.data.get('tag')}")
+    ):
+        raise RuntimeError(f"routed failure {calls}")
+
+
+@event_handler("routed.job", name="t.unrouted")
+def unrouted(event: Event) -> None:
+    record("t.unrouted", event)

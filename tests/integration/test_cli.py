@@ -121,6 +121,7 @@ async def test_stats_handlers_and_worker_command(ops_bus: Any, ops_redis: redis.
     rows = {row["name"]: row for row in json.loads(listed.stdout)}
     assert rows["t.switch"]["pattern"] == "*.switch" and rows["t.switch"]["retry"]["max_retries"] == 2
     assert rows["t.activated"]["condition"] == "ChangesTo(path='status', value='active')"
+    assert rows["t.routed"]["queue"].endswith(":slow") and rows["t.switch"]["queue"] is None
     bad = cli(redis_uri, ops_queue, "handlers", "list", "--import", "no_such_module_here")
     assert bad.returncode == 2 and "cannot import 'no_such_module_here'" in bad.stderr
     command = json.loads(cli(redis_uri, ops_queue, "worker", "--import", "shop.handlers", "--print", "-c", "2").stdout)

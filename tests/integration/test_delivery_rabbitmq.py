@@ -7,7 +7,6 @@ with a uniquely named queue that is deleted afterwards; skipped when it is unrea
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 import uuid
@@ -20,6 +19,7 @@ from kombu import Connection, Exchange, Queue
 
 import ormevents
 from ormevents import Event, event_bus
+from tests.integration.test_delivery import records, wait_for
 from tests.integration.worker_process import WorkerProcess
 from tests.support.timing import LATE_SLACK
 
@@ -42,10 +42,11 @@ def amqp_url() -> str:
 def queue(amqp_url: str) -> Iterator[str]:
     name = f"ormevents-test-{uuid.uuid4().hex[:10]}"
     yield name
-    with Connection(amqp_url, connect_timeout=2) as conn:  # only our own queue and exchange
+    with Connection(amqp_url, connect_timeout=2) as conn:  # only our own queues and exchanges
         channel = conn.channel()
-        Queue(name, Exchange(name), routing_key=name, channel=channel).delete()
-        Exchange(name, channel=channel).delete()
+        for declared in (name, f"{name}:slow"):
+            Queue(declared, Exchange(declared), routing_key=declared, channel=channel).delete()
+            Exchange(declared, channel=channel).delete()
 
 
 @pytest.fixture(scope="module")
@@ -63,19 +64,6 @@ async def bus(worker: WorkerProcess, queue: str, redis_uri: str, amqp_url: str, 
                          event_config={"queue_name": queue})
     yield event_bus
     await ormevents.close()
-
-
-def records(rdb: redis.Redis, queue: str, handler: str, tag: str) -> list[dict[str, Any]]:
-    return [json.loads(item) for item in rdb.lrange(f"{queue}:rec:{handler}:{tag}", 0, -1)]
-
-
-async def wait_for(check: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.02)
-    return value
 
 
 async def test_sync_and_async_handlers_on_rabbitmq(bus: Any, rdb: redis.Redis, queue: str) -> None:
@@ -111,3 +99,29 @@ async def test_delay_and_cancel_on_rabbitmq(bus: Any, rdb: redis.Redis, queue: s
     recs = records(rdb, queue, "t.reminder", tag)
     assert [r["data"]["k"] for r in recs] == ["kept"]
     assert 1.0 <= recs[0]["t"] - start <= 1.0 + LATE_SLACK
+
+
+def waiting_on(amqp_url: str, name: str) -> int:
+    """Messages ready on RabbitMQ queue ``name`` (0 if it does not exist yet)."""
+    with Connection(amqp_url, connect_timeout=2) as conn:
+        try:
+            return int(Queue(name, channel=conn.channel()).queue_declare(passive=True).message_count)
+        except Exception:
+            return 0
+
+
+async def test_routed_handler_on_its_own_rabbitmq_queue(
+    bus: Any, rdb: redis.Redis, queue: str, redis_uri: str, amqp_url: str
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    await bus.publish(Event(name="routed.job", data={"tag": tag}))
+    await wait_for(lambda: records(rdb, queue, "t.unrouted", tag))
+    await wait_for(lambda: waiting_on(amqp_url, f"{queue}:slow") == 1)
+    assert records(rdb, queue, "t.routed", tag) == []
+    slow = WorkerProcess(queue, redis_uri, broker_url=amqp_url, consume=[f"{queue}:slow"], concurrency=1)
+    try:
+        await asyncio.to_thread(slow.start)
+        await wait_for(lambda: records(rdb, queue, "t.routed", tag), timeout=15)
+    finally:
+        await asyncio.to_thread(slow.cleanup)
+    assert waiting_on(amqp_url, f"{queue}:slow") == 0

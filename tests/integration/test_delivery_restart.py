@@ -6,15 +6,13 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-import ormevents
-from ormevents import Event, event_bus
+from ormevents import Event
 from ormevents.celery.keys import Keys
 from tests.integration.worker_process import WorkerProcess
 from tests.support.timing import LATE_SLACK

@@ -15,11 +15,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class WorkerProcess:
-    """One prefork worker on ``queue``; its log goes to a temp file (see :meth:`log`)."""
+    """One prefork worker for ``queue`` (consuming ``consume``, default ``[queue]``); its log goes
+    to a temp file (see :meth:`log`)."""
 
     def __init__(self, queue: str, redis_url: str, *, broker_url: str | None = None,
-                 concurrency: int = 2, extra_env: dict[str, str] | None = None) -> None:
+                 concurrency: int = 2, extra_env: dict[str, str] | None = None,
+                 consume: list[str] | None = None) -> None:
         self.queue = queue
+        self.consume = consume or [queue]
         self.env = {
             **os.environ,
             "ORMEVENTS_REDIS_URL": redis_url,
@@ -39,7 +42,7 @@ class WorkerProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "ormevents.worker", "worker", "--pool=prefork",
-             "-c", str(self.concurrency), "-Q", self.queue, "-n", f"w{uuid.uuid4().hex[:8]}@%h",
+             "-c", str(self.concurrency), "-Q", ",".join(self.consume), "-n", f"w{uuid.uuid4().hex[:8]}@%h",
              "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )

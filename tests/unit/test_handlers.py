@@ -141,11 +141,18 @@ def test_optional_extra_parameters_are_allowed(reg: HandlerRegistry) -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"changes_to": "x"}, {"when": "a", "when_any": ["b"]}, {"retry": 3}, {"condition": "status"}],
+    [{"changes_to": "x"}, {"when": "a", "when_any": ["b"]}, {"retry": 3}, {"condition": "status"},
+     {"queue": ""}, {"queue": " emails"}, {"queue": 5}],
 )
 def test_bad_condition_or_retry_arguments(reg: HandlerRegistry, kwargs: dict[str, Any]) -> None:
     with pytest.raises(HandlerRegistrationError):
         event_handler("a.b", registry=reg, **kwargs)
+
+
+def test_queue_routing_is_kept_on_the_handler(reg: HandlerRegistry) -> None:
+    event_handler("email.*", name="mailer", queue="app:emails", registry=reg)(lambda event: None)
+    event_handler("email.*", name="plain", registry=reg)(lambda event: None)
+    assert reg.get("mailer").queue == "app:emails" and reg.get("plain").queue is None  # type: ignore[union-attr]
 
 
 def test_bad_pattern_is_rejected_at_decoration(reg: HandlerRegistry) -> None:
