@@ -17,7 +17,7 @@ from ormevents.embedded import stop
 from ormevents.redaction import redact_changes
 
 from .models import Order, User
-from .settings import Settings
+from .settings import CARRIER_FIXED, Settings
 from .timeline import Timeline
 
 EXPECTED: list[tuple[str, str]] = [
@@ -26,6 +26,7 @@ EXPECTED: list[tuple[str, str]] = [
     ("user.created", "shop.audit"),
     ("user.updated", "shop.confirm_email_change"),
     ("order.created", "shop.count_orders"),
+    ("order.created", "shop.audit"),
     ("order.payment_reminder", "shop.payment_reminder"),
     ("order.paid", "shop.charge_card"),
     ("order.shipped", "shop.audit"),
@@ -127,8 +128,6 @@ async def _show_failed_jobs() -> str | None:
 async def _carrier_fixed(settings: Settings, fixed: bool) -> None:
     """Set or clear the Redis flag the carrier handler checks."""
     import redis.asyncio
-
-    from .handlers import CARRIER_FIXED
 
     client = redis.asyncio.Redis.from_url(settings.redis_uri)
     try:

@@ -15,8 +15,9 @@ from pymongo import AsyncMongoClient, MongoClient
 
 from ormevents import Event, RetryPolicy, event_handler, model_event_handler
 from ormevents.celery.runtime import on_worker_start, on_worker_stop
+from ormevents.storage import to_bson
 
-from .settings import Settings
+from .settings import CARRIER_FIXED, Settings
 
 
 class _Clients:
@@ -115,7 +116,8 @@ async def audit(event: Event) -> None:
     await db().audit_log.update_one(
         {"_id": str(event.id)},
         {"$setOnInsert": {"event": event.name, "object_id": event.object_id,
-                          "changes": {path.replace(".", "/"): list(pair) for path, pair in event.changes.items()},
+                          # to_bson: order totals are Decimals, stored as Decimal128
+                          "changes": {path.replace(".", "/"): to_bson(list(pair)) for path, pair in event.changes.items()},
                           "at": event.created_at}},
         upsert=True,
     )
@@ -141,9 +143,6 @@ async def charge_card(event: Event) -> str:
         raise TimeoutError("payment gateway timed out")
     await note(event, "shop.charge_card", "ok", f"charged {event.data['total']}", attempt)
     return "charged"
-
-
-CARRIER_FIXED = "shop:carrier:fixed"
 
 
 @event_handler("order.shipped", name="shop.notify_carrier",

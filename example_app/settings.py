@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+CARRIER_FIXED = "shop:carrier:fixed"
+"""Redis flag: while it is absent the simulated carrier API rejects every request."""
+
 
 @dataclass(frozen=True)
 class Settings:

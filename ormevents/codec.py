@@ -4,16 +4,14 @@ Events carry plain values: ``dict`` (string keys), ``list``, ``str``, ``int``, `
 ``bool``, ``None`` and these rich scalars, each written as a one-key tagged object in the
 style of MongoDB Extended JSON:
 
-================  ====================================  ==============================
-Python            JSON                                  note
-================  ====================================  ==============================
-``ObjectId``      ``{"$oid": "65f1..."}``
-``datetime``      ``{"$date": "2024-05-01T12:00:00.123456+00:00"}``  always UTC-aware
-``date``          ``{"$dateonly": "2024-05-01"}``
-``Decimal``       ``{"$decimal": "10.50"}``                exact digits kept
-``UUID``          ``{"$uuid": "1b4e28ba-..."}``
-``bytes``         ``{"$binary": "<base64>"}``
-================  ====================================  ==============================
+| Python         | JSON                                                | note              |
+|----------------|-----------------------------------------------------|-------------------|
+| ``ObjectId``   | ``{"$oid": "65f1..."}``                             |                   |
+| ``datetime``   | ``{"$date": "2024-05-01T12:00:00.123456+00:00"}``   | always UTC-aware  |
+| ``date``       | ``{"$dateonly": "2024-05-01"}``                     |                   |
+| ``Decimal``    | ``{"$decimal": "10.50"}``                           | exact digits kept |
+| ``UUID``       | ``{"$uuid": "1b4e28ba-..."}``                       |                   |
+| ``bytes``      | ``{"$binary": "<base64>"}``                         |                   |
 
 A user dict that happens to look like a tag is wrapped as ``{"$literal": {...}}`` so the
 round trip stays exact. :func:`to_plain` first normalises richer inputs (pydantic models,

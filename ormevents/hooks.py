@@ -13,11 +13,11 @@ Eight decorators mark model methods (sync or ``async``) to run around writes::
 Firing order per write (hooks of one kind run in definition order, base classes first, each
 awaited before the next; a subclass method overriding a hook keeps the base's position):
 
-=========  ====================================================================
-create     before_create, before_write, [insert], after_create, after_write
-update     before_update, before_write, [update], after_update, after_write
-delete     before_delete, [delete], after_delete
-=========  ====================================================================
+| write  | hooks and the driver call, in order                               |
+|--------|-------------------------------------------------------------------|
+| create | before_create, before_write, [insert], after_create, after_write |
+| update | before_update, before_write, [update], after_update, after_write |
+| delete | before_delete, [delete], after_delete                             |
 
 Contracts:
 
@@ -108,13 +108,21 @@ def _decorator(kind: HookKind) -> HookDecorator:
 
 
 before_create = _decorator(HookKind.BEFORE_CREATE)
+"""Run the decorated method before a new document is inserted."""
 after_create = _decorator(HookKind.AFTER_CREATE)
+"""Run the decorated method after a new document was inserted."""
 before_update = _decorator(HookKind.BEFORE_UPDATE)
+"""Run the decorated method before the changes of a saved document are written."""
 after_update = _decorator(HookKind.AFTER_UPDATE)
+"""Run the decorated method after the changes of a saved document were written."""
 before_write = _decorator(HookKind.BEFORE_WRITE)
+"""Run the decorated method before any insert or update (after ``before_create``/``before_update``)."""
 after_write = _decorator(HookKind.AFTER_WRITE)
+"""Run the decorated method after any insert or update (after ``after_create``/``after_update``)."""
 before_delete = _decorator(HookKind.BEFORE_DELETE)
+"""Run the decorated method before the document is deleted."""
 after_delete = _decorator(HookKind.AFTER_DELETE)
+"""Run the decorated method after the document was deleted."""
 
 
 def collect_hooks(model: type[BaseModel]) -> HookTable:

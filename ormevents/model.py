@@ -160,12 +160,22 @@ class EventModel(QueryMixin, BaseModel):
         delay: float | None = None,
         eta: datetime | None = None,
     ) -> Event:
-        """Publish a custom ``<model>.<action>`` event (data defaults to the current document, redacted)."""
-        validate_action(action)
-        document = self._fields_document() if data is None else data
-        event = self._event(action, document, EMPTY, metadata, redact=data is None)
+        """Publish a custom ``<model>.<action>`` event (see :meth:`build_event`); returns it."""
+        event = self.build_event(action, data=data, metadata=metadata)
         await get_runtime().publisher.publish(event, delay=delay, eta=eta)
         return event
+
+    def build_event(self, action: str, *, data: dict[str, Any] | None = None,
+                    metadata: dict[str, Any] | None = None) -> Event:
+        """The custom ``<model>.<action>`` event of this document, not published.
+
+        ``data`` defaults to the current document, redacted; ``metadata`` adds to the
+        :func:`~ormevents.context.event_metadata` in effect. Raises
+        :class:`~ormevents.errors.InvalidEventNameError` for a bad ``action``.
+        """
+        validate_action(action)
+        document = self._fields_document() if data is None else data
+        return self._event(action, document, EMPTY, metadata, redact=data is None)
 
     # ----- internals ---------------------------------------------------------------------
 

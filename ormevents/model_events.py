@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .errors import ConfigurationError
 from .events import Event, validate_action
 from .naming import snake_case
 from .publishing import Publisher
 from .runtime import get_runtime
 
+if TYPE_CHECKING:
+    from .bus import EventBus
+
 
 async def dispatch_model_event(
-    bus: Publisher | None,
+    bus: Publisher | EventBus | None,
     model: type | str,
     action: str,
     object_id: Any,
@@ -25,19 +29,28 @@ async def dispatch_model_event(
     """Publish ``<model>.<action>`` for ``object_id`` through ``bus`` (``None``: the runtime's publisher).
 
     ``instance_or_data`` is an :class:`~ormevents.model.EventModel` (its document, redacted,
-    becomes ``data``), a mapping, or ``None``. Returns the published event. Example::
+    becomes ``data``), a mapping, or ``None``. With an instance, ``model`` must be its class
+    (or class name) and ``object_id`` its id (or ``None``), else :class:`ConfigurationError`.
+    Returns the published event. Example::
 
         await dispatch_model_event(event_bus, User, "welcome_email", user.id, user, delay=60)
     """
     validate_action(action)
     prefix = snake_case(model if isinstance(model, str) else model.__name__)
-    if hasattr(instance_or_data, "emit") and hasattr(type(instance_or_data), "__ormevents__"):
-        return await instance_or_data.emit(action, metadata=metadata, delay=delay, eta=eta)
-    event = Event(
-        name=f"{prefix}.{action}",
-        object_id=object_id,
-        data=dict(instance_or_data or {}),
-        metadata=metadata or {},
-    )
+    meta = getattr(type(instance_or_data), "__ormevents__", None)
+    if meta is not None:
+        if isinstance(model, type) and model is not type(instance_or_data) or isinstance(model, str) and prefix != meta.event_prefix:
+            raise ConfigurationError(
+                f"dispatch_model_event: model {getattr(model, '__name__', model)!r} does not match the instance, "
+                f"a {type(instance_or_data).__name__}"
+            )
+        if object_id is not None and str(object_id) != str(instance_or_data.id):
+            raise ConfigurationError(
+                f"dispatch_model_event: object_id {object_id!r} is not the instance's id {instance_or_data.id!r}"
+            )
+        event = instance_or_data.build_event(action, metadata=metadata)
+    else:
+        event = Event(name=f"{prefix}.{action}", object_id=object_id, data=dict(instance_or_data or {}),
+                      metadata=metadata or {})
     await (bus or get_runtime().publisher).publish(event, delay=delay, eta=eta)
     return event

@@ -38,7 +38,8 @@ class PublishedEvent:
 
 
 class RecordingPublisher:
-    """Keeps every published event in memory, in publish order (no delivery).
+    """Keeps published events in memory, in publish order (no delivery); with ``limit``, only
+    the last ``limit`` of them.
 
     Example::
 
@@ -49,11 +50,14 @@ class RecordingPublisher:
         ['user.created']
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None) -> None:
         self.published: list[PublishedEvent] = []
+        self.limit = limit
 
     async def publish(self, event: Event, *, delay: float | None = None, eta: datetime | None = None) -> None:
         self.published.append(PublishedEvent(event, delay, eta))
+        if self.limit is not None and len(self.published) > self.limit:
+            del self.published[: len(self.published) - self.limit]
 
     async def close(self) -> None:
         return None

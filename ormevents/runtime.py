@@ -14,6 +14,9 @@ from .config import EventConfig, parse_event_config
 from .errors import ConfigurationError, NotInitializedError
 from .publishing import Publisher, RecordingPublisher
 
+RECORDING_LIMIT = 100_000
+"""How many events the :class:`RecordingPublisher` of an ``init()`` without ``redis_uri=`` keeps."""
+
 logger = logging.getLogger("ormevents.runtime")
 
 
@@ -88,11 +91,17 @@ async def init(
     if publisher is None and redis_uri is not None:
         publisher = _celery_publisher(config, redis_uri, broker_url)
     if eager:
+        from .failed import FailedJobRetention
         from .retry import RetryPolicy
         from .testing import EagerPublisher
 
-        publisher = EagerPublisher(retry_policy=RetryPolicy.model_validate(config.retry_policy or {}))
-    runtime = Runtime(database=db, publisher=publisher or RecordingPublisher(), event_config=config, owned_client=owned)
+        publisher = EagerPublisher(retry_policy=RetryPolicy.model_validate(config.retry_policy or {}),
+                                   failed_jobs=FailedJobRetention.model_validate(config.failed_jobs or {}))
+    if publisher is None:
+        logger.warning("ormevents.init() without redis_uri=: events are only recorded in memory (the last %d), "
+                       "never delivered; pass redis_uri= to deliver them, or eager=True in tests", RECORDING_LIMIT)
+        publisher = RecordingPublisher(limit=RECORDING_LIMIT)
+    runtime = Runtime(database=db, publisher=publisher, event_config=config, owned_client=owned)
     _holder.current = runtime
     logger.debug("ormevents initialised on database %s", getattr(db, "name", db))
     return runtime

@@ -4,8 +4,11 @@
   configured publisher);
 * :class:`EagerPublisher` (``init(..., eager=True)``) runs matching handlers in-process right
   after each write, with the same patterns, conditions, retry policies and failed-job
-  behaviour as a worker; time is simulated, so retries and delays never sleep: delayed events
-  wait until :meth:`EagerPublisher.advance` moves the clock past them.
+  behaviour as a worker (``event_bus.get_failed_jobs`` / ``retry_job`` / ... work, see
+  :mod:`ormevents.eager_failed`); time is simulated, so retries and delays never sleep: a
+  retry moves the clock by the policy's delay at once, and delayed events wait until the clock
+  passes them (:meth:`EagerPublisher.advance`, or a retry moving it). Handler queues
+  (``queue=``) are ignored: everything runs in-process.
 
 Example::
 
@@ -35,8 +38,10 @@ from typing import Any
 
 from .bus import due_time
 from .celery.results import split_result
+from .eager_failed import EagerFailedJobsMixin, EagerFailedStore, failed_job
 from .errors import ConfigurationError
 from .events import Event
+from .failed import FailedJobRetention
 from .handlers import Handler, HandlerRegistry, registry as default_registry
 from .publishing import Publisher, PublishedEvent
 from .retry import RetryPolicy
@@ -72,25 +77,33 @@ class _Scheduled:
     event: Event = field(compare=False)
 
 
-class EagerPublisher:
+class EagerPublisher(EagerFailedJobsMixin):
     """Runs handlers in-process as events are published (see module doc)."""
 
-    def __init__(self, registry: HandlerRegistry | None = None, retry_policy: RetryPolicy | None = None) -> None:
+    def __init__(self, registry: HandlerRegistry | None = None, retry_policy: RetryPolicy | None = None,
+                 failed_jobs: FailedJobRetention | None = None) -> None:
         self.registry = registry if registry is not None else default_registry
         self.retry_policy = retry_policy or RetryPolicy()
         self.clock = SimulatedClock()
         self.published: list[PublishedEvent] = []
         self.runs: list[HandlerRun] = []
+        self.failed_store = EagerFailedStore(failed_jobs)
         self._scheduled: list[_Scheduled] = []
         self._order = itertools.count()
+        self._depth = 0  # deliveries in progress; events published inside them do not run due events
 
     async def publish(self, event: Event, *, delay: float | None = None, eta: datetime | None = None) -> None:
-        """Deliver ``event`` now, or keep it until the simulated clock reaches ``delay``/``eta``."""
+        """Deliver ``event`` now, or keep it until the simulated clock reaches ``delay``/``eta``.
+
+        After delivering, events that came due because retries moved the clock run too.
+        """
         event.to_json()  # same check as the Celery publisher: fail before anything runs
         due = due_time(delay, eta)
         self.published.append(PublishedEvent(event, delay, eta))
         if due is None:
             await self._deliver(event)
+            if self._depth == 0:
+                await self._run_due(self.clock.now)
             return
         offset = delay if delay is not None else due - datetime.now(UTC).timestamp()
         heapq.heappush(self._scheduled, _Scheduled(self.clock.now + max(offset, 0.0), next(self._order), event))
@@ -107,13 +120,18 @@ class EagerPublisher:
         if seconds < 0:
             raise ValueError("the clock only moves forward")
         target = self.clock.now + seconds
+        delivered = await self._run_due(target)
+        self.clock.now = max(self.clock.now, target)  # retries on the way may have gone past it
+        return delivered
+
+    async def _run_due(self, until: float) -> list[Event]:
+        """Deliver scheduled events due by ``until`` or by the clock, whichever is later."""
         delivered = []
-        while self._scheduled and self._scheduled[0].due <= target:
+        while self._scheduled and self._scheduled[0].due <= max(until, self.clock.now):
             item = heapq.heappop(self._scheduled)
             self.clock.now = max(self.clock.now, item.due)
             await self._deliver(item.event)
             delivered.append(item.event)
-        self.clock.now = target
         return delivered
 
     @property
@@ -123,8 +141,12 @@ class EagerPublisher:
 
     @property
     def failed_jobs(self) -> list[HandlerRun]:
-        """Handler runs that exhausted their retries (or hit ``dont_retry_on``)."""
-        return [run for run in self.runs if not run.succeeded]
+        """The last run of each job in the failed-job store (exhausted retries or ``dont_retry_on``).
+
+        A job retried (``event_bus.retry_job``) or removed leaves this list.
+        """
+        latest = {f"{run.event.id}:{run.handler}": run for run in self.runs if not run.succeeded}
+        return [run for job_id, run in latest.items() if self.failed_store.get(job_id) is not None]
 
     def results_for(self, event_name: str, handler: str | None = None) -> list[Any]:
         """Return values of the successful runs on events named ``event_name`` (optionally of one handler)."""
@@ -141,13 +163,32 @@ class EagerPublisher:
         return None
 
     async def _deliver(self, event: Event) -> None:
-        for handler in self.registry.match(event):
-            run = await self._run(handler, event)
-            self.runs.append(run)
-            if run.succeeded:
-                children, _ = split_result(run.result, event, handler.name)
-                for child in children:
-                    await self.publish(child)
+        self._depth += 1
+        try:
+            for handler in self.registry.match(event):
+                await self._rerun(handler, handler.name, event)
+        finally:
+            self._depth -= 1
+
+    def _handler(self, name: str) -> Handler | None:
+        return self.registry.get(name)
+
+    async def _rerun(self, handler: Handler | None, name: str, event: Event) -> None:
+        """Run ``handler`` on ``event`` with its retries; record the outcome and publish its chained events."""
+        if handler is None:
+            error = LookupError(f"no handler named {name!r} is registered")
+            self.runs.append(HandlerRun(event, name, 0, False, None, error))
+            self.failed_store.record(failed_job(event, name, error, 0))
+            return
+        run = await self._run(handler, event)
+        self.runs.append(run)
+        if not run.succeeded:
+            assert run.error is not None
+            self.failed_store.record(failed_job(event, handler.name, run.error, run.attempts))
+            return
+        children, _ = split_result(run.result, event, handler.name)
+        for child in children:
+            await self.publish(child)
 
     async def _run(self, handler: Handler, event: Event) -> HandlerRun:
         policy = handler.retry or self.retry_policy

@@ -8,6 +8,7 @@ import pytest
 
 from ormevents import (
     REDACTED,
+    ConfigurationError,
     EventModel,
     InvalidEventNameError,
     NotInitializedError,
@@ -100,3 +101,15 @@ async def test_using_models_before_init_raises_clear_error() -> None:
         await User.create(username="a", email="b")
     with pytest.raises(NotInitializedError):
         await User.find_one({})
+
+
+async def test_dispatch_model_event_rejects_a_mismatched_instance(recorder: RecordingPublisher) -> None:
+    user = await User.create(username="ann", email="a@x.io")
+    other = RecordingPublisher()
+    event = await dispatch_model_event(other, "User", "welcome_email", user.id, user)
+    assert other.events == [event] and event.object_id == user.id   # the bus given is the bus used
+    with pytest.raises(ConfigurationError, match="does not match the instance, a User"):
+        await dispatch_model_event(None, "Customer", "x", user.id, user)
+    with pytest.raises(ConfigurationError, match="is not the instance's id"):
+        await dispatch_model_event(None, User, "x", "someone-else", user)
+    assert event not in recorder.events

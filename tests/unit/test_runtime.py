@@ -45,3 +45,18 @@ async def test_init_again_replaces_runtime(mock_recorder: RecordingPublisher) ->
     await ormevents.init(database=first.database, publisher=other)
     await Note.create(text="x")
     assert other.names() == ["note.created"] and mock_recorder.names() == []
+
+
+async def test_init_without_a_broker_warns_and_bounds_what_it_records(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="ormevents.runtime"):
+        runtime = await ormevents.init(database=_Db())
+    try:
+        assert "never delivered" in caplog.text and "redis_uri=" in caplog.text
+        publisher = runtime.publisher
+        assert isinstance(publisher, RecordingPublisher) and publisher.limit == ormevents.runtime.RECORDING_LIMIT
+    finally:
+        await ormevents.close()
+    small = RecordingPublisher(limit=2)
+    for name in ("a.one", "a.two", "a.three"):
+        await small.publish(ormevents.Event(name=name))
+    assert small.names() == ["a.two", "a.three"]

@@ -9,7 +9,9 @@ import pytest
 from mongomock_motor import AsyncMongoMockClient
 
 import ormevents
-from ormevents import Event, EventModel, RetryPolicy, event_handler
+from ormevents import Event, EventModel, JobNotFoundError, RetryPolicy, event_bus, event_handler
+from ormevents.errors import InvalidFilterError
+from ormevents.failed import FailedJobRetention
 from ormevents.handlers import HandlerRegistry
 from ormevents.testing import EagerPublisher, capture_events, eager_publisher
 
@@ -116,3 +118,48 @@ async def test_capture_events_records_and_forwards(eager: EagerPublisher) -> Non
     assert events.names() == ["member.created", "member.updated"]
     assert events.named("member.updated")[0].changes["status"] == ("new", "active")
     assert len(eager.published) == 3 and SEEN[0] == ("welcome", "ann")
+
+
+async def test_the_clock_never_moves_back_and_events_due_during_retries_run_after_them(eager: EagerPublisher) -> None:
+    tick = Event(name="member.created", data={"name": "tick"})
+    await eager.publish(tick, delay=5)
+    await eager.publish(Event(name="member.flaky"))    # its retries move the clock to 30 s
+    assert eager.clock.now == 30.0 and eager.pending == [] and SEEN == [("welcome", "tick")]
+    FLAKY["calls"] = 0
+    await eager.publish(Event(name="member.flaky"), delay=5)
+    assert await eager.advance(5) and eager.clock.now == 65.0   # due at 35, then retries of 10 + 20 s
+
+
+async def test_failed_jobs_through_event_bus_in_eager_mode(eager: EagerPublisher) -> None:
+    events = [Event(name="member.doomed", data={"n": n}) for n in range(3)]
+    for event in events:
+        await eager.publish(event)
+    assert await event_bus.count_failed() == 3
+    assert await event_bus.count_failed(handler="t.doomed", exception="builtins.KeyError") == 3
+    assert await event_bus.count_failed(handler="t.welcome") == 0
+    first = await event_bus.get_failed_jobs(limit=2)
+    second = await event_bus.get_failed_jobs(limit=2, cursor=first.next_cursor)
+    assert len(first) == 2 and len(second) == 1 and second.next_cursor is None
+    assert {job.event_id for job in first.items + second.items} == {str(event.id) for event in events}
+    job = await event_bus.get_failed_job(f"{events[0].id}:t.doomed")
+    assert (job.attempts, job.error_type, job.event["data"]) == (1, "builtins.KeyError", {"n": 0})
+    await event_bus.remove_job(job.id)
+    for call in (event_bus.get_failed_job, event_bus.remove_job, event_bus.retry_job):
+        with pytest.raises(JobNotFoundError, match="no failed job"):
+            await call(job.id)
+    assert await event_bus.retry_jobs(handler="t.doomed", dry_run=True) == 2 and len(eager.failed_jobs) == 2
+    calls = len(eager.runs)
+    assert await event_bus.retry_jobs(handler="t.doomed") == 2    # they ran again and failed again
+    assert len(eager.runs) == calls + 2 and await event_bus.count_failed() == 2
+    assert await event_bus.remove_jobs(event_name="member.doomed") == 2
+    assert eager.failed_jobs == [] and await event_bus.count_failed() == 0
+    with pytest.raises(InvalidFilterError):
+        await event_bus.get_failed_jobs(cursor="not a cursor")
+
+
+async def test_eager_failed_jobs_keep_the_retention_count() -> None:
+    publisher = EagerPublisher(registry=local, failed_jobs=FailedJobRetention(max_count=2))
+    for n in range(3):
+        await publisher.publish(Event(name="member.doomed", data={"n": n}))
+    page = await publisher.get_failed_jobs()
+    assert [job.event["data"]["n"] for job in page.items] == [2, 1] and publisher.failed_store.evicted == 1
