@@ -24,6 +24,10 @@ class ModelDefinitionError(OrmEventsError, TypeError):
     """A model class is defined wrongly (e.g. a hook condition names an unknown field)."""
 
 
+class IdChangedError(OrmEventsError, ValueError):
+    """The ``id`` of a saved instance was changed: a stored document's id never changes."""
+
+
 class InvalidEventNameError(OrmEventsError):
     """An event name is not lowercase, dot-separated ``<model>.<action>`` text.
 

@@ -12,19 +12,17 @@ Reads (``get``/``find_one``/``find``/``count``) live in :mod:`ormevents.query`.
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Self
 
-from bson import ObjectId
 from pydantic import BaseModel, ConfigDict, PrivateAttr, TypeAdapter
 
 from . import codec
 from .changes import EMPTY, ChangeSet, diff, update_document
 from .conditions import ChangeContext
 from .context import current_metadata, hooks_are_disabled
-from .errors import ConfigurationError, DocumentDeletedError, DocumentNotFoundError
+from .errors import DocumentDeletedError, DocumentNotFoundError, IdChangedError
 from .events import Event, validate_action
 from .hooks import HookKind, HookTable, collect_hooks, run_hooks
 from .naming import default_collection, snake_case
@@ -32,7 +30,7 @@ from .query import QueryMixin
 from .redaction import redact_document, redact_value, sensitive_paths
 from .runtime import get_runtime
 from .storage import to_bson
-from .types import ObjectIdField
+from .types import ObjectIdField, new_id
 
 logger = logging.getLogger("ormevents.model")
 
@@ -70,6 +68,7 @@ class EventModel(QueryMixin, BaseModel):
     _snapshot: dict[str, Any] | None = PrivateAttr(default=None)
     _saved_changes: ChangeSet = PrivateAttr(default=EMPTY)
     _deleted: bool = PrivateAttr(default=False)
+    _stored_id: Any = PrivateAttr(default=None)
     _in_after_hooks: bool = PrivateAttr(default=False)
 
     @classmethod
@@ -116,7 +115,7 @@ class EventModel(QueryMixin, BaseModel):
         same instance from inside its own after-hook writes and emits but runs no hooks, so it
         cannot recurse forever.
         """
-        self._ensure_not_deleted()
+        self._ensure_writable()
         run = not (skip_hooks or self._in_after_hooks or hooks_are_disabled(type(self)))
         if self.is_new:
             await self._insert(run, emit)
@@ -126,7 +125,7 @@ class EventModel(QueryMixin, BaseModel):
 
     async def update(self, *, skip_hooks: bool = False, emit: bool = True, **fields: Any) -> Self:
         """Set ``fields`` (validated together: nothing changes if any is invalid or unknown), then save."""
-        self._ensure_not_deleted()
+        self._ensure_writable()
         validated = type(self).model_validate({**self._fields_document(), "id": self.id, **fields})
         for name in fields:
             setattr(self, name, getattr(validated, name))
@@ -134,7 +133,7 @@ class EventModel(QueryMixin, BaseModel):
 
     async def delete(self, *, skip_hooks: bool = False, emit: bool = True) -> None:
         """Delete the document and emit ``<model>.deleted`` carrying its last persisted state."""
-        self._ensure_not_deleted()
+        self._ensure_writable()
         if self._snapshot is None:
             raise DocumentNotFoundError(f"{type(self).__name__} was never saved; there is nothing to delete")
         meta = type(self).__ormevents__
@@ -182,7 +181,7 @@ class EventModel(QueryMixin, BaseModel):
     async def _insert(self, run: bool, emit: bool) -> None:
         meta = type(self).__ormevents__
         if self.id is None:
-            self.id = _new_id(type(self))
+            self.id = new_id(type(self).__name__, type(self).model_fields["id"].annotation)
         if run:
             for kind in (HookKind.BEFORE_CREATE, HookKind.BEFORE_WRITE):
                 await run_hooks(self, meta.hooks[kind], self._pending_context)
@@ -264,10 +263,16 @@ class EventModel(QueryMixin, BaseModel):
     def _mark_persisted(self, document: dict[str, Any], changes: ChangeSet) -> None:
         self._snapshot = document
         self._saved_changes = changes
+        self._stored_id = self.id
 
-    def _ensure_not_deleted(self) -> None:
+    def _ensure_writable(self) -> None:
         if self._deleted:
             raise DocumentDeletedError(f"{type(self).__name__} {self.id} was deleted; it cannot be written again")
+        if self._snapshot is not None and self.id != self._stored_id:
+            raise IdChangedError(
+                f"{type(self).__name__} id was changed from {self._stored_id!r} to {self.id!r} after it was saved; "
+                "a stored document's id never changes: create a new instance instead"
+            )
 
     def __eq__(self, other: object) -> bool:
         """Same class and same field values (tracking state is not compared)."""
@@ -292,15 +297,3 @@ def _class_option(cls: type[BaseModel], name: str) -> Any:
     if private is not None:
         return private.default
     return getattr(cls, name, None)
-
-
-def _new_id(model: type[EventModel]) -> Any:
-    annotation = model.model_fields["id"].annotation
-    args = set(getattr(annotation, "__args__", ()) or (annotation,))
-    if ObjectId in args or any(getattr(a, "__origin__", None) is ObjectId for a in args):
-        return ObjectId()
-    if uuid.UUID in args:
-        return uuid.uuid4()
-    if str in args:
-        return str(ObjectId())
-    raise ConfigurationError(f"{model.__name__}.id has type {annotation}; set it before saving")

@@ -11,7 +11,7 @@ import pytest
 from bson import Binary, Decimal128, ObjectId
 from pydantic import ValidationError
 
-from ormevents import DocumentDeletedError, DocumentNotFoundError, RecordingPublisher
+from ormevents import DocumentDeletedError, DocumentNotFoundError, IdChangedError, RecordingPublisher
 from tests.integration.models import Address, Rich, User
 
 pytestmark = pytest.mark.integration
@@ -198,3 +198,18 @@ async def test_nested_model_replaced_whole_or_field(recorder: RecordingPublisher
     user.address = Address(city="Paris", zip="75001")
     await user.save()
     assert recorder.events[-1].changes == {"address.zip": ("", "75001")}
+
+
+async def test_changing_the_id_of_a_saved_instance_is_refused(recorder: RecordingPublisher, database: Any) -> None:
+    ann = await User.create(username="ann", email="a@x.io")
+    bob = await User.create(username="bob", email="b@x.io")
+    published = len(recorder.published)
+    ann.id = bob.id
+    ann.status = "active"
+    with pytest.raises(IdChangedError, match="id was changed from"):
+        await ann.save()
+    with pytest.raises(IdChangedError):
+        await ann.delete()
+    stored = await database["users"].find_one({"_id": bob.id})
+    assert (stored["username"], stored["status"]) == ("bob", "inactive")   # the other document is untouched
+    assert len(recorder.published) == published
