@@ -133,7 +133,8 @@ def _api(name: str) -> Any:
     method = getattr(publisher, name, None)
     if method is None:
         raise ConfigurationError(
-            f"{type(publisher).__name__} keeps no failed jobs or status; init() with redis_uri= to deliver through Celery"
+            f"{type(publisher).__name__} has no {name}(): failed jobs and event status need init(redis_uri=...) "
+            "(eager mode keeps failed jobs, not event status)"
         )
     return method
 

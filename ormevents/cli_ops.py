@@ -147,15 +147,19 @@ def stats(conn: Connection, as_json: bool) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 def worker(conn: Connection, modules: tuple[str, ...], print_only: bool, celery_args: tuple[str, ...]) -> None:
-    """Run ``celery -A ormevents.worker worker`` for this queue (extra args go to celery)."""
+    """Run ``celery -A ormevents.worker worker`` for this queue (extra args go to celery).
+
+    It consumes the event queue unless the extra args name queues (``-Q my_app:emails``).
+    """
     env = {"ORMEVENTS_REDIS_URL": conn.settings.redis_url, "ORMEVENTS_QUEUE": conn.settings.queue_name}
     imports = ",".join(modules) or os.environ.get("ORMEVENTS_IMPORTS", "")
     if imports:
         env["ORMEVENTS_IMPORTS"] = imports
     if conn.settings.broker_url:
         env["ORMEVENTS_BROKER_URL"] = conn.settings.broker_url
-    argv = [sys.executable, "-m", "celery", "-A", "ormevents.worker", "worker", "-Q", conn.settings.queue_name,
-            *celery_args]
+    names_queues = any(arg in ("-Q", "--queues") or arg.startswith(("-Q", "--queues=")) for arg in celery_args)
+    consume = [] if names_queues else ["-Q", conn.settings.queue_name]
+    argv = [sys.executable, "-m", "celery", "-A", "ormevents.worker", "worker", *consume, *celery_args]
     if print_only:
         click.echo(json.dumps({"argv": argv, "env": env}))
         return

@@ -21,12 +21,10 @@ Example::
 from __future__ import annotations
 
 import socket
-import traceback
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .celery.results import qualname
-from .errors import JobNotFoundError
+from .errors import InvalidFilterError, JobNotFoundError
 from .events import Event
 from .failed import FailedJob, FailedJobFilter, FailedJobRetention, Page, decode_cursor, encode_cursor
 
@@ -37,14 +35,15 @@ EAGER_QUEUE = "eager"
 """The ``queue`` of failed jobs recorded in eager mode."""
 
 
-def failed_job(event: Event, handler: str, exc: BaseException, attempts: int) -> FailedJob:
-    """The record of ``handler`` failing on ``event`` with ``exc`` after ``attempts`` runs."""
+def failed_job(event: Event, handler: str, error_type: str, message: str, trace: str, attempts: int,
+               retry_policy: dict[str, Any] | None = None) -> FailedJob:
+    """The record of ``handler`` failing on ``event`` (the fields a worker would store)."""
     now = datetime.now(UTC)
     return FailedJob(
         id=FailedJob.make_id(str(event.id), handler), queue=EAGER_QUEUE, handler=handler, event=event.to_dict(),
-        event_id=str(event.id), event_name=event.name, model=event.model, error_type=qualname(type(exc)),
-        error_message=str(exc), traceback="".join(traceback.format_exception(exc))[-20000:], attempts=attempts,
-        first_failed_at=now, failed_at=now, worker=f"{socket.gethostname()}:eager",
+        event_id=str(event.id), event_name=event.name, model=event.model, error_type=error_type,
+        error_message=message, traceback=trace[-20000:], attempts=attempts, retry_policy=retry_policy,
+        first_attempt_at=now, first_failed_at=now, failed_at=now, worker=f"{socket.gethostname()}:eager",
     )
 
 
@@ -82,6 +81,8 @@ class EagerFailedStore:
 
     def page(self, filters: FailedJobFilter, limit: int, cursor: str | None) -> Page[FailedJob]:
         """One page of :meth:`matching`, continuing after ``cursor``."""
+        if limit < 1:
+            raise InvalidFilterError(f"limit must be at least 1, got {limit}")
         jobs = self.matching(filters)
         if cursor is not None:
             after = decode_cursor(cursor)
@@ -98,6 +99,7 @@ class EagerFailedJobsMixin:
 
     if TYPE_CHECKING:
         async def _rerun(self, handler: Handler | None, name: str, event: Event) -> None: ...
+        async def _catch_up(self) -> None: ...
         def _handler(self, name: str) -> Handler | None: ...
 
     async def get_failed_jobs(self, handler: str | None = None, event_name: str | None = None,
@@ -124,6 +126,7 @@ class EagerFailedJobsMixin:
         """Run the job's handler again now (fresh attempts); returns the removed record."""
         job = self.failed_store.remove(job_id)
         await self._rerun(self._handler(job.handler), job.handler, Event.from_dict(job.event))
+        await self._catch_up()
         return job
 
     async def remove_job(self, job_id: str) -> None:

@@ -127,6 +127,7 @@ class EventModel(QueryMixin, BaseModel):
         """Set ``fields`` (validated together: nothing changes if any is invalid or unknown), then save."""
         self._ensure_writable()
         validated = type(self).model_validate({**self._fields_document(), "id": self.id, **fields})
+        self._check_id(validated.id)  # before anything is set
         for name in fields:
             setattr(self, name, getattr(validated, name))
         return await self.save(skip_hooks=skip_hooks, emit=emit)
@@ -142,6 +143,7 @@ class EventModel(QueryMixin, BaseModel):
         removal = diff(last_state, None)
         if run:
             await run_hooks(self, meta.hooks[HookKind.BEFORE_DELETE], lambda: ChangeContext(removal, {}))
+            self._check_id(self.id)  # a hook may have changed it
         event = self._event("deleted", last_state, removal) if emit else None
         result = await get_runtime().collection(meta.collection).delete_one({"_id": self.id})
         if result.deleted_count == 0:
@@ -199,6 +201,7 @@ class EventModel(QueryMixin, BaseModel):
         if run:
             for kind in (HookKind.BEFORE_UPDATE, HookKind.BEFORE_WRITE):
                 await run_hooks(self, meta.hooks[kind], self._pending_context)
+            self._check_id(self.id)  # a hook may have changed it
         current = self._fields_document()
         changes = diff(self._snapshot, current)
         if not changes:
@@ -268,9 +271,13 @@ class EventModel(QueryMixin, BaseModel):
     def _ensure_writable(self) -> None:
         if self._deleted:
             raise DocumentDeletedError(f"{type(self).__name__} {self.id} was deleted; it cannot be written again")
-        if self._snapshot is not None and self.id != self._stored_id:
+        self._check_id(self.id)
+
+    def _check_id(self, candidate: Any) -> None:
+        """:class:`IdChangedError` if ``candidate`` is not the id this saved instance was stored under."""
+        if self._snapshot is not None and candidate != self._stored_id:
             raise IdChangedError(
-                f"{type(self).__name__} id was changed from {self._stored_id!r} to {self.id!r} after it was saved; "
+                f"{type(self).__name__} id was changed from {self._stored_id!r} to {candidate!r} after it was saved; "
                 "a stored document's id never changes: create a new instance instead"
             )
 

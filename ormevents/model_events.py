@@ -39,7 +39,8 @@ async def dispatch_model_event(
     prefix = snake_case(model if isinstance(model, str) else model.__name__)
     meta = getattr(type(instance_or_data), "__ormevents__", None)
     if meta is not None:
-        if isinstance(model, type) and model is not type(instance_or_data) or isinstance(model, str) and prefix != meta.event_prefix:
+        wrong_class = isinstance(model, type) and model is not type(instance_or_data)
+        if wrong_class or (isinstance(model, str) and prefix != meta.event_prefix):
             raise ConfigurationError(
                 f"dispatch_model_event: model {getattr(model, '__name__', model)!r} does not match the instance, "
                 f"a {type(instance_or_data).__name__}"

@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .bus import due_time
-from .celery.results import split_result
+from .celery.results import qualname, split_result
 from .eager_failed import EagerFailedJobsMixin, EagerFailedStore, failed_job
 from .errors import ConfigurationError
 from .events import Event
@@ -61,11 +61,14 @@ class HandlerRun:
     result: Any = None
     error: BaseException | None = None
     retry_delays: tuple[float, ...] = ()
+    children: tuple[Event, ...] = ()
+    """The events the handler returned (published after it succeeded)."""
 
 
 @dataclass
 class SimulatedClock:
-    """Seconds since the eager publisher started; only :meth:`EagerPublisher.advance` moves it."""
+    """Seconds since the eager publisher started. Only the publisher moves it, never backwards:
+    :meth:`EagerPublisher.advance`, and each retry by the policy's delay."""
 
     now: float = 0.0
 
@@ -93,20 +96,20 @@ class EagerPublisher(EagerFailedJobsMixin):
         self._depth = 0  # deliveries in progress; events published inside them do not run due events
 
     async def publish(self, event: Event, *, delay: float | None = None, eta: datetime | None = None) -> None:
-        """Deliver ``event`` now, or keep it until the simulated clock reaches ``delay``/``eta``.
+        """Deliver ``event`` now, or keep it until the simulated clock reaches ``delay``/``eta``
+        (a ``delay`` of 0 or less, or a past ``eta``, delivers now, as a worker would).
 
-        After delivering, events that came due because retries moved the clock run too.
+        After the delivery, events that came due because retries moved the clock run too.
         """
         event.to_json()  # same check as the Celery publisher: fail before anything runs
         due = due_time(delay, eta)
         self.published.append(PublishedEvent(event, delay, eta))
-        if due is None:
-            await self._deliver(event)
-            if self._depth == 0:
-                await self._run_due(self.clock.now)
+        offset = 0.0 if due is None else delay if delay is not None else due - datetime.now(UTC).timestamp()
+        if offset > 0:
+            heapq.heappush(self._scheduled, _Scheduled(self.clock.now + offset, next(self._order), event))
             return
-        offset = delay if delay is not None else due - datetime.now(UTC).timestamp()
-        heapq.heappush(self._scheduled, _Scheduled(self.clock.now + max(offset, 0.0), next(self._order), event))
+        await self._deliver(event)
+        await self._catch_up()
 
     async def cancel(self, event_id: uuid.UUID | str) -> bool:
         """Drop a delayed event still waiting; ``True`` if it was."""
@@ -123,6 +126,11 @@ class EagerPublisher(EagerFailedJobsMixin):
         delivered = await self._run_due(target)
         self.clock.now = max(self.clock.now, target)  # retries on the way may have gone past it
         return delivered
+
+    async def _catch_up(self) -> None:
+        """Outside any delivery: run the events the clock passed meanwhile (retries move it)."""
+        if self._depth == 0:
+            await self._run_due(self.clock.now)
 
     async def _run_due(self, until: float) -> list[Event]:
         """Deliver scheduled events due by ``until`` or by the clock, whichever is later."""
@@ -176,18 +184,20 @@ class EagerPublisher(EagerFailedJobsMixin):
     async def _rerun(self, handler: Handler | None, name: str, event: Event) -> None:
         """Run ``handler`` on ``event`` with its retries; record the outcome and publish its chained events."""
         if handler is None:
-            error = LookupError(f"no handler named {name!r} is registered")
-            self.runs.append(HandlerRun(event, name, 0, False, None, error))
-            self.failed_store.record(failed_job(event, name, error, 0))
+            message = f"no handler named {name!r} is registered"
+            self.runs.append(HandlerRun(event, name, 1, False, None, LookupError(message)))
+            self.failed_store.record(failed_job(event, name, "UnknownHandler", message, "", 1))
             return
         run = await self._run(handler, event)
         self.runs.append(run)
-        if not run.succeeded:
-            assert run.error is not None
-            self.failed_store.record(failed_job(event, handler.name, run.error, run.attempts))
+        if run.error is not None:
+            self.failed_store.record(failed_job(
+                event, handler.name, qualname(type(run.error)), str(run.error),
+                "".join(traceback.format_exception(run.error)), run.attempts,
+                (handler.retry or self.retry_policy).to_config(),
+            ))
             return
-        children, _ = split_result(run.result, event, handler.name)
-        for child in children:
+        for child in run.children:
             await self.publish(child)
 
     async def _run(self, handler: Handler, event: Event) -> HandlerRun:
@@ -198,7 +208,8 @@ class EagerPublisher(EagerFailedJobsMixin):
                 result = handler.func(handler.argument(event))
                 if inspect.isawaitable(result):
                     result = await result
-                return HandlerRun(event, handler.name, attempt + 1, True, result, None, tuple(delays))
+                children, _ = split_result(result, event, handler.name)  # a bad result fails the attempt
+                return HandlerRun(event, handler.name, attempt + 1, True, result, None, tuple(delays), tuple(children))
             except Exception as exc:
                 if not policy.should_retry(exc, attempt):
                     logger.info("eager: handler %s failed on %s after %d attempt(s): %s\n%s", handler.name,

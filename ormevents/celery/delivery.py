@@ -152,22 +152,23 @@ class WorkerDelivery:
         return names
 
     def run(self, args: tuple[Any, ...], first_at: float | None = None, first_failed_at: float | None = None,
-            options: Any = None, due: float | None = None) -> Any:
-        """Body of ``ormevents.run_handler``: run one handler on one event."""
+            options: Any = None, due: float | None = None, queue: str | None = None) -> Any:
+        """Body of ``ormevents.run_handler``: run one handler on one event (``queue``: the one it was sent to)."""
         event, policy_cfg = self._parse(args, 3, "run_handler")
         name, attempt = args[1], args[2]
         if not isinstance(name, str) or not isinstance(attempt, int) or attempt < 0:
             self._reject(f"run_handler needs (event, handler name, attempt >= 0), got {args[1:3]!r}")
         run = Run(event, name, attempt, policy_cfg, first_at, first_failed_at, *self.settings.options_from(options))
+        run.queue = queue if isinstance(queue, str) and queue else None
         handler = self.registry.get(name)
         if handler is None:
             logger.error("no handler named %r in this worker (event %s); recorded as failed", name, event.id,
                          extra=run.extra("failed"))
             self.count("unknown_handler")
-            self.outcomes.fail(run, "UnknownHandler",
-                       f"no handler named {name!r} is registered in the worker; check ORMEVENTS_IMPORTS", "", ran=False)
+            self.outcomes.fail(run, "UnknownHandler", f"no handler named {name!r} is registered in the worker; "
+                               "check ORMEVENTS_IMPORTS", "", ran=False)
             return None
-        run.queue = handler.queue
+        run.queue = handler.queue  # the handler's current routing wins over the message's
         if self.redis.hexists(self.keys.done(run.event_id), name):
             logger.info("handler %s already completed event %s; skipping the redelivery", name, run.event_id,
                         extra=run.extra("duplicate"))

@@ -41,7 +41,7 @@ class Run:
         self.event, self.event_id, self.name, self.attempt = event, str(event.id), name, attempt
         self.policy_cfg, self.first_at, self.first_failed_at = policy_cfg, first_at, first_failed_at
         self.retention, self.ttl = retention, ttl
-        self.queue: str | None = None  # the handler's own broker queue, once the handler is known
+        self.queue: str | None = None  # the broker queue of the run: from the message, then the handler
 
     def extra(self, state: str) -> dict[str, Any]:
         """The structured logging context of this run in ``state``."""

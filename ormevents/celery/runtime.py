@@ -110,12 +110,20 @@ class WorkerLoop:
             self.call(hook)
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        """Run ``coro`` on the loop and return its result (raising what it raised)."""
+        """Run ``coro`` on the loop and return its result (raising what it raised).
+
+        If the wait is interrupted (``timeout``, or Celery's ``SoftTimeLimitExceeded`` raised in
+        this thread), the coroutine is cancelled too: it never keeps running behind a retry.
+        """
         if not self._started or self.loop is None:
             coro.close()  # never awaited: close it so Python does not warn about it
             raise RuntimeError("the worker loop is not running: call start() first")
         future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return future.result(timeout)
+        try:
+            return future.result(timeout)
+        except BaseException:
+            future.cancel()
+            raise
 
     def call(self, func: Hook) -> None:
         """Call a sync or async no-argument hook (async ones run on the loop)."""

@@ -62,7 +62,8 @@ def run_message(
     ``first_at`` (epoch seconds of the first attempt) rides along for the failed-job record,
     and so do ``extra`` keywords (``first_failed_at``, ``options``, ``due``) that are not ``None``.
     ``queue`` (the handler's own broker queue, if it has one) is kept in the message, so a
-    retry waiting in the schedule is sent to the same queue.
+    retry waiting in the schedule is sent to the same queue, and in its keywords, so a worker
+    that does not know the handler still records it in the failed job.
     """
     message: dict[str, Any] = {
         "task": RUN_HANDLER_TASK,
@@ -71,7 +72,8 @@ def run_message(
         "id": f"{event_wire['id']}:{handler}:{attempt}",
     }
     if queue:
-        message["queue"] = queue
+        message["queue"] = queue            # where Sender.send puts it
+        message["kwargs"]["queue"] = queue  # what the worker knows even without the handler
     return message
 
 

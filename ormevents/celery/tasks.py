@@ -41,9 +41,9 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
 
     @app.task(name=RUN_HANDLER_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
     def run_handler(*args: Any, first_at: float | None = None, first_failed_at: float | None = None,
-                    options: Any = None, due: float | None = None, **kwargs: Any) -> Any:
+                    options: Any = None, due: float | None = None, queue: str | None = None, **kwargs: Any) -> Any:
         return requeue_on_infrastructure_error(delivery.run, args, first_at=first_at, first_failed_at=first_failed_at,
-                                               options=options, due=due)
+                                               options=options, due=due, queue=queue)
 
     poller: dict[str, SchedulerThread] = {}
 

@@ -230,3 +230,19 @@ def routed(event: Event) -> None:
 @event_handler("routed.job", name="t.unrouted")
 def unrouted(event: Event) -> None:
     record("t.unrouted", event)
+
+
+@event_handler("slow.sync", name="t.slow_sync", retry=RetryPolicy(max_retries=0))
+def slow_sync(event: Event) -> None:
+    record("t.slow_sync", event)
+    time.sleep(float(event.data["sleep"]))
+    record("t.slow_sync_done", event)
+
+
+@event_handler("slow.async", name="t.slow_async", retry=RetryPolicy(max_retries=0))
+async def slow_async(event: Event) -> None:
+    import asyncio
+
+    await arecord("t.slow_async", event)
+    await asyncio.sleep(float(event.data["sleep"]))
+    await arecord("t.slow_async_done", event)

@@ -128,6 +128,8 @@ async def test_stats_handlers_and_worker_command(ops_bus: Any, ops_redis: redis.
     assert command["argv"][1:] == ["-m", "celery", "-A", "ormevents.worker", "worker", "-Q", ops_queue, "-c", "2"]
     assert command["env"] == {"ORMEVENTS_REDIS_URL": redis_uri, "ORMEVENTS_QUEUE": ops_queue,
                               "ORMEVENTS_IMPORTS": "shop.handlers"}
+    routed = json.loads(cli(redis_uri, ops_queue, "worker", "--print", "-Q", "app:emails").stdout)
+    assert routed["argv"][-2:] == ["-Q", "app:emails"] and routed["argv"].count("-Q") == 1
 
 
 def test_scheduled_event_status(redis_uri: str, ops_queue: str) -> None:

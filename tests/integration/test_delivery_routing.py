@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 import redis
 
+import ormevents
 from ormevents import Event
+from ormevents.celery.sending import run_message
 from tests.integration.test_delivery import records, wait_for
 from tests.integration.worker_process import WorkerProcess
 
@@ -88,3 +90,19 @@ async def test_a_failed_routed_job_is_retried_on_its_queue(
     await wait_for(lambda: len(records(rdb, queue, "t.routed", tag)) == 5, timeout=15)
     assert ran_in(slow_worker, records(rdb, queue, "t.routed", tag))
     await wait_for(lambda: not rdb.hexists(f"{queue}:failed:jobs", job_id))
+
+
+async def test_an_unknown_routed_handler_keeps_its_queue_in_the_failed_job(
+    bus: Any, rdb: redis.Redis, queue: str, slow_worker: WorkerProcess
+) -> None:
+    """A worker on the handler's queue that lacks the handler (a deploy in progress) records
+    the queue, so ``failed retry`` sends the run back there, not to the event queue."""
+    if slow_worker.process is None:
+        await asyncio.to_thread(slow_worker.start)
+    event = Event(name="routed.job", data={"tag": uuid.uuid4().hex[:8]})
+    sender = ormevents.get_runtime().publisher.sender  # type: ignore[attr-defined]  # CeleryPublisher
+    await asyncio.to_thread(sender.send, run_message(event.to_dict(), "t.ghost", 0, None, queue=f"{queue}:slow"))
+    job_id = f"{event.id}:t.ghost"
+    await wait_for(lambda: rdb.hexists(f"{queue}:failed:jobs", job_id), timeout=15)
+    job = await bus.get_failed_job(job_id)
+    assert (job.error_type, job.handler_queue) == ("UnknownHandler", f"{queue}:slow")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from bson import Binary, Decimal128, ObjectId
 from pydantic import ValidationError
 
-from ormevents import DocumentDeletedError, DocumentNotFoundError, IdChangedError, RecordingPublisher
+from ormevents import DocumentDeletedError, DocumentNotFoundError, EventModel, IdChangedError, RecordingPublisher
+from ormevents.hooks import before_delete, before_update
 from tests.integration.models import Address, Rich, User
 
 pytestmark = pytest.mark.integration
@@ -210,6 +211,42 @@ async def test_changing_the_id_of_a_saved_instance_is_refused(recorder: Recordin
         await ann.save()
     with pytest.raises(IdChangedError):
         await ann.delete()
+    ann.id = ann_id = (await User.find_one({"username": "ann"})).id  # type: ignore[union-attr]
+    with pytest.raises(IdChangedError):
+        await ann.update(id=bob.id, status="banned")
+    assert (ann.id, ann.status) == (ann_id, "active")                  # refused before anything was set
     stored = await database["users"].find_one({"_id": bob.id})
     assert (stored["username"], stored["status"]) == ("bob", "inactive")   # the other document is untouched
-    assert len(recorder.published) == published
+
+    hijacker = await Hijacker.create(name="h")
+    victim = await Hijacker.create(name="v")
+    Hijacker.target = victim.id
+    try:
+        hijacker.name = "changed"
+        with pytest.raises(IdChangedError):
+            await hijacker.save()                                      # a before-hook changed the id: refused
+        hijacker.id = (await Hijacker.find_one({"name": "h"})).id       # type: ignore[union-attr]
+        with pytest.raises(IdChangedError):
+            await hijacker.delete()
+    finally:
+        Hijacker.target = None
+    assert await Hijacker.count({}) == 2
+    assert (await database["hijackers"].find_one({"_id": victim.id}))["name"] == "v"
+    assert len(recorder.published) == published + 2                    # the two creates only
+
+
+class Hijacker(EventModel):
+    """A model whose before-hooks point it at another document (they must not get to write there)."""
+
+    target: ClassVar[Any] = None
+    name: str
+
+    @before_update
+    def repoint_update(self) -> None:
+        if Hijacker.target is not None:
+            self.id = Hijacker.target
+
+    @before_delete
+    def repoint_delete(self) -> None:
+        if Hijacker.target is not None:
+            self.id = Hijacker.target

@@ -81,7 +81,8 @@ def test_messages_have_stable_ids() -> None:
     assert dispatch_message(wire, None, {"status_ttl": 5}, 1.5)["kwargs"] == {"options": {"status_ttl": 5}, "due": 1.5}
     message = run_message(wire, "h", 2, {"max_retries": 1}, 5.0)
     assert message["id"] == "e1:h:2" and message["kwargs"] == {"first_at": 5.0} and "queue" not in message
-    assert run_message(wire, "h", 0, None, queue="emails")["queue"] == "emails"  # kept for retries in the schedule
+    routed = run_message(wire, "h", 0, None, queue="emails")
+    assert routed["queue"] == routed["kwargs"]["queue"] == "emails"  # sent there; known to the worker
     assert _safe("amqp://user:secret@host//") == "amqp://***@host//"
 
 
@@ -112,6 +113,17 @@ def test_worker_loop_is_one_persistent_loop_with_hooks() -> None:
 
         with pytest.raises(KeyError):
             loop.run(fails())
+
+        finished: list[str] = []
+
+        async def slow() -> None:
+            await asyncio.sleep(0.5)
+            finished.append("slow")
+
+        with pytest.raises(TimeoutError):      # as a soft time limit interrupts the wait
+            loop.run(slow(), timeout=0.05)
+        loop.run(asyncio.sleep(0.6))
+        assert finished == []                  # the interrupted coroutine was cancelled, not left running
 
         async def lingering() -> None:
             await asyncio.sleep(3600)

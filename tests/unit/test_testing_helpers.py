@@ -163,3 +163,51 @@ async def test_eager_failed_jobs_keep_the_retention_count() -> None:
         await publisher.publish(Event(name="member.doomed", data={"n": n}))
     page = await publisher.get_failed_jobs()
     assert [job.event["data"]["n"] for job in page.items] == [2, 1] and publisher.failed_store.evicted == 1
+
+
+@event_handler("member.bad_result", registry=local, name="t.bad_result", retry=RetryPolicy(max_retries=1))
+def bad_result(event: Event) -> object:
+    return object()                                    # not JSON: a failed attempt, as on a worker
+
+
+async def test_edge_cases_behave_as_on_a_worker(eager: EagerPublisher) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    await eager.publish(Event(name="member.created", data={"name": "past"}), eta=datetime.now(UTC) - timedelta(seconds=5))
+    await eager.publish(Event(name="member.created", data={"name": "zero"}), delay=0)
+    assert SEEN == [("welcome", "past"), ("welcome", "zero")] and eager.pending == []   # sent now, not held
+
+    await eager.publish(Event(name="member.bad_result"))             # does not raise out of publish
+    [job] = (await event_bus.get_failed_jobs(handler="t.bad_result")).items
+    assert job.attempts == 2 and job.error_type.endswith("UnserializableValueError")
+    assert job.retry_policy is not None and job.retry_policy["max_retries"] == 1
+    with pytest.raises(InvalidFilterError, match="limit"):
+        await event_bus.get_failed_jobs(limit=0)
+
+    later = Event(name="member.created", data={"name": "later"})
+    await eager.publish(later, delay=1)
+    local.remove("t.bad_result")                                      # gone, as in a deploy
+    try:
+        await event_bus.retry_job(job.id)
+    finally:
+        local.add(next(h for h in _BAD_RESULT))
+    [unknown] = (await event_bus.get_failed_jobs(handler="t.bad_result")).items
+    assert (unknown.error_type, unknown.attempts) == ("UnknownHandler", 1)
+
+
+_BAD_RESULT = [local.get("t.bad_result")]
+
+
+@event_handler("member.stubborn", registry=local, name="t.stubborn",
+               retry=RetryPolicy(max_retries=1, interval_start=10, interval_step=0, interval_max=10))
+def stubborn(event: Event) -> None:
+    raise ConnectionError("still down")
+
+
+async def test_events_that_come_due_during_a_failed_job_retry_run(eager: EagerPublisher) -> None:
+    await eager.publish(Event(name="member.stubborn"))                  # 2 attempts: the clock moves 10 s
+    [job] = (await event_bus.get_failed_jobs(handler="t.stubborn")).items
+    tick = Event(name="member.created", data={"name": "tick"})
+    await eager.publish(tick, delay=5)
+    await event_bus.retry_job(job.id)                                    # fails again, the clock passes the tick
+    assert eager.clock.now == 20.0 and eager.pending == [] and SEEN == [("welcome", "tick")]
