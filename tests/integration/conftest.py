@@ -11,7 +11,7 @@ import redis
 
 import ormevents
 from ormevents import event_bus
-from tests.integration.worker_process import WorkerProcess
+from tests.integration.worker_process import WorkerProcess, running
 from tests.support.servers import free_port
 
 
@@ -22,11 +22,8 @@ def ops_queue() -> str:
 
 @pytest.fixture(scope="session")
 def ops_worker(ops_queue: str, redis_uri: str) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(ops_queue, redis_uri, extra_env={"ORMEVENTS_METRICS_PORT": str(free_port())})
-    try:
-        yield process.start()
-    finally:
-        process.cleanup()
+    with running(WorkerProcess(ops_queue, redis_uri, extra_env={"ORMEVENTS_METRICS_PORT": str(free_port())})) as process:
+        yield process
 
 
 @pytest.fixture(scope="session")

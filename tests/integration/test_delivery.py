@@ -14,7 +14,7 @@ import redis
 
 import ormevents
 from ormevents import Event, event_bus
-from tests.integration.worker_process import WorkerProcess
+from tests.integration.worker_process import WorkerProcess, running
 from tests.support.timing import LATE_SLACK
 
 pytestmark = pytest.mark.integration
@@ -29,11 +29,8 @@ def queue() -> str:
 
 @pytest.fixture(scope="module")
 def worker(queue: str, redis_uri: str, mongo_uri: str) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(queue, redis_uri, extra_env={"ORMEVENTS_TEST_MONGO_URL": mongo_uri})
-    try:
-        yield process.start()
-    finally:
-        process.cleanup()
+    with running(WorkerProcess(queue, redis_uri, extra_env={"ORMEVENTS_TEST_MONGO_URL": mongo_uri})) as process:
+        yield process
 
 
 @pytest.fixture

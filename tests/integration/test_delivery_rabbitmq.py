@@ -20,7 +20,7 @@ from kombu import Connection, Exchange, Queue
 import ormevents
 from ormevents import Event, event_bus
 from tests.integration.test_delivery import records, wait_for
-from tests.integration.worker_process import WorkerProcess
+from tests.integration.worker_process import WorkerProcess, running
 from tests.support.timing import LATE_SLACK
 
 pytestmark = pytest.mark.integration
@@ -51,11 +51,8 @@ def queue(amqp_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def worker(queue: str, redis_uri: str, amqp_url: str) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(queue, redis_uri, broker_url=amqp_url)
-    try:
-        yield process.start()
-    finally:
-        process.cleanup()
+    with running(WorkerProcess(queue, redis_uri, broker_url=amqp_url)) as process:
+        yield process
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import ormevents
 from ormevents import Event
 from ormevents.celery.sending import run_message
 from tests.integration.test_delivery import records, wait_for
-from tests.integration.worker_process import WorkerProcess
+from tests.integration.worker_process import WorkerProcess, running
 
 pytestmark = pytest.mark.integration
 
@@ -31,11 +31,8 @@ def queue() -> str:
 @pytest.fixture(scope="module", autouse=True)
 def main_worker(queue: str, redis_uri: str) -> Iterator[WorkerProcess]:
     """Consumes only the event queue: dispatches, runs unrouted handlers, polls the schedule."""
-    process = WorkerProcess(queue, redis_uri)
-    try:
-        yield process.start()
-    finally:
-        process.cleanup()
+    with running(WorkerProcess(queue, redis_uri)) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import redis
 
 from ormevents import Event
 from tests.integration.test_delivery import records, wait_for
-from tests.integration.worker_process import WorkerProcess
+from tests.integration.worker_process import WorkerProcess, running
 
 pytestmark = pytest.mark.integration
 
@@ -26,11 +26,9 @@ def queue() -> str:
 
 @pytest.fixture(scope="module", autouse=True)
 def worker(queue: str, redis_uri: str) -> Iterator[WorkerProcess]:
-    process = WorkerProcess(queue, redis_uri, extra_env={"ORMEVENTS_CELERY_CONFIG": "tests.integration.soft_limit_config"})
-    try:
-        yield process.start()
-    finally:
-        process.cleanup()
+    settings = {"ORMEVENTS_CELERY_CONFIG": "tests.integration.soft_limit_config"}
+    with running(WorkerProcess(queue, redis_uri, extra_env=settings)) as process:
+        yield process
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])

@@ -9,6 +9,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,3 +83,12 @@ class WorkerProcess:
     def cleanup(self) -> None:
         self.stop()
         self.log_path.unlink(missing_ok=True)
+
+
+@contextmanager
+def running(process: WorkerProcess) -> Iterator[WorkerProcess]:
+    """``process`` started for the block, then stopped and its log removed (for fixtures)."""
+    try:
+        yield process.start()
+    finally:
+        process.cleanup()
