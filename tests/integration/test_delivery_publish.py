@@ -146,5 +146,5 @@ async def test_silent_broker_and_redis_time_out_without_blocking_the_loop(mongo_
           f"max loop lag {max(lag_now, lag_later) * 1000:.1f} ms")
     assert isinstance(outcome_now, BrokerUnavailableError), outcome_now
     assert isinstance(outcome_later, BrokerUnavailableError), outcome_later
-    assert elapsed_now <= 2.5 and elapsed_later <= 2.5, (elapsed_now, elapsed_later)
+    assert elapsed_now <= 3.0 and elapsed_later <= 3.0, (elapsed_now, elapsed_later)  # cut at 2 x 0.5 + 1 s
     assert max(lag_now, lag_later) < MAX_LOOP_LAG, (lag_now, lag_later)
