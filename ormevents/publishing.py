@@ -8,6 +8,7 @@ produced. The Celery publisher (``ormevents.bus``) implements the same protocol.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -51,13 +52,11 @@ class RecordingPublisher:
     """
 
     def __init__(self, limit: int | None = None) -> None:
-        self.published: list[PublishedEvent] = []
+        self.published: deque[PublishedEvent] = deque(maxlen=limit)  # drops the oldest in O(1)
         self.limit = limit
 
     async def publish(self, event: Event, *, delay: float | None = None, eta: datetime | None = None) -> None:
         self.published.append(PublishedEvent(event, delay, eta))
-        if self.limit is not None and len(self.published) > self.limit:
-            del self.published[: len(self.published) - self.limit]
 
     async def close(self) -> None:
         return None

@@ -7,8 +7,8 @@ Two task names travel on the queue (stable strings):
 * ``ormevents.run_handler(event, handler, attempt, retry_policy)`` — one (event, handler)
   pair, its own unit of work, retried alone.
 
-A message is ``{"task": name, "args": [...], "kwargs": {...}, "id": task_id}`` plus ``"queue"``
-when a handler is routed to its own queue; the same dict is what the Redis schedule stores, so
+A message is ``{"task": name, "args": [...], "kwargs": {...}, "id": task_id}`` (``kwargs["queue"]``
+when a handler is routed to its own queue); the same dict is what the Redis schedule stores, so
 a delayed message is sent exactly as an immediate one.
 
 Example::
@@ -61,8 +61,8 @@ def run_message(
 
     ``first_at`` (epoch seconds of the first attempt) rides along for the failed-job record,
     and so do ``extra`` keywords (``first_failed_at``, ``options``, ``due``) that are not ``None``.
-    ``queue`` (the handler's own broker queue, if it has one) is kept in the message, so a
-    retry waiting in the schedule is sent to the same queue, and in its keywords, so a worker
+    ``queue`` (the handler's own broker queue, if it has one) is kept in the keywords: the
+    :class:`Sender` sends the message there (a retry waiting in the schedule too), and a worker
     that does not know the handler still records it in the failed job.
     """
     message: dict[str, Any] = {
@@ -72,8 +72,7 @@ def run_message(
         "id": f"{event_wire['id']}:{handler}:{attempt}",
     }
     if queue:
-        message["queue"] = queue            # where Sender.send puts it
-        message["kwargs"]["queue"] = queue  # what the worker knows even without the handler
+        message["kwargs"]["queue"] = queue
     return message
 
 
@@ -96,7 +95,7 @@ class Sender:
         self.settings = settings
 
     def send(self, message: dict[str, Any]) -> None:
-        """Send ``message`` now (to its ``"queue"``, else the event queue).
+        """Send ``message`` now (to its ``kwargs["queue"]``, else the event queue).
 
         Raises :class:`BrokerUnavailableError` after the publish retries.
         """
@@ -110,7 +109,7 @@ class Sender:
                 # (measured), and event data has no place in monitoring headers anyway.
                 argsrepr=f"<{message['task']} {message['id']}>",
                 kwargsrepr="{}",
-                queue=message.get("queue") or self.settings.queue_name,
+                queue=(message.get("kwargs") or {}).get("queue") or self.settings.queue_name,
                 retry=True,
                 retry_policy=self.settings.publish_retry.as_celery(),
             )
