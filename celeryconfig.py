@@ -1,6 +1,6 @@
 """A Celery config module for ormevents workers (``app.config_from_object("celeryconfig")``).
 
-Everything comes from ``ORMEVENTS_*`` environment variables (see ``ormevents.celery.config``):
+Everything comes from ``ORMEVENTS_*`` environment variables (see ``ormevents.delivery.celery.config``):
 broker from ``ORMEVENTS_BROKER_URL`` (else ``ORMEVENTS_REDIS_URL``), JSON only, late acks,
 ``task_reject_on_worker_lost``, prefetch 1, the queue from ``ORMEVENTS_QUEUE`` and the handler
 modules to import from ``ORMEVENTS_IMPORTS`` (comma-separated). ``celery -A ormevents.worker
@@ -9,7 +9,7 @@ worker`` applies the same settings without this file; keep it to start from your
 
 from __future__ import annotations
 
-from ormevents.celery.config import DeliverySettings
+from ormevents.delivery.celery.config import DeliverySettings
 
 _settings = DeliverySettings.from_env()
 

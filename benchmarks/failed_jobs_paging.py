@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import redis  # noqa: E402
 
 from ormevents import Event  # noqa: E402
-from ormevents.embedded import redis_server  # noqa: E402
-from ormevents.failed import FailedJob, FailedJobFilter, FailedJobRetention  # noqa: E402
-from ormevents.failed_store import FailedJobStore  # noqa: E402
+from ormevents.jobs.records import FailedJob, FailedJobFilter, FailedJobRetention  # noqa: E402
+from ormevents.jobs.redis_store import FailedJobStore  # noqa: E402
+from ormevents.testing.servers import redis_server  # noqa: E402
 
 HANDLERS = [f"shop.handler_{n}" for n in range(10)]
 ERRORS = ["builtins.TimeoutError", "builtins.ValueError", "builtins.KeyError"]

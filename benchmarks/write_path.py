@@ -27,8 +27,8 @@ from pymongo import AsyncMongoClient
 
 import ormevents
 from ormevents import EventModel
-from ormevents.embedded import redis_server, secantus_server
 from ormevents.hooks import before_update
+from ormevents.testing.servers import redis_server, secantus_server
 
 
 class Account(EventModel):

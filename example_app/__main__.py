@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         mongo_uri, redis_uri = args.mongo_uri, args.redis_uri
         if mongo_uri is None or redis_uri is None:
-            from ormevents.embedded import redis_server, secantus_server
+            from ormevents.testing.servers import redis_server, secantus_server
         if mongo_uri is None:
             print("starting an embedded SecantusDB (MongoDB wire protocol)…", flush=True)
             mongo_uri = stack.enter_context(secantus_server())

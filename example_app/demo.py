@@ -13,8 +13,8 @@ from decimal import Decimal
 from typing import Any
 
 import ormevents
-from ormevents.embedded import stop
-from ormevents.redaction import redact_changes
+from ormevents.events.redaction import redact_changes
+from ormevents.testing.servers import stop
 
 from .models import Order, User
 from .settings import CARRIER_FIXED, Settings

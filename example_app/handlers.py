@@ -14,8 +14,8 @@ import redis.asyncio
 from pymongo import AsyncMongoClient, MongoClient
 
 from ormevents import Event, RetryPolicy, event_handler, model_event_handler
-from ormevents.celery.runtime import on_worker_start, on_worker_stop
-from ormevents.storage import to_bson
+from ormevents.delivery.celery.runtime import on_worker_start, on_worker_stop
+from ormevents.model.storage import to_bson
 
 from .settings import CARRIER_FIXED, Settings
 

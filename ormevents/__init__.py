@@ -1,5 +1,11 @@
 """ormevents: MongoDB models whose every write becomes an event, delivered through Celery.
 
+The package reads in the order a write travels (see ``docs/architecture.md``): ``model/``
+(EventModel, hooks, change tracking, storage) -> ``events/`` (the Event record, pure) ->
+``delivery/`` (publishers: Celery, eager, recording) -> worker -> ``handlers/`` (registry,
+retry: pure) -> ``jobs/`` (failed jobs, status); ``ops/`` (CLI, metrics, tracing),
+``testing/`` (helpers for your tests), ``runtime.py`` (``init()``/``close()``) wires them.
+
 Quick look::
 
     from ormevents import EventModel, init
@@ -20,10 +26,21 @@ Quick look::
 from __future__ import annotations
 
 from .bus import EventBus, event_bus
-from .changes import ChangeSet, FieldChange
-from .conditions import AllOf, AnyOf, Changed, ChangesTo, Condition, IsNow, Not, Was
+from .changes.conditions import (
+    AllOf,
+    AnyOf,
+    Changed,
+    ChangesTo,
+    Condition,
+    IsNow,
+    Not,
+    Was,
+)
+from .changes.diff import ChangeSet, FieldChange
 from .config import EventConfig
-from .context import event_metadata, hooks_disabled
+from .delivery.base import Publisher
+from .delivery.celery.runtime import on_worker_start, on_worker_stop
+from .delivery.recording import RecordingPublisher
 from .errors import (
     BrokerUnavailableError,
     ConfigurationError,
@@ -39,16 +56,16 @@ from .errors import (
     PublishError,
     UnserializableValueError,
 )
-from .events import Event
-from .handlers import event_handler, model_event_handler
-from .model import EventModel, EventModelConfig
-from .model_events import dispatch_model_event
-from .publishing import Publisher, RecordingPublisher
-from .redaction import REDACTED, Sensitive
-from .retry import PublishRetryPolicy, RetryPolicy
+from .events.event import Event
+from .events.redaction import REDACTED, Sensitive
+from .handlers.decorators import event_handler, model_event_handler
+from .handlers.retry import PublishRetryPolicy, RetryPolicy
+from .model.base import EventModel
+from .model.context import event_metadata, hooks_disabled
+from .model.dispatch import dispatch_model_event
+from .model.meta import EventModelConfig
+from .model.types import ObjectIdField
 from .runtime import close, get_runtime, init
-from .celery.runtime import on_worker_start, on_worker_stop
-from .types import ObjectIdField
 
 __all__ = [
     "event_bus",

@@ -1,14 +1,8 @@
-"""Publishing events: :class:`CeleryPublisher` and the :data:`event_bus` facade.
+"""``event_bus``: the application's handle on delivery, whatever publisher ``init()`` chose.
 
-``init(..., redis_uri=...)`` makes a :class:`CeleryPublisher` the runtime's publisher; model
-writes and ``event_bus.publish`` both go through it. Network I/O never runs on the asyncio
-loop: every send happens on the publisher's own small thread pool, bounded by the
-publish-retry policy's ``timeout``, after which :class:`BrokerUnavailableError` is raised.
-
-* no delay: one ``ormevents.dispatch`` message is sent to the broker; the worker fans it
-  out to the matching handlers (see ``docs/delivery.md``);
-* ``delay=`` seconds or ``eta=`` datetime: the message waits in the Redis schedule and is
-  sent when due; :meth:`EventBus.cancel` removes it while it waits.
+It holds no state of its own: every call goes to the current runtime's publisher, so after a
+new ``init()`` it uses the new one. Publishing and cancelling work with every publisher;
+failed jobs work with the Celery and the eager publisher, event status with Celery only.
 
 Example::
 
@@ -18,128 +12,92 @@ Example::
     event = Event(name="user.reminder", data={})
     await event_bus.publish(event, delay=3600)
     await event_bus.cancel(event.id)        # True: it was still waiting
+    page = await event_bus.get_failed_jobs(handler="billing.activate", limit=20)
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
 
-from .bus_failed import FailedJobsFacade, FailedJobsMixin
-from .errors import BrokerUnavailableError, ConfigurationError
-from .events import Event
-from .metrics import metrics
+from .errors import ConfigurationError
+from .events.event import Event
+from .jobs.records import FailedJob, Page
+from .jobs.status import EventStatus, HandlerStatus
 from .runtime import get_runtime
-from .tracing import with_trace_context
-
-if TYPE_CHECKING:
-    from .celery.config import DeliverySettings
-
-logger = logging.getLogger("ormevents.bus")
 
 
-def due_time(delay: float | None, eta: datetime | None) -> float | None:
-    """Epoch seconds an event is due at, or ``None`` for now (``delay`` xor ``eta``).
-
-    Example::
-
-        >>> due_time(None, None) is None
-        True
-    """
-    if delay is not None and eta is not None:
-        raise ConfigurationError("give either delay= (seconds) or eta= (a datetime), not both")
-    if delay is not None:
-        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay != delay:
-            raise ConfigurationError(f"delay= takes seconds as a number, got {delay!r}")
-        return time.time() + delay if delay > 0 else None
-    if eta is not None:
-        if not isinstance(eta, datetime):
-            raise ConfigurationError(f"eta= takes a datetime, got {eta!r}")
-        return (eta.replace(tzinfo=UTC) if eta.tzinfo is None else eta).timestamp()
-    return None
+def _api(name: str) -> Any:
+    publisher = get_runtime().publisher
+    method = getattr(publisher, name, None)
+    if method is None:
+        raise ConfigurationError(
+            f"{type(publisher).__name__} has no {name}(): failed jobs and event status need init(redis_uri=...) "
+            "(eager mode keeps failed jobs, not event status)"
+        )
+    return method
 
 
-class CeleryPublisher(FailedJobsMixin):
-    """Publishes events through Celery (see module doc); implements :class:`~ormevents.publishing.Publisher`.
+class FailedJobsFacade:
+    """``event_bus``'s failed-job and status methods (see :class:`~ormevents.delivery.celery.failed_api.FailedJobsMixin`)."""
 
-    Also reads, retries and removes failed jobs and reads event status (:mod:`ormevents.bus_failed`).
-    """
+    async def get_failed_jobs(self, handler: str | None = None, event_name: str | None = None,
+                              model: str | None = None, exception: str | None = None,
+                              since: datetime | None = None, limit: int = 50,
+                              cursor: str | None = None) -> Page[FailedJob]:
+        """One page of failed jobs matching the filters, newest first."""
+        page: Page[FailedJob] = await _api("get_failed_jobs")(handler, event_name, model, exception, since, limit, cursor)
+        return page
 
-    def __init__(self, settings: DeliverySettings, *, threads: int = 4) -> None:
-        # Celery and redis-py load here, not when `import ormevents` runs (~0.3 s saved).
-        import redis
+    async def get_failed_job(self, job_id: str) -> FailedJob:
+        """The failed job ``job_id``; :class:`JobNotFoundError` if there is none."""
+        job: FailedJob = await _api("get_failed_job")(job_id)
+        return job
 
-        from .celery.app import create_app
-        from .celery.scheduler import RedisSchedule
-        from .celery.sending import Sender
+    async def count_failed(self, handler: str | None = None, event_name: str | None = None,
+                           model: str | None = None, exception: str | None = None,
+                           since: datetime | None = None) -> int:
+        """How many failed jobs match the filters."""
+        return int(await _api("count_failed")(handler, event_name, model, exception, since))
 
-        self.settings = settings
-        self.app = create_app(settings, main="ormevents-publisher")
-        timeout = settings.publish_retry.timeout
-        self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        self.sender = Sender(self.app, RedisSchedule(self.redis, settings.keys), settings)
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ormevents-publish")
-        self._closed = False
+    async def retry_job(self, job_id: str) -> FailedJob:
+        """Re-enqueue ``job_id``; :class:`JobNotFoundError` if there is none."""
+        job: FailedJob = await _api("retry_job")(job_id)
+        return job
 
-    async def publish(self, event: Event, *, delay: float | None = None, eta: datetime | None = None) -> None:
-        """Send ``event`` now, or at ``delay``/``eta``; raise before sending anything if it is invalid."""
-        if not isinstance(event, Event):
-            raise TypeError(f"publish() takes an ormevents Event, got {type(event).__name__}")
-        due = due_time(delay, eta)
-        event.to_json()  # fail here, before any I/O, if the event cannot travel
-        event = with_trace_context(event)  # the handler continues this trace (OpenTelemetry, if installed)
-        await self._off_loop(self.sender.publish, event, due, None, what=f"publish {event.name} {event.id}")
-        metrics().published.labels(event=event.name).inc()
-        logger.debug("published %s %s (due %s)", event.name, event.id, due,
-                     extra={"event_id": str(event.id), "event_name": event.name, "state": "published"})
+    async def remove_job(self, job_id: str) -> None:
+        """Delete ``job_id``; :class:`JobNotFoundError` if there is none."""
+        await _api("remove_job")(job_id)
 
-    async def cancel(self, event_id: uuid.UUID | str) -> bool:
-        """Cancel a pending delayed event; ``True`` if it was still waiting."""
-        return bool(await self._off_loop(self.sender.cancel, event_id, what=f"cancel {event_id}"))
+    async def retry_jobs(self, **filters: Any) -> int:
+        """Retry every job matching ``filters`` (and ``dry_run=``); returns how many."""
+        return int(await _api("retry_jobs")(**filters))
 
-    async def pending(self) -> int:
-        """How many delayed events and retries wait in the schedule."""
-        return int(await self._off_loop(self.sender.schedule.pending, what="count pending"))
+    async def remove_jobs(self, **filters: Any) -> int:
+        """Remove every job matching ``filters`` (and ``dry_run=``); returns how many."""
+        return int(await _api("remove_jobs")(**filters))
 
-    async def close(self) -> None:
-        """Stop the send threads and release connections."""
-        if self._closed:
-            return
-        self._closed = True
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        await asyncio.to_thread(self._release)
+    async def get_event_status(self, event_id: uuid.UUID | str) -> EventStatus | None:
+        """The event and each handler's state, or ``None`` if unknown (or expired)."""
+        status: EventStatus | None = await _api("get_event_status")(event_id)
+        return status
 
-    def _release(self) -> None:
-        self.app.close()
-        self.redis.close()
-
-    async def _off_loop(self, func: Any, *args: Any, what: str) -> Any:
-        if self._closed:
-            raise ConfigurationError("this publisher is closed; call ormevents.init() again")
-        loop = asyncio.get_running_loop()
-        # The send thread retries on its own (publish-retry policy); this bound also covers a
-        # broker that accepts the connection and then never answers.
-        limit = self.settings.publish_retry.timeout * 2 + 1
-        try:
-            return await asyncio.wait_for(loop.run_in_executor(self._executor, func, *args), limit)
-        except TimeoutError:
-            raise BrokerUnavailableError(f"{what}: no answer from the broker/Redis within {limit:.1f} s") from None
+    async def get_handler_status(self, event_id: uuid.UUID | str, handler: str) -> HandlerStatus | None:
+        """The state of ``handler`` on ``event_id``, or ``None``."""
+        status: HandlerStatus | None = await _api("get_handler_status")(event_id, handler)
+        return status
 
 
 class EventBus(FailedJobsFacade):
     """Facade over the current runtime's publisher (``from ormevents import event_bus``).
 
     Holds no state of its own: after ``init()`` it uses the new runtime's publisher. Failed
-    jobs and event status: see :class:`~ormevents.bus_failed.FailedJobsFacade`.
+    jobs and event status: see :class:`FailedJobsFacade`.
     """
 
     async def publish(self, event: Event, *, delay: float | None = None, eta: datetime | None = None) -> None:
-        """Publish ``event`` through the runtime's publisher (see :meth:`CeleryPublisher.publish`)."""
+        """Publish ``event`` through the runtime's publisher (see :meth:`~ormevents.delivery.celery.publisher.CeleryPublisher.publish`)."""
         await get_runtime().publisher.publish(event, delay=delay, eta=eta)
 
     async def cancel(self, event_id: uuid.UUID | str) -> bool:

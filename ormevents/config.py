@@ -16,12 +16,12 @@ class EventConfig(BaseModel):
 
     ``queue_name``: the Celery queue handler tasks go to (and the Redis key prefix root).
     ``retry_policy``: default *execution* retry policy of handlers (a mapping of
-    :class:`~ormevents.retry.RetryPolicy` fields); ``None`` keeps the library default.
+    :class:`~ormevents.handlers.retry.RetryPolicy` fields); ``None`` keeps the library default.
     ``publish_retry``: how sending to the broker is retried (a mapping of
-    :class:`~ormevents.retry.PublishRetryPolicy` fields: ``max_retries``, ``interval_*``,
+    :class:`~ormevents.handlers.retry.PublishRetryPolicy` fields: ``max_retries``, ``interval_*``,
     ``timeout``); ``None`` keeps the default.
     ``failed_jobs``: retention of failed jobs (``{"max_count": 10000, "max_age_days": 30}``,
-    see :class:`~ormevents.failed.FailedJobRetention`); ``None`` keeps the default.
+    see :class:`~ormevents.jobs.records.FailedJobRetention`); ``None`` keeps the default.
     ``status_ttl``: seconds the per-event delivery status is kept (default 7 days).
     Both travel with each event to the worker, like ``retry_policy``.
     """
@@ -38,7 +38,7 @@ class EventConfig(BaseModel):
     @classmethod
     def _retention(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None:
-            from .failed import FailedJobRetention
+            from .jobs.records import FailedJobRetention
 
             FailedJobRetention.model_validate(value)
         return value
@@ -47,7 +47,7 @@ class EventConfig(BaseModel):
     @classmethod
     def _policy_fields(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
         if value is not None:
-            from .retry import PublishRetryPolicy, RetryPolicy
+            from .handlers.retry import PublishRetryPolicy, RetryPolicy
 
             kind = RetryPolicy if info.field_name == "retry_policy" else PublishRetryPolicy
             kind.model_validate(value)  # reject unknown keys/bad values at init() time

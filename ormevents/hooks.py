@@ -1,159 +1,21 @@
-"""Lifecycle hook decorators and the code that runs them.
+"""The lifecycle hook decorators, at the path the docs use: ``from ormevents.hooks import after_update``.
 
-Eight decorators mark model methods (sync or ``async``) to run around writes::
-
-    class User(EventModel):
-        @before_write
-        def normalise(self) -> None:
-            self.email = self.email.lower()
-
-        @after_update(when="status", changes_to="active")
-        async def welcome(self) -> None: ...
-
-Firing order per write (hooks of one kind run in definition order, base classes first, each
-awaited before the next; a subclass method overriding a hook keeps the base's position):
-
-| write  | hooks and the driver call, in order                               |
-|--------|-------------------------------------------------------------------|
-| create | before_create, before_write, [insert], after_create, after_write |
-| update | before_update, before_write, [update], after_update, after_write |
-| delete | before_delete, [delete], after_delete                             |
-
-Contracts:
-
-* inside a before-hook, ``self.changes`` is the pending :class:`~ormevents.ChangeSet`; the hook
-  may change fields, and those changes are written and diffed; raising aborts the write
-  (nothing written, no after-hook, no event) and the error reaches the caller unchanged;
-* inside an after-hook, ``self.saved_changes`` is what was written; raising does not undo the
-  write, the event is still emitted, and the error reaches the caller;
-* a condition (``when=``, ``when_any=``, ``was=``, ``is_now=``, ``changes_to=``,
-  ``has_changed=``, ``condition=``) is evaluated just before its hook runs, so it sees the
-  changes earlier hooks made. A condition naming an unknown field fails at class creation.
+They are defined, with the firing table and the contract of each moment, in
+:mod:`ormevents.model.hooks`; they are also importable from ``ormevents`` itself.
 """
 
 from __future__ import annotations
 
-import enum
-import inspect
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, Unpack, cast, overload
+from .model.hooks import (
+    after_create,
+    after_delete,
+    after_update,
+    after_write,
+    before_create,
+    before_delete,
+    before_update,
+    before_write,
+)
 
-from pydantic import BaseModel
-
-from .conditions import ChangeContext, Condition, ConditionKeywords, build_condition, check_paths
-
-F = TypeVar("F", bound=Callable[..., Any])
-_MARK = "__ormevents_hooks__"
-
-
-class HookKind(enum.StrEnum):
-    """The eight moments a hook can run at."""
-
-    BEFORE_CREATE = "before_create"
-    AFTER_CREATE = "after_create"
-    BEFORE_UPDATE = "before_update"
-    AFTER_UPDATE = "after_update"
-    BEFORE_WRITE = "before_write"
-    AFTER_WRITE = "after_write"
-    BEFORE_DELETE = "before_delete"
-    AFTER_DELETE = "after_delete"
-
-
-@dataclass(frozen=True)
-class HookSpec:
-    """What a decorator recorded on a function: when it runs and under which condition."""
-
-    kind: HookKind
-    condition: Condition | None
-
-
-@dataclass(frozen=True)
-class BoundHook:
-    """A hook collected on a model class."""
-
-    name: str
-    function: Callable[..., Any]
-    condition: Condition | None
-
-
-HookTable = Mapping[HookKind, tuple[BoundHook, ...]]
-
-
-class HookDecorator(Protocol):
-    """A hook decorator: bare (``@after_update``) or with condition keywords (``@after_update(when="status")``)."""
-
-    @overload
-    def __call__(self, func: F, /) -> F: ...
-
-    @overload
-    def __call__(self, /, **conditions: Unpack[ConditionKeywords]) -> Callable[[F], F]: ...
-
-
-def _decorator(kind: HookKind) -> HookDecorator:
-    def decorate(func: F | None = None, /, **conditions: Unpack[ConditionKeywords]) -> F | Callable[[F], F]:
-        spec = HookSpec(kind, build_condition(**conditions))
-
-        def mark(function: F) -> F:
-            if not callable(function):
-                raise TypeError(f"@{kind.value} decorates a method, got {function!r}")
-            setattr(function, _MARK, (*getattr(function, _MARK, ()), spec))
-            return function
-
-        return mark(func) if func is not None else mark
-
-    decorate.__name__ = kind.value
-    decorate.__doc__ = f"Run the decorated method at ``{kind.value}`` (see :mod:`ormevents.hooks`)."
-    return cast(HookDecorator, decorate)
-
-
-before_create = _decorator(HookKind.BEFORE_CREATE)
-"""Run the decorated method before a new document is inserted."""
-after_create = _decorator(HookKind.AFTER_CREATE)
-"""Run the decorated method after a new document was inserted."""
-before_update = _decorator(HookKind.BEFORE_UPDATE)
-"""Run the decorated method before the changes of a saved document are written."""
-after_update = _decorator(HookKind.AFTER_UPDATE)
-"""Run the decorated method after the changes of a saved document were written."""
-before_write = _decorator(HookKind.BEFORE_WRITE)
-"""Run the decorated method before any insert or update (after ``before_create``/``before_update``)."""
-after_write = _decorator(HookKind.AFTER_WRITE)
-"""Run the decorated method after any insert or update (after ``after_create``/``after_update``)."""
-before_delete = _decorator(HookKind.BEFORE_DELETE)
-"""Run the decorated method before the document is deleted."""
-after_delete = _decorator(HookKind.AFTER_DELETE)
-"""Run the decorated method after the document was deleted."""
-
-
-def collect_hooks(model: type[BaseModel]) -> HookTable:
-    """The hooks of ``model`` by kind: definition order, base classes first.
-
-    Raises :class:`~ormevents.errors.ModelDefinitionError` if a condition names a field the
-    model does not have.
-    """
-    by_name: dict[str, tuple[Callable[..., Any], tuple[HookSpec, ...]]] = {}
-    for klass in reversed(model.__mro__):
-        for name, attribute in vars(klass).items():
-            specs = getattr(attribute, _MARK, None) if callable(attribute) else None
-            if specs:
-                by_name[name] = (attribute, specs)
-            elif name in by_name:
-                del by_name[name]  # overridden by a method that is not a hook
-    table: dict[HookKind, list[BoundHook]] = {kind: [] for kind in HookKind}
-    for name, (function, specs) in by_name.items():
-        for spec in specs:
-            check_paths(spec.condition, model, f"{model.__name__}.{name} (@{spec.kind.value})")
-            table[spec.kind].append(BoundHook(name, function, spec.condition))
-    return {kind: tuple(hooks) for kind, hooks in table.items()}
-
-
-async def run_hooks(
-    instance: Any, hooks: tuple[BoundHook, ...], context: Callable[[], ChangeContext]
-) -> None:
-    """Run ``hooks`` on ``instance`` one after another; ``context()`` gives the current changes."""
-    for hook in hooks:
-        if hook.condition is not None and not hook.condition(context()):
-            continue
-        result = hook.function(instance)
-        if inspect.isawaitable(result):
-            await result
+__all__ = ["after_create", "after_delete", "after_update", "after_write", "before_create", "before_delete",
+           "before_update", "before_write"]

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import EventConfig, parse_event_config
+from .delivery.base import Publisher
+from .delivery.recording import RecordingPublisher
 from .errors import ConfigurationError, NotInitializedError
-from .publishing import Publisher, RecordingPublisher
 
 RECORDING_LIMIT = 100_000
 """How many events the :class:`RecordingPublisher` of an ``init()`` without ``redis_uri=`` keeps."""
@@ -71,9 +72,9 @@ async def init(
 
     Events go to ``publisher`` if given; else, with ``redis_uri`` (Redis for the schedule and
     failed jobs; also the broker unless ``broker_url`` names another, e.g. ``amqp://``), to a
-    :class:`~ormevents.bus.CeleryPublisher` for ``event_config["queue_name"]``; else they are
+    :class:`~ormevents.delivery.celery.publisher.CeleryPublisher` for ``event_config["queue_name"]``; else they are
     kept by a :class:`RecordingPublisher`. ``eager=True`` runs handlers in-process right after
-    each write instead (an :class:`~ormevents.testing.EagerPublisher`, for your unit tests).
+    each write instead (an :class:`~ormevents.delivery.eager.EagerPublisher`, for your unit tests).
     Calling ``init`` again replaces the previous runtime (closing what it owned).
 
     Example::
@@ -91,9 +92,9 @@ async def init(
     if publisher is None and redis_uri is not None:
         publisher = _celery_publisher(config, redis_uri, broker_url)
     if eager:
-        from .failed import FailedJobRetention
-        from .retry import RetryPolicy
-        from .testing import EagerPublisher
+        from .delivery.eager import EagerPublisher
+        from .handlers.retry import RetryPolicy
+        from .jobs.records import FailedJobRetention
 
         publisher = EagerPublisher(retry_policy=RetryPolicy.model_validate(config.retry_policy or {}),
                                    failed_jobs=FailedJobRetention.model_validate(config.failed_jobs or {}))
@@ -120,10 +121,10 @@ async def close() -> None:
 
 
 def _celery_publisher(config: EventConfig, redis_uri: str, broker_url: str | None) -> Publisher:
-    from .bus import CeleryPublisher
-    from .celery.config import DeliverySettings
-    from .failed import FailedJobRetention
-    from .retry import PublishRetryPolicy, RetryPolicy
+    from .delivery.celery.config import DeliverySettings
+    from .delivery.celery.publisher import CeleryPublisher
+    from .handlers.retry import PublishRetryPolicy, RetryPolicy
+    from .jobs.records import FailedJobRetention
 
     settings = DeliverySettings(
         redis_url=redis_uri,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import ormevents
-from ormevents.publishing import RecordingPublisher
+from ormevents.delivery.recording import RecordingPublisher
 from tests.support import servers
 
 

@@ -41,7 +41,7 @@ def shop_handlers() -> Iterator[ModuleType]:
     retries. The shop's handlers are in turn taken out afterwards, so that their ``"*"`` audit
     handler does not run in other modules' eager tests.
     """
-    from ormevents.celery.runtime import hooks
+    from ormevents.delivery.celery.runtime import hooks
 
     handlers = importlib.import_module("example_app.handlers")
     for handler in _parked["shop"]:  # registered at first import, parked by an earlier teardown

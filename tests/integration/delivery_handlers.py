@@ -17,9 +17,9 @@ import redis.asyncio
 from pydantic import BaseModel
 
 from ormevents import Event
-from ormevents.celery.runtime import on_worker_start, on_worker_stop
+from ormevents.delivery.celery.runtime import on_worker_start, on_worker_stop
 from ormevents.handlers import event_handler, model_event_handler
-from ormevents.retry import RetryPolicy
+from ormevents.handlers.retry import RetryPolicy
 
 QUEUE = os.environ.get("ORMEVENTS_QUEUE", "")
 _state: dict[str, Any] = {}

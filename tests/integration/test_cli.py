@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 
 def cli(redis_uri: str, queue: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ormevents.cli", "--redis-url", redis_uri, "--queue", queue, *args],
+    return subprocess.run([sys.executable, "-m", "ormevents", "--redis-url", redis_uri, "--queue", queue, *args],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
@@ -96,7 +96,7 @@ def test_bad_input_exit_codes(redis_uri: str, ops_queue: str) -> None:
     ]
     from click.testing import CliRunner
 
-    from ormevents.cli import build
+    from ormevents.ops.cli import build
 
     for args, code, message in cases:  # in-process (fast); the same entry point as the script
         result = CliRunner().invoke(build(), ["--redis-url", redis_uri, "--queue", ops_queue, *args])

@@ -221,7 +221,7 @@ async def test_malformed_messages_are_rejected_and_the_worker_keeps_running(
 
 
 async def test_unknown_handler_is_recorded_not_crashed(bus: Any, rdb: redis.Redis, queue: str) -> None:
-    from ormevents.celery.sending import run_message
+    from ormevents.delivery.celery.sending import run_message
 
     publisher = ormevents.get_runtime().publisher
     event = Event(name="order.created", data={"tag": tag()})
@@ -231,7 +231,7 @@ async def test_unknown_handler_is_recorded_not_crashed(bus: Any, rdb: redis.Redi
 
 
 async def test_chained_events_published_once_with_causation(bus: Any, rdb: redis.Redis, queue: str) -> None:
-    from ormevents.celery.sending import run_message
+    from ormevents.delivery.celery.sending import run_message
 
     t = tag()
     parent = Event(name="signup.done", data={"tag": t})

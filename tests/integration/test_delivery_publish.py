@@ -14,7 +14,13 @@ import pytest
 import redis
 
 import ormevents
-from ormevents import BrokerUnavailableError, Event, InvalidEventNameError, UnserializableValueError, event_bus
+from ormevents import (
+    BrokerUnavailableError,
+    Event,
+    InvalidEventNameError,
+    UnserializableValueError,
+    event_bus,
+)
 from ormevents.errors import ConfigurationError, NotInitializedError
 from tests.support.servers import free_port
 

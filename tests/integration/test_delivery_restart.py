@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from ormevents import Event
-from ormevents.celery.keys import Keys
+from ormevents.jobs.keys import Keys
 from tests.integration.worker_process import WorkerProcess
 from tests.support.timing import LATE_SLACK
 

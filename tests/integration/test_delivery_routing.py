@@ -16,7 +16,7 @@ import redis
 
 import ormevents
 from ormevents import Event
-from ormevents.celery.sending import run_message
+from ormevents.delivery.celery.sending import run_message
 from tests.integration.test_delivery import records, wait_for
 from tests.integration.worker_process import WorkerProcess, running
 

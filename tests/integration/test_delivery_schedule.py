@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from ormevents.celery.keys import Keys
-from ormevents.celery.scheduler import RedisSchedule, SchedulerThread
+from ormevents.delivery.celery.scheduler import RedisSchedule, SchedulerThread
+from ormevents.jobs.keys import Keys
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import redis
 
 from ormevents import Event
 from ormevents.errors import InvalidFilterError
-from ormevents.failed import FailedJob, FailedJobFilter, FailedJobRetention
-from ormevents.failed_store import FailedJobStore
+from ormevents.jobs.records import FailedJob, FailedJobFilter, FailedJobRetention
+from ormevents.jobs.redis_store import FailedJobStore
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,13 @@ import pytest
 from bson import Binary, Decimal128, ObjectId
 from pydantic import ValidationError
 
-from ormevents import DocumentDeletedError, DocumentNotFoundError, EventModel, IdChangedError, RecordingPublisher
+from ormevents import (
+    DocumentDeletedError,
+    DocumentNotFoundError,
+    EventModel,
+    IdChangedError,
+    RecordingPublisher,
+)
 from ormevents.hooks import before_delete, before_update
 from tests.integration.models import Address, Rich, User
 

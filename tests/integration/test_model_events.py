@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+import ormevents
 from ormevents import (
     REDACTED,
     ConfigurationError,
@@ -17,7 +18,6 @@ from ormevents import (
     dispatch_model_event,
     event_metadata,
 )
-import ormevents
 from tests.integration.models import Account, User
 
 pytestmark = pytest.mark.integration

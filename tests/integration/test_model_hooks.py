@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from ormevents import Changed, EventModel, IsNow, ModelDefinitionError, RecordingPublisher, hooks_disabled
+from ormevents import (
+    Changed,
+    EventModel,
+    IsNow,
+    ModelDefinitionError,
+    RecordingPublisher,
+    hooks_disabled,
+)
 from ormevents.hooks import (
     after_create,
     after_delete,

@@ -11,9 +11,9 @@ import pytest
 import redis
 
 from ormevents import Event
-from ormevents.celery.config import DeliverySettings
+from ormevents.delivery.celery.config import DeliverySettings
 from ormevents.handlers import HandlerRegistry, event_handler
-from ormevents.retry import RetryPolicy
+from ormevents.handlers.retry import RetryPolicy
 from tests.integration.test_delivery import tag, wait_for
 from tests.integration.test_failed_jobs import failed_switch
 from tests.integration.worker_process import WorkerProcess
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_every_state_change_logs_event_handler_and_attempt(redis_uri: str, caplog: pytest.LogCaptureFixture) -> None:
-    from ormevents.celery.delivery import WorkerDelivery
+    from ormevents.delivery.celery.worker import WorkerDelivery
 
     reg = HandlerRegistry()
 
@@ -35,7 +35,7 @@ def test_every_state_change_logs_event_handler_and_attempt(redis_uri: str, caplo
     settings = DeliverySettings(redis_url=redis_uri, queue_name=f"obs{tag()}")
     delivery = WorkerDelivery(settings, reg, app=None)  # type: ignore[arg-type]  # run() sends nothing here
     good, bad = Event(name="a.b", data={"fail": False}), Event(name="a.b", data={"fail": True})
-    with caplog.at_level(logging.INFO, logger="ormevents.celery.delivery"):
+    with caplog.at_level(logging.INFO, logger="ormevents.delivery.celery.worker"):
         assert delivery.run((good.to_dict(), "obs.flaky", 0, None)) == "ok"
         delivery.run((bad.to_dict(), "obs.flaky", 0, None))
         delivery.run((bad.to_dict(), "obs.flaky", 1, None))

@@ -1,5 +1,5 @@
 """Servers for the test suite: ``ORMEVENTS_TEST_MONGO_URL`` / ``ORMEVENTS_TEST_REDIS_URL`` point
-it at servers of your own; otherwise private ones start (see :mod:`ormevents.embedded`)."""
+it at servers of your own; otherwise private ones start (see :mod:`ormevents.testing.servers`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,13 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ormevents.embedded import free_port, redis_server, secantus_server, stop, wait_for_port
+from ormevents.testing.servers import (
+    free_port,
+    redis_server,
+    secantus_server,
+    stop,
+    wait_for_port,
+)
 
 __all__ = ["free_port", "mongo_url", "redis_url", "stop", "wait_for_port"]
 @contextmanager

@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from ormevents import Event
-from ormevents.bus import due_time
-from ormevents.celery.config import DeliverySettings
-from ormevents.celery.runtime import WorkerLoop
-from ormevents.celery.sending import _safe, dispatch_message, run_message
+from ormevents.delivery.base import due_time
+from ormevents.delivery.celery.config import DeliverySettings
+from ormevents.delivery.celery.runtime import WorkerLoop
+from ormevents.delivery.celery.sending import _safe, dispatch_message, run_message
 from ormevents.errors import ConfigurationError
-from ormevents.retry import RetryPolicy
+from ormevents.handlers.retry import RetryPolicy
 
 
 def test_due_time() -> None:
@@ -47,7 +47,7 @@ def test_settings_from_env_and_celery_conf() -> None:
     assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"] and conf["worker_prefetch_multiplier"] == 1
     assert conf["accept_content"] == ["json"] and conf["task_serializer"] == "json"
     assert conf["broker_transport_options"]["visibility_timeout"] == 30.0
-    assert conf["broker_transport"] == "ormevents.celery.transport:Transport"
+    assert conf["broker_transport"] == "ormevents.delivery.celery.transport:Transport"
     amqp = DeliverySettings.from_env({**env, "ORMEVENTS_BROKER_URL": "amqp://guest@rabbit//"}).celery_conf()
     assert amqp["broker_url"] == "amqp://guest@rabbit//" and "broker_transport" not in amqp
     assert amqp["broker_transport_options"] == {}
@@ -138,7 +138,7 @@ def test_infrastructure_errors_requeue_instead_of_dropping() -> None:
     import redis
     from celery.exceptions import Reject
 
-    from ormevents.celery.delivery import requeue_on_infrastructure_error
+    from ormevents.delivery.celery.worker import requeue_on_infrastructure_error
     from ormevents.errors import BrokerUnavailableError
 
     def redis_down() -> None:
@@ -160,7 +160,7 @@ def test_infrastructure_errors_requeue_instead_of_dropping() -> None:
 
 
 def test_async_callables_run_on_the_worker_loop() -> None:
-    from ormevents.celery.delivery import WorkerDelivery
+    from ormevents.delivery.celery.worker import WorkerDelivery
     from ormevents.handlers import HandlerRegistry, event_handler
 
     class AsyncCallable:

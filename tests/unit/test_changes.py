@@ -6,7 +6,14 @@ from decimal import Decimal
 import pytest
 from bson import ObjectId
 
-from ormevents.changes import ChangeSet, FieldChange, diff, lookup, update_document, values_equal
+from ormevents.changes.diff import (
+    ChangeSet,
+    FieldChange,
+    diff,
+    lookup,
+    update_document,
+    values_equal,
+)
 
 
 def test_scalar_change_and_helpers() -> None:

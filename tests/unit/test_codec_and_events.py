@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from datetime import UTC, date, datetime, timezone, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -10,7 +10,7 @@ from bson import Decimal128, ObjectId
 from pydantic import BaseModel
 
 from ormevents import Event, InvalidEventNameError, UnserializableValueError
-from ormevents import codec
+from ormevents.events import codec
 
 
 class Color(enum.Enum):

@@ -4,7 +4,7 @@ import pytest
 from pydantic import BaseModel
 
 from ormevents import ModelDefinitionError
-from ormevents.conditions import (
+from ormevents.changes.conditions import (
     AnyOf,
     ChangeContext,
     Changed,

@@ -9,10 +9,10 @@ import pytest
 from pydantic import BaseModel
 
 from ormevents import Event, EventModel, RetryPolicy
-from ormevents.celery.results import split_result
-from ormevents.conditions import Changed, IsNow
+from ormevents.changes.conditions import Changed, IsNow
 from ormevents.errors import HandlerRegistrationError
 from ormevents.handlers import HandlerRegistry, event_handler, model_event_handler
+from ormevents.handlers.results import split_result
 
 
 @pytest.fixture

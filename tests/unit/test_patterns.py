@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ormevents.errors import HandlerRegistrationError
-from ormevents.patterns import Pattern
+from ormevents.events.patterns import Pattern
 
 CASES = [
     ("user.created", "user.created", True),

@@ -7,7 +7,7 @@ import random
 import pytest
 from pydantic import ValidationError
 
-from ormevents.retry import PublishRetryPolicy, RetryPolicy
+from ormevents.handlers.retry import PublishRetryPolicy, RetryPolicy
 
 
 def test_linear_delays_follow_the_seed_formula_with_a_floor() -> None:

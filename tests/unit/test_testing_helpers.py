@@ -9,10 +9,17 @@ import pytest
 from mongomock_motor import AsyncMongoMockClient
 
 import ormevents
-from ormevents import Event, EventModel, JobNotFoundError, RetryPolicy, event_bus, event_handler
+from ormevents import (
+    Event,
+    EventModel,
+    JobNotFoundError,
+    RetryPolicy,
+    event_bus,
+    event_handler,
+)
 from ormevents.errors import InvalidFilterError
-from ormevents.failed import FailedJobRetention
 from ormevents.handlers import HandlerRegistry
+from ormevents.jobs.records import FailedJobRetention
 from ormevents.testing import EagerPublisher, capture_events, eager_publisher
 
 local = HandlerRegistry()

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from ormevents import Event
-from ormevents.celery.config import DeliverySettings
+from ormevents.delivery.celery.config import DeliverySettings
+from ormevents.delivery.tracing import handler_span, with_trace_context
 from ormevents.handlers import HandlerRegistry, event_handler
-from ormevents.tracing import handler_span, with_trace_context
 
 sdk = pytest.importorskip("opentelemetry.sdk.trace")
 from opentelemetry import trace  # noqa: E402
@@ -28,7 +28,7 @@ def exporter() -> Iterator[InMemorySpanExporter]:
 
 
 def test_trace_continues_from_the_write_into_sync_and_async_handlers(exporter: InMemorySpanExporter) -> None:
-    from ormevents.celery.delivery import WorkerDelivery
+    from ormevents.delivery.celery.worker import WorkerDelivery
 
     tracer = trace.get_tracer("test")
     reg = HandlerRegistry()

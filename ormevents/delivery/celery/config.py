@@ -1,0 +1,150 @@
+"""Delivery settings shared by publishers and workers, and the Celery configuration they imply.
+
+A worker reads them from the environment (:meth:`DeliverySettings.from_env`):
+
+| variable                          | meaning                                                        |
+|-----------------------------------|----------------------------------------------------------------|
+| ``ORMEVENTS_REDIS_URL``           | Redis for the schedule, failed jobs and counters (required)    |
+| ``ORMEVENTS_BROKER_URL``          | Celery broker (``redis://`` or ``amqp://``); default: Redis    |
+| ``ORMEVENTS_QUEUE``               | queue name and Redis key prefix (default ``ormevents:events``) |
+| ``ORMEVENTS_IMPORTS``             | comma-separated handler modules the worker imports             |
+| ``ORMEVENTS_RETRY_POLICY``        | JSON of :class:`~ormevents.handlers.retry.RetryPolicy` fields (fallback default; events carry the publisher's default) |
+| ``ORMEVENTS_PUBLISH_RETRY``       | JSON of :class:`~ormevents.handlers.retry.PublishRetryPolicy` fields    |
+| ``ORMEVENTS_VISIBILITY_TIMEOUT``  | Redis broker ``visibility_timeout`` in seconds                 |
+| ``ORMEVENTS_SCHEDULER_POLL``      | longest sleep of the schedule poller (default 0.05 s)          |
+| ``ORMEVENTS_FAILED_JOBS``         | JSON of :class:`~ormevents.jobs.records.FailedJobRetention` fields (fallback; events carry the publisher's ``failed_jobs``) |
+| ``ORMEVENTS_STATUS_TTL``          | seconds event status records are kept (default 7 days; events carry the publisher's ``status_ttl``) |
+
+The queue name must be the same for the publisher (``event_config["queue_name"]``) and the
+worker, since it names both the Celery queue and the Redis keys.
+
+Example::
+
+    >>> s = DeliverySettings(redis_url="redis://localhost:6379/0", queue_name="shop:events")
+    >>> conf = s.celery_conf()
+    >>> conf["task_default_queue"], conf["task_acks_late"], conf["accept_content"]
+    ('shop:events', True, ['json'])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...errors import ConfigurationError
+from ...handlers.retry import PublishRetryPolicy, RetryPolicy
+from ...jobs.keys import Keys
+from ...jobs.records import FailedJobRetention
+
+DEFAULT_QUEUE = "ormevents:events"
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """Where events travel and how they are retried (see module doc)."""
+
+    redis_url: str
+    broker_url: str | None = None
+    queue_name: str = DEFAULT_QUEUE
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    publish_retry: PublishRetryPolicy = field(default_factory=PublishRetryPolicy)
+    visibility_timeout: float | None = None
+    scheduler_poll: float = 0.05
+    imports: tuple[str, ...] = ()
+    result_ttl: int = 7 * 24 * 3600
+    failed_jobs: FailedJobRetention = field(default_factory=FailedJobRetention)
+    status_ttl: int = 7 * 24 * 3600
+
+    @property
+    def broker(self) -> str:
+        """The broker URL (Redis when none is given)."""
+        return self.broker_url or self.redis_url
+
+    @property
+    def keys(self) -> Keys:
+        """The Redis key names of this queue."""
+        return Keys(self.queue_name)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DeliverySettings:
+        """Settings from ``ORMEVENTS_*`` variables (see module doc)."""
+        env = os.environ if env is None else env
+        redis_url = env.get("ORMEVENTS_REDIS_URL")
+        if not redis_url:
+            raise ConfigurationError(
+                "set ORMEVENTS_REDIS_URL (e.g. redis://localhost:6379/0): the worker keeps its "
+                "schedule, failed jobs and counters in Redis"
+            )
+        visibility = env.get("ORMEVENTS_VISIBILITY_TIMEOUT")
+        return cls(
+            redis_url=redis_url,
+            broker_url=env.get("ORMEVENTS_BROKER_URL") or None,
+            queue_name=env.get("ORMEVENTS_QUEUE") or DEFAULT_QUEUE,
+            retry_policy=RetryPolicy.model_validate(_json_env(env, "ORMEVENTS_RETRY_POLICY")),
+            publish_retry=PublishRetryPolicy.model_validate(_json_env(env, "ORMEVENTS_PUBLISH_RETRY")),
+            visibility_timeout=float(visibility) if visibility else None,
+            scheduler_poll=float(env.get("ORMEVENTS_SCHEDULER_POLL") or 0.05),
+            imports=tuple(m.strip() for m in (env.get("ORMEVENTS_IMPORTS") or "").split(",") if m.strip()),
+            failed_jobs=FailedJobRetention.model_validate(_json_env(env, "ORMEVENTS_FAILED_JOBS")),
+            status_ttl=int(env.get("ORMEVENTS_STATUS_TTL") or 7 * 24 * 3600),
+        )
+
+    def message_options(self) -> dict[str, Any]:
+        """What every message carries besides the retry policy: retention and status TTL."""
+        return {"failed_jobs": self.failed_jobs.model_dump(), "status_ttl": self.status_ttl}
+
+    def options_from(self, carried: Any) -> tuple[FailedJobRetention, int]:
+        """The retention and status TTL a message carried, else these settings' own."""
+        retention, ttl = self.failed_jobs, self.status_ttl
+        if isinstance(carried, dict):
+            try:
+                retention = FailedJobRetention.model_validate(carried.get("failed_jobs") or retention.model_dump())
+                ttl = int(carried.get("status_ttl") or ttl)
+            except (ValueError, TypeError):
+                pass  # a malformed option keeps the worker's settings; the message still runs
+        return retention, ttl
+
+    def celery_conf(self) -> dict[str, Any]:
+        """The Celery settings of an ormevents app (JSON only, late acks, prefetch 1)."""
+        transport: dict[str, Any] = {}
+        if self.broker.startswith(("redis://", "rediss://", "unix://")):
+            timeout = self.publish_retry.timeout
+            transport = {"socket_connect_timeout": timeout, "socket_timeout": max(timeout, 5.0)}
+            if self.visibility_timeout is not None:
+                transport["visibility_timeout"] = self.visibility_timeout
+        conf: dict[str, Any] = {
+            "broker_url": self.broker,
+            "broker_connection_timeout": self.publish_retry.timeout,
+            "broker_connection_retry_on_startup": True,
+            "broker_transport_options": transport,
+            "task_serializer": "json",
+            "result_serializer": "json",
+            "accept_content": ["json"],
+            "task_ignore_result": True,
+            "task_acks_late": True,
+            "task_reject_on_worker_lost": True,
+            "worker_prefetch_multiplier": 1,
+            "task_default_queue": self.queue_name,
+            "task_create_missing_queues": True,
+            "enable_utc": True,
+            "imports": self.imports,
+        }
+        if self.broker.startswith(("redis://", "unix://")):
+            conf["broker_transport"] = "ormevents.delivery.celery.transport:Transport"
+        return conf
+
+
+def _json_env(env: Mapping[str, str], name: str) -> dict[str, Any]:
+    raw = env.get(name)
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"{name} must be a JSON object: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"{name} must be a JSON object, got {raw!r}")
+    return value

@@ -1,0 +1,109 @@
+"""Retrying and removing failed jobs (sync; the bus runs these on its thread pool, the CLI directly).
+
+Retrying a job sends a fresh ``run_handler`` message for the same event id and handler with
+attempt 0, then removes the record, in that order: if the broker does not accept the message
+(:class:`~ormevents.errors.BrokerUnavailableError`), the record stays. The removal is a
+compare-and-delete, so a retried run that fails again before the removal keeps its new record.
+The handler's completion marker for that event (``done:<event id>``) is cleared first, so the
+duplicate guard cannot skip the retried run.
+
+Bulk operations walk the filter's pages by cursor and skip jobs removed meanwhile.
+
+Example::
+
+    requeue = Requeue(store, sender)
+    requeue.retry("0b6f...:billing.activate")
+    requeue.retry_matching(FailedJobFilter(handler="billing.activate"))    # -> how many
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+from ...errors import JobNotFoundError
+from ...jobs.records import FailedJob, FailedJobFilter
+from ...jobs.redis_store import FailedJobStore
+from ...jobs.status import StatusWriter
+from .sending import Sender, run_message
+
+logger = logging.getLogger("ormevents.delivery.celery.requeue")
+
+BATCH = 100
+
+
+class Requeue:
+    """Retry/remove operations over one queue's :class:`FailedJobStore`."""
+
+    def __init__(self, store: FailedJobStore, sender: Sender, status_ttl: int = 7 * 24 * 3600) -> None:
+        self.store = store
+        self.sender = sender
+        self.status = StatusWriter(store.keys)
+        self.status_ttl = status_ttl
+
+    def retry(self, job_id: str) -> FailedJob:
+        """Re-enqueue ``job_id``; :class:`JobNotFoundError` if there is no such job."""
+        found = self.store.get_raw(job_id)
+        if found is None:
+            raise JobNotFoundError(f"no failed job {job_id!r} in queue {self.store.queue_name!r}")
+        job, raw = found
+        self._retry(job, raw)
+        return job
+
+    def remove(self, job_id: str) -> None:
+        """Delete ``job_id``; :class:`JobNotFoundError` if there is no such job."""
+        if self.store.remove(job_id) != 1:
+            raise JobNotFoundError(f"no failed job {job_id!r} in queue {self.store.queue_name!r}")
+        logger.info("failed job %s removed", job_id, extra={"job_id": job_id})
+
+    def retry_batch(self, filters: FailedJobFilter, cursor: str | None) -> tuple[int, str | None]:
+        """Retry one page of matching jobs; returns (how many, the next cursor)."""
+        page = self.store.page(filters, limit=BATCH, cursor=cursor)
+        done = 0
+        for job in page.items:
+            found = self.store.get_raw(job.id)
+            if found is not None:  # removed or retried by someone else meanwhile: skip it
+                self._retry(*found)
+                done += 1
+        return done, page.next_cursor
+
+    def remove_batch(self, filters: FailedJobFilter, cursor: str | None) -> tuple[int, str | None]:
+        """Remove one page of matching jobs; returns (how many, the next cursor)."""
+        page = self.store.page(filters, limit=BATCH, cursor=cursor)
+        return sum(self.store.remove(job.id) == 1 for job in page.items), page.next_cursor
+
+    def retry_matching(self, filters: FailedJobFilter, dry_run: bool = False) -> int:
+        """Retry every job matching ``filters``; with ``dry_run`` only count them."""
+        return self._walk(self.retry_batch, filters, dry_run)
+
+    def remove_matching(self, filters: FailedJobFilter, dry_run: bool = False) -> int:
+        """Remove every job matching ``filters``; with ``dry_run`` only count them."""
+        return self._walk(self.remove_batch, filters, dry_run)
+
+    def _walk(self, step: Callable[[FailedJobFilter, str | None], tuple[int, str | None]],
+              filters: FailedJobFilter, dry_run: bool) -> int:
+        if dry_run:
+            return self.store.count(filters)
+        total, cursor = step(filters, None)
+        while cursor is not None:
+            done, cursor = step(filters, cursor)
+            total += done
+        return total
+
+    def _retry(self, job: FailedJob, raw: bytes) -> None:
+        client = self.store.client
+        pipe = client.pipeline(transaction=True)
+        pipe.hdel(self.store.keys.done(job.event_id), job.handler)
+        self.status.handler(pipe, job.event_id, job.handler, self.status_ttl, state="queued", attempts=0,
+                            last_error=None, next_attempt_at=None)
+        self.status.gauge(pipe, job.handler, queued=1)
+        pipe.execute()
+        message = run_message(job.event, job.handler, 0, job.retry_policy, time.time(), queue=job.handler_queue)
+        message["id"] = f"{job.id}:retry:{uuid.uuid4().hex[:12]}"
+        self.sender.send(message)  # raises BrokerUnavailableError: the record stays
+        if self.store.remove(job.id, expected=raw) == -1:
+            logger.info("failed job %s failed again before its record was removed; keeping the new one", job.id)
+        logger.info("failed job %s re-enqueued", job.id,
+                    extra={"job_id": job.id, "event_id": job.event_id, "handler": job.handler})

@@ -1,0 +1,80 @@
+"""ormevents' two Celery tasks and the worker signals that give each process its runtime.
+
+Tasks (stable names, JSON arguments, late acks, rejected on worker loss):
+``ormevents.dispatch`` and ``ormevents.run_handler`` (see :mod:`ormevents.delivery.celery.sending`).
+
+Signals: ``worker_process_init`` starts the process's event loop and the
+:func:`~ormevents.delivery.celery.runtime.on_worker_start` hooks; ``worker_process_shutdown`` runs the
+stop hooks and closes the loop; ``worker_ready`` starts the schedule poller thread in the
+main worker process (and, with ``ORMEVENTS_METRICS_PORT``, the metrics endpoint) and
+``worker_shutdown`` stops it; ``task_rejected`` (a message Celery
+itself could not use) is counted as ``stats.rejected``.
+
+Example::
+
+    app = Celery("ormevents")
+    delivery = WorkerDelivery(settings, registry, app)
+    install(app, delivery)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery, signals  # type: ignore[import-untyped]  # celery ships no type hints
+
+from ..metrics import serve_worker_metrics
+from .scheduler import SchedulerThread
+from .sending import DISPATCH_TASK, RUN_HANDLER_TASK
+from .worker import WorkerDelivery, requeue_on_infrastructure_error
+
+logger = logging.getLogger("ormevents.delivery.celery.tasks")
+
+
+def install(app: Celery, delivery: WorkerDelivery) -> None:
+    """Register the tasks on ``app`` and connect the worker signals for ``delivery``."""
+
+    @app.task(name=DISPATCH_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
+    def dispatch(*args: Any, options: Any = None, due: float | None = None, **kwargs: Any) -> Any:
+        return requeue_on_infrastructure_error(delivery.dispatch, args, options=options, due=due)
+
+    @app.task(name=RUN_HANDLER_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
+    def run_handler(*args: Any, first_at: float | None = None, first_failed_at: float | None = None,
+                    options: Any = None, due: float | None = None, queue: str | None = None, **kwargs: Any) -> Any:
+        return requeue_on_infrastructure_error(delivery.run, args, first_at=first_at, first_failed_at=first_failed_at,
+                                               options=options, due=due, queue=queue)
+
+    poller: dict[str, SchedulerThread] = {}
+
+    def process_init(**_: Any) -> None:
+        delivery.process_started()
+
+    def process_shutdown(**_: Any) -> None:
+        delivery.process_stopping()
+
+    def worker_ready(sender: Any = None, **_: Any) -> None:
+        if delivery.metrics_port is not None:
+            serve_worker_metrics(delivery.metrics_port)
+        thread = SchedulerThread(delivery.sender.schedule, delivery.sender.send, delivery.settings.scheduler_poll)
+        thread.start()
+        poller["thread"] = thread
+        logger.info("ormevents schedule poller started for queue %s", delivery.settings.queue_name)
+
+    def worker_shutdown(**_: Any) -> None:
+        thread = poller.pop("thread", None)
+        if thread is not None:
+            thread.stop()
+        if delivery.loop.running:  # solo pool: the loop lived in the main process
+            delivery.process_stopping()
+
+    def task_rejected(**_: Any) -> None:
+        logger.error("a message on queue %s was rejected by Celery", delivery.settings.queue_name)
+        delivery.count("rejected")
+
+    uid = f"ormevents:{id(app)}"
+    signals.worker_process_init.connect(process_init, weak=False, dispatch_uid=f"{uid}:pinit")
+    signals.worker_process_shutdown.connect(process_shutdown, weak=False, dispatch_uid=f"{uid}:pshut")
+    signals.worker_ready.connect(worker_ready, weak=False, dispatch_uid=f"{uid}:ready")
+    signals.worker_shutdown.connect(worker_shutdown, weak=False, dispatch_uid=f"{uid}:shutdown")
+    signals.task_rejected.connect(task_rejected, weak=False, dispatch_uid=f"{uid}:rejected")

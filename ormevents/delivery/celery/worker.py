@@ -1,0 +1,247 @@
+"""What a worker does with ormevents' two tasks: fan an event out, run one handler on it.
+
+* :meth:`WorkerDelivery.dispatch` — match the event against the handler registry (pattern and
+  condition) and send one ``run_handler`` message per matching handler. No match: counted
+  (``stats.unmatched``) and acknowledged. Handlers that already completed this event are
+  skipped, so a redelivered dispatch does not run them again.
+* :meth:`WorkerDelivery.run` — run one handler (sync in the task thread, async on the
+  process's :class:`~ormevents.delivery.celery.runtime.WorkerLoop`). On success its JSON result and
+  the events it returned are written in ONE Redis transaction (result under
+  ``done:<event id>``, children into the schedule, due now), so a redelivered task sees the
+  result and neither runs again nor republishes. On failure: a retry goes into the Redis
+  schedule after the policy's delay, or, when retries are over, a :class:`FailedJob` is stored.
+
+Every state change (queued, running, succeeded, retrying, failed) is written to the event's
+status (:mod:`ormevents.jobs.status`) in the same pipeline as the bookkeeping it goes with, logged
+with ``extra={"event_id", "handler", "attempt", "state"}``, and counted in the Prometheus
+metrics when they are enabled (:mod:`ormevents.delivery.metrics`).
+
+Malformed messages raise Celery's ``Reject(requeue=False)`` (logged, counted as
+``stats.rejected``); the worker keeps running.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+import redis
+from celery import Celery  # type: ignore[import-untyped]  # celery ships no type hints
+from celery.exceptions import Reject  # type: ignore[import-untyped]  # celery ships no type hints
+from pydantic import ValidationError
+
+from ...errors import BrokerUnavailableError, OrmEventsError
+from ...events.event import Event
+from ...handlers.registry import Handler, HandlerRegistry
+from ...handlers.results import split_result
+from ...handlers.retry import RetryPolicy
+from ...jobs.redis_store import FailedJobStore
+from ...jobs.status import StatusWriter
+from ..metrics import metrics
+from ..tracing import handler_span
+from .config import DeliverySettings
+from .outcomes import Run, RunOutcomes
+from .runtime import WorkerLoop, as_coroutine, hooks
+from .scheduler import RedisSchedule
+from .sending import Sender, run_message
+
+logger = logging.getLogger("ormevents.delivery.celery.worker")
+
+
+class WorkerDelivery:
+    """The worker side of delivery for one queue (see module doc)."""
+
+    def __init__(self, settings: DeliverySettings, registry: HandlerRegistry, app: Celery) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.app = app
+        self.keys = settings.keys
+        self.loop = WorkerLoop()
+        self.status = StatusWriter(self.keys)
+        self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        self.metrics_port: int | None = None
+        self._pid: int | None = None
+        self._redis: redis.Redis | None = None
+        self._sender: Sender | None = None
+        self._store: FailedJobStore | None = None
+        self.outcomes = RunOutcomes(self)
+
+    # ----- per-process resources (never shared across fork) ------------------------------
+
+    @property
+    def redis(self) -> redis.Redis:
+        """This process's Redis client."""
+        self._ensure_process()
+        assert self._redis is not None
+        return self._redis
+
+    @property
+    def sender(self) -> Sender:
+        """This process's :class:`Sender` (broker + schedule)."""
+        self._ensure_process()
+        assert self._sender is not None
+        return self._sender
+
+    @property
+    def store(self) -> FailedJobStore:
+        """This process's :class:`FailedJobStore`."""
+        self._ensure_process()
+        assert self._store is not None
+        return self._store
+
+    def _ensure_process(self) -> None:
+        if self._pid == os.getpid() and self._redis is not None:
+            return
+        client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+        self._redis = client
+        self._sender = Sender(self.app, RedisSchedule(client, self.keys), self.settings)
+        self._store = FailedJobStore(client, self.settings.queue_name, self.settings.failed_jobs)
+        self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        self._pid = os.getpid()
+
+    def process_started(self) -> None:
+        """Start this process's loop and run the start hooks (from ``worker_process_init``)."""
+        self._pid = None
+        self.loop = WorkerLoop()
+        self.loop.start(hooks.start)
+
+    def process_stopping(self) -> None:
+        """Run the stop hooks and close the loop (from ``worker_process_shutdown``)."""
+        self.loop.close(hooks.stop)
+
+    def count(self, stat: str, amount: int = 1) -> None:
+        """Increment counter ``stat`` in the queue's stats hash (best effort)."""
+        try:
+            self.redis.hincrby(self.keys.stats, stat, amount)
+        except redis.RedisError:
+            logger.warning("could not count %s in Redis", stat, exc_info=True)
+
+    # ----- tasks ------------------------------------------------------------------------
+
+    def dispatch(self, args: tuple[Any, ...], options: Any = None, due: float | None = None) -> list[str]:
+        """Body of ``ormevents.dispatch``: send one run_handler per matching handler."""
+        event, policy = self._parse(args, 1, "dispatch")
+        wire = event.to_dict()
+        _, ttl = self.settings.options_from(options)
+        selected = self.registry.match(event)
+        pipe = self.redis.pipeline(transaction=True)
+        if not selected:
+            self.status.event(pipe, wire, "unmatched", ttl)
+            pipe.hincrby(self.keys.stats, "unmatched", 1)
+            pipe.execute()
+            logger.info("event %s %s matched no handler", event.name, event.id,
+                        extra={"event_id": str(event.id), "state": "unmatched"})
+            return []
+        done = self._done_handlers(str(event.id))
+        pending = [handler for handler in selected if handler.name not in done]
+        names = [handler.name for handler in pending]
+        self.status.event(pipe, wire, "dispatched", ttl, names)  # queued before any run can start
+        for name in names:
+            self.status.gauge(pipe, name, queued=1)
+        pipe.hincrby(self.keys.stats, "dispatched", 1)
+        pipe.execute()
+        for handler in pending:
+            self.sender.send(run_message(wire, handler.name, 0, policy, time.time(), queue=handler.queue,
+                                         options=options, due=due))
+            logger.debug("handler %s queued for event %s", handler.name, event.id,
+                         extra={"event_id": str(event.id), "handler": handler.name, "attempt": 0, "state": "queued"})
+        return names
+
+    def run(self, args: tuple[Any, ...], first_at: float | None = None, first_failed_at: float | None = None,
+            options: Any = None, due: float | None = None, queue: str | None = None) -> Any:
+        """Body of ``ormevents.run_handler``: run one handler on one event (``queue``: the one it was sent to)."""
+        event, policy_cfg = self._parse(args, 3, "run_handler")
+        name, attempt = args[1], args[2]
+        if not isinstance(name, str) or not isinstance(attempt, int) or attempt < 0:
+            self._reject(f"run_handler needs (event, handler name, attempt >= 0), got {args[1:3]!r}")
+        run = Run(event, name, attempt, policy_cfg, first_at, first_failed_at, *self.settings.options_from(options))
+        run.queue = queue if isinstance(queue, str) and queue else None
+        handler = self.registry.get(name)
+        if handler is None:
+            logger.error("no handler named %r in this worker (event %s); recorded as failed", name, event.id,
+                         extra=run.extra("failed"))
+            self.count("unknown_handler")
+            self.outcomes.fail(run, "UnknownHandler", f"no handler named {name!r} is registered in the worker; "
+                               "check ORMEVENTS_IMPORTS", "", ran=False)
+            return None
+        run.queue = handler.queue  # the handler's current routing wins over the message's
+        if self.redis.hexists(self.keys.done(run.event_id), name):
+            logger.info("handler %s already completed event %s; skipping the redelivery", name, run.event_id,
+                        extra=run.extra("duplicate"))
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hincrby(self.keys.stats, "duplicates", 1)
+            self.status.gauge(pipe, name, **run.dequeued())
+            pipe.execute()
+            return None
+        started = self.outcomes.started(run, due)
+        try:
+            with handler_span(event, name, attempt) as attach:
+                result = self._invoke(handler, event, attach)
+            children, value = split_result(result, event, name)
+        except Exception as exc:
+            metrics().duration.labels(handler=name).observe(time.time() - started)
+            self.outcomes.failed_attempt(run, handler.retry or self._policy(policy_cfg), exc)
+            return None
+        metrics().duration.labels(handler=name).observe(time.time() - started)
+        self.outcomes.complete(run, value, children)
+        return value
+
+    def _invoke(self, handler: Handler, event: Event, attach: Any = None) -> Any:
+        argument = handler.argument(event)
+        if not handler.is_async:
+            result = handler.func(argument)
+            if not inspect.isawaitable(result):
+                return result
+            awaitable = result  # an async callable object or partial: run it like an async handler
+        else:
+            awaitable = handler.func(argument)
+        if not self.loop.running:  # solo/threads pools send no worker_process_init
+            self.loop.start(hooks.start)
+        return self.loop.run(as_coroutine(attach(awaitable) if attach else awaitable))
+
+    # ----- helpers ----------------------------------------------------------------------
+
+    def _policy(self, config: Any) -> RetryPolicy:
+        if isinstance(config, dict):
+            try:
+                return RetryPolicy.model_validate(config)
+            except ValidationError:
+                logger.warning("invalid retry policy in message %r; using the worker default", config)
+        return self.settings.retry_policy
+
+    def _done_handlers(self, event_id: str) -> set[str]:
+        return {k.decode() if isinstance(k, bytes) else k for k in self.redis.hkeys(self.keys.done(event_id))}
+
+    def _parse(self, args: tuple[Any, ...], policy_index: int, task: str) -> tuple[Event, Any]:
+        if len(args) <= policy_index or not isinstance(args[0], dict):
+            self._reject(f"{task} got malformed arguments {args!r:.300}")
+        try:
+            event = Event.from_dict(args[0])
+        except (ValidationError, OrmEventsError, KeyError, TypeError, ValueError) as exc:
+            self._reject(f"{task} got an invalid event {args[0]!r:.300}: {exc}")
+        return event, args[policy_index]
+
+    def _reject(self, reason: str) -> Any:
+        logger.error("rejecting malformed message: %s", reason)
+        self.count("rejected")
+        raise Reject(reason, requeue=False)
+
+
+def requeue_on_infrastructure_error(func: Any, *args: Any, pause: float = 1.0, **kwargs: Any) -> Any:
+    """Call ``func``; if Redis or the broker fail under it, requeue the message instead of losing it.
+
+    With late acks a task that raises is still acknowledged, which would drop the event when
+    ormevents' own bookkeeping (schedule, results, failed jobs, fan-out sends) cannot reach
+    Redis or the broker. Those errors become ``Reject(requeue=True)`` after ``pause`` seconds
+    (no hot loop while the outage lasts). Handler errors never get here: they are retried.
+    """
+    try:
+        return func(*args, **kwargs)
+    except (redis.RedisError, BrokerUnavailableError) as exc:
+        logger.error("infrastructure error, requeueing the message in %.1f s: %r", pause, exc)
+        time.sleep(pause)
+        raise Reject(repr(exc), requeue=True) from exc

@@ -1,0 +1,160 @@
+"""The :class:`Event` record: what a write (or a custom emit) produced, ready to deliver.
+
+Pure schema plus its JSON form; no I/O. Wire format (``Event.to_json``)::
+
+    {"id": "<uuid>", "name": "user.updated", "model": "user", "action": "updated",
+     "object_id": {"$oid": "..."}, "data": {...}, "changes": {"status": ["inactive", "active"]},
+     "metadata": {...}, "created_at": "2024-05-01T12:00:00+00:00", "version": 1}
+
+Rich values inside ``object_id``, ``data``, ``changes`` and ``metadata`` use the tagged codec
+of :mod:`ormevents.events.codec`, so ``Event.from_json(e.to_json()) == e`` exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from ..errors import InvalidEventNameError
+from . import codec
+
+EVENT_SCHEMA_VERSION = 1
+_NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+_SEGMENT_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def validate_event_name(name: object) -> str:
+    """Return ``name`` if it is a valid event name, else raise :class:`InvalidEventNameError`.
+
+    Valid: two or more dot-separated segments of lowercase letters, digits and ``_``, each
+    starting with a letter (``user.created``, ``order.payment.completed``).
+    """
+    if not isinstance(name, str) or not _NAME_PATTERN.fullmatch(name):
+        raise InvalidEventNameError(
+            f"invalid event name {name!r}: use lowercase dot-separated segments such as "
+            "'user.created' (letters, digits and '_', each segment starting with a letter)"
+        )
+    return name
+
+
+def validate_action(action: object) -> str:
+    """Return ``action`` if it can follow ``<model>.`` in an event name (``status_changed``)."""
+    if not isinstance(action, str) or not all(_SEGMENT_PATTERN.fullmatch(p) for p in action.split(".")):
+        raise InvalidEventNameError(
+            f"invalid event action {action!r}: use lowercase letters, digits and '_' "
+            "(for example 'status_changed')"
+        )
+    return action
+
+
+class Event(BaseModel):
+    """An immutable record of something that happened to a model (or any custom fact).
+
+    ``model`` and ``action`` default to the first segment of ``name`` and the rest of it.
+    ``changes`` maps dotted paths to ``(old, new)`` pairs. ``created_at`` is UTC-aware.
+    ``version`` is the schema version of this envelope.
+
+    Example::
+
+        >>> e = Event(name="user.created", data={"email": "a@x.io"})
+        >>> (e.model, e.action)
+        ('user', 'created')
+        >>> Event.from_json(e.to_json()) == e
+        True
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    name: str
+    model: str | None = None
+    action: str | None = None
+    object_id: Any = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    changes: dict[str, tuple[Any, Any]] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    version: int = EVENT_SCHEMA_VERSION
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_model_and_action(cls, values: Any) -> Any:
+        if isinstance(values, dict) and "name" in values:
+            name = validate_event_name(values["name"])
+            model, _, action = name.partition(".")
+            values = {"model": model, "action": action, **values}
+        return values
+
+    @field_validator("object_id", "data", "metadata", mode="before")
+    @classmethod
+    def _plain(cls, value: Any, info: ValidationInfo) -> Any:
+        return codec.to_plain(value, info.field_name or "")
+
+    @field_validator("changes", mode="before")
+    @classmethod
+    def _plain_changes(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {path: tuple(codec.to_plain(list(pair), f"changes.{path}")) for path, pair in value.items()}
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-compatible wire form (see module doc)."""
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "model": self.model,
+            "action": self.action,
+            "object_id": codec.encode(self.object_id),
+            "data": codec.encode(self.data),
+            "changes": {path: [codec.encode(old), codec.encode(new)] for path, (old, new) in self.changes.items()},
+            "metadata": codec.encode(self.metadata),
+            "created_at": self.created_at.isoformat(),
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_dict(cls, wire: dict[str, Any]) -> Event:
+        """Rebuild an event from :meth:`to_dict` output."""
+        return cls(
+            id=wire["id"],
+            name=wire["name"],
+            model=wire.get("model"),
+            action=wire.get("action"),
+            object_id=codec.decode(wire.get("object_id")),
+            data=codec.decode(wire.get("data") or {}),
+            changes={path: tuple(codec.decode(pair)) for path, pair in (wire.get("changes") or {}).items()},
+            metadata=codec.decode(wire.get("metadata") or {}),
+            created_at=wire["created_at"],
+            version=wire.get("version", EVENT_SCHEMA_VERSION),
+        )
+
+    def to_json(self) -> str:
+        """Compact JSON text of :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Event:
+        """Rebuild an event from :meth:`to_json` output."""
+        return cls.from_dict(json.loads(text))
+
+    def has_changed(self, path: str) -> bool:
+        """True if ``path`` (or anything below it) is in :attr:`changes`."""
+        prefix = path + "."
+        return any(p == path or p.startswith(prefix) for p in self.changes)

@@ -1,0 +1,129 @@
+"""Registered handlers: :class:`Handler` and the :class:`HandlerRegistry` events are matched against.
+
+A handler is a function of one argument, sync or ``async``, registered under a stable name
+(default ``module:qualname``) for an event-name pattern (see :mod:`ormevents.events.patterns`)
+and an optional condition on the event's changes (same keywords as model hooks, see
+:func:`ormevents.changes.conditions.build_condition`). The decorators that fill the registry
+live in :mod:`ormevents.handlers.decorators`.
+
+The argument is the :class:`~ormevents.events.event.Event`, unless the parameter is annotated
+with a pydantic model class (other than ``Event``): then it is ``Model.model_validate(event.data)``.
+
+Example::
+
+    >>> registry = HandlerRegistry()
+    >>> handler = Handler("audit", Pattern.compile("user.*"), print, is_async=False)
+    >>> registry.add(handler).name, [h.name for h in registry.match(Event(name="user.created"))]
+    ('audit', ['audit'])
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from ..changes.conditions import ChangeContext, Condition
+from ..changes.diff import ChangeSet, FieldChange
+from ..errors import HandlerRegistrationError
+from ..events.event import Event
+from ..events.patterns import Pattern
+from .retry import RetryPolicy
+
+logger = logging.getLogger("ormevents.handlers.registry")
+
+@dataclass(frozen=True)
+class Handler:
+    """One registered handler: what it listens to and how it is called."""
+
+    name: str
+    pattern: Pattern
+    func: Callable[..., Any]
+    is_async: bool
+    condition: Condition | None = None
+    retry: RetryPolicy | None = None
+    payload_model: type[BaseModel] | None = None
+    queue: str | None = None
+    """The broker queue this handler's runs (and retries) go to; ``None``: the event queue."""
+
+    def wants(self, event: Event) -> bool:
+        """True if ``event`` matches the pattern and the condition (if any) holds."""
+        if not self.pattern.matches(event.name):
+            return False
+        return self.condition is None or self.condition(change_context(event))
+
+    def argument(self, event: Event) -> Any:
+        """What the handler is called with: the event, or its data as ``payload_model``."""
+        if self.payload_model is None:
+            return event
+        return self.payload_model.model_validate(event.data)
+
+
+def change_context(event: Event) -> ChangeContext:
+    """The :class:`ChangeContext` conditions see for ``event`` (its changes and data)."""
+    changes = ChangeSet({path: FieldChange(old, new) for path, (old, new) in event.changes.items()})
+    return ChangeContext(changes=changes, current=event.data)
+
+
+class HandlerRegistry:
+    """Handlers by name, in registration order.
+
+    The decorators register into :data:`registry` unless given ``registry=``; tests can call
+    :meth:`clear` or use their own instance.
+    """
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def add(self, handler: Handler) -> Handler:
+        """Register ``handler``; raise :class:`HandlerRegistrationError` if the name is taken."""
+        existing = self._handlers.get(handler.name)
+        if existing is not None and existing.func is not handler.func:
+            raise HandlerRegistrationError(
+                f"a handler named {handler.name!r} is already registered "
+                f"(by {describe(existing.func)}); pass name='...' to give this one another name"
+            )
+        self._handlers[handler.name] = handler
+        return handler
+
+    def get(self, name: str) -> Handler | None:
+        """The handler called ``name``, or ``None``."""
+        return self._handlers.get(name)
+
+    def match(self, event: Event) -> list[Handler]:
+        """The handlers ``event`` goes to (pattern matches and condition holds)."""
+        selected = []
+        for handler in self._handlers.values():
+            try:
+                if handler.wants(event):
+                    selected.append(handler)
+            except Exception:  # a broken condition must not starve the other handlers
+                logger.exception("condition of handler %s failed on event %s; skipping it", handler.name, event.id)
+        return selected
+
+    def names(self) -> list[str]:
+        """Every registered handler name, in registration order."""
+        return list(self._handlers)
+
+    def remove(self, name: str) -> None:
+        """Forget the handler ``name`` (no error if absent)."""
+        self._handlers.pop(name, None)
+
+    def clear(self) -> None:
+        """Forget every handler."""
+        self._handlers.clear()
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+
+registry = HandlerRegistry()
+"""The default registry the decorators use (the worker dispatches from it)."""
+
+
+def describe(func: Any) -> str:
+    qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
+    return f"{getattr(func, '__module__', None) or type(func).__module__}:{qualname}"

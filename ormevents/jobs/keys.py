@@ -1,0 +1,76 @@
+"""Redis key names, all under the queue name so one queue's state never mixes with another's.
+
+Example::
+
+    >>> Keys("shop:events").schedule
+    'shop:events:schedule'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Every Redis key ormevents uses for queue ``prefix``."""
+
+    prefix: str
+
+    @property
+    def schedule(self) -> str:
+        """ZSET member -> due time (epoch seconds) of delayed events and retries."""
+        return f"{self.prefix}:schedule"
+
+    @property
+    def inflight(self) -> str:
+        """ZSET member -> lease end of entries a poller took and is sending."""
+        return f"{self.prefix}:schedule:inflight"
+
+    @property
+    def payloads(self) -> str:
+        """HASH member -> JSON message to send when the member is due."""
+        return f"{self.prefix}:schedule:payloads"
+
+    @property
+    def stats(self) -> str:
+        """HASH of counters (dispatched, unmatched, retried, failed, rejected, ...)."""
+        return f"{self.prefix}:stats"
+
+    def done(self, event_id: str) -> str:
+        """HASH handler -> JSON result of the handlers that completed ``event_id``."""
+        return f"{self.prefix}:done:{event_id}"
+
+    @property
+    def failed_jobs(self) -> str:
+        """HASH job id -> FailedJob JSON."""
+        return f"{self.prefix}:failed:jobs"
+
+    @property
+    def failed_index(self) -> str:
+        """ZSET job id -> failed_at."""
+        return f"{self.prefix}:failed:index"
+
+    def failed_by_handler(self, handler: str) -> str:
+        """ZSET job id -> failed_at of one handler."""
+        return self.failed_facet("handler", handler)
+
+    def failed_facet(self, kind: str, value: str) -> str:
+        """ZSET job id -> failed_at of the jobs whose ``kind`` (handler, event, model,
+        exception) is ``value``; the Lua scripts of :mod:`ormevents.jobs.redis_store` build the
+        same names."""
+        return f"{self.prefix}:failed:{kind}:{value}"
+
+    @property
+    def failed_handlers(self) -> str:
+        """SET of the handler names that have failed jobs."""
+        return f"{self.prefix}:failed:handlers"
+
+    @property
+    def gauges(self) -> str:
+        """HASH ``<queued|scheduled|running>|<handler>`` -> how many runs are in that state."""
+        return f"{self.prefix}:gauges"
+
+    def status(self, event_id: str) -> str:
+        """HASH of the delivery status of ``event_id`` (see :mod:`ormevents.jobs.status`)."""
+        return f"{self.prefix}:status:{event_id}"

@@ -1,0 +1,46 @@
+"""Field types for models: :data:`ObjectIdField` (an ``ObjectId`` that accepts its hex string),
+and :func:`new_id`, the id a new document gets when none was set."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
+
+from ..errors import ConfigurationError
+
+
+def _to_object_id(value: Any) -> ObjectId:
+    if isinstance(value, ObjectId):
+        return value
+    if isinstance(value, str):
+        try:
+            return ObjectId(value)
+        except InvalidId:
+            raise ValueError(f"{value!r} is not a valid ObjectId (24 hex characters)") from None
+    raise ValueError(f"expected an ObjectId or its 24-hex string, got {type(value).__name__}")
+
+
+ObjectIdField = Annotated[
+    ObjectId,
+    PlainValidator(_to_object_id),
+    PlainSerializer(str, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": "^[0-9a-f]{24}$"}),
+]
+"""``bson.ObjectId`` as a pydantic field: accepts an ObjectId or its 24-hex string, dumps to str in JSON."""
+
+
+def new_id(model_name: str, annotation: Any) -> Any:
+    """A fresh id for a field annotated ``annotation``: an ``ObjectId`` (or its string) or a
+    ``UUID``; :class:`ConfigurationError` for any other type (set such ids yourself)."""
+    args = set(getattr(annotation, "__args__", ()) or (annotation,))
+    if ObjectId in args or any(getattr(a, "__origin__", None) is ObjectId for a in args):
+        return ObjectId()
+    if uuid.UUID in args:
+        return uuid.uuid4()
+    if str in args:
+        return str(ObjectId())
+    raise ConfigurationError(f"{model_name}.id has type {annotation}; set it before saving")

@@ -1,0 +1,165 @@
+"""``ormevents failed list|show|retry|remove`` (see :mod:`ormevents.ops.cli`).
+
+Example::
+
+    ormevents failed list --event order.shipped --limit 20
+    ormevents failed retry --all --handler shop.notify_carrier --dry-run
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Column, Table
+
+from ...jobs.records import FailedJob, FailedJobFilter
+from .plumbing import EXIT_NOT_FOUND, Connection, guarded
+
+_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """``2h``, ``30m``, ``7d``, ``45s`` ago, or an ISO date/datetime (naive = UTC).
+
+    Example::
+
+        >>> parse_since("2030-01-02").isoformat()
+        '2030-01-02T00:00:00+00:00'
+    """
+    if value is None:
+        return None
+    relative = _RELATIVE.fullmatch(value.strip())
+    if relative:
+        return datetime.now(UTC) - timedelta(**{_UNITS[relative.group(2)]: float(relative.group(1))})
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date: use ISO 8601 (2024-05-01, 2024-05-01T12:00) "
+                                 "or an age like 30m, 2h, 7d", param_hint="--since") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def filter_options(func: Any) -> Any:
+    """The filter options every bulk command takes."""
+    for option in reversed([
+        click.option("--handler", help="handler name"),
+        click.option("--event", "event_name", help="event name, e.g. order.shipped"),
+        click.option("--model", help="model (first part of the event name)"),
+        click.option("--exception", help="dotted exception type, e.g. builtins.ValueError"),
+        click.option("--since", help="failed at or after: ISO date/datetime or an age (30m, 2h, 7d)"),
+    ]):
+        func = option(func)
+    return func
+
+
+def make_filter(handler: str | None, event_name: str | None, model: str | None, exception: str | None,
+                since: str | None) -> FailedJobFilter:
+    return FailedJobFilter(handler, event_name, model, exception, parse_since(since))
+
+
+@click.group()
+def failed() -> None:
+    """Failed jobs: list, show, retry, remove."""
+
+
+@failed.command("list")
+@filter_options
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--cursor", default=None, help="next_cursor of a previous page")
+@click.option("--json", "as_json", is_flag=True, help="print JSON (items, next_cursor)")
+@click.pass_obj
+@guarded
+def list_jobs(conn: Connection, handler: str | None, event_name: str | None, model: str | None,
+              exception: str | None, since: str | None, limit: int, cursor: str | None, as_json: bool) -> None:
+    """List failed jobs, newest first (exit 1 when none match)."""
+    page = conn.store.page(make_filter(handler, event_name, model, exception, since), limit=limit, cursor=cursor)
+    if as_json:
+        click.echo(json.dumps({"items": [job.model_dump(mode="json") for job in page.items],
+                               "next_cursor": page.next_cursor}))
+    elif page.items:
+        table = Table("handler", "event", "error", "attempts", "failed at", title="failed jobs")
+        table.columns.insert(0, Column("job id", no_wrap=True))  # ids are copied into other commands
+        for job in page.items:
+            table.add_row(job.id, job.handler, job.event_name, f"{job.error_type}: {job.error_message}"[:80],
+                          str(job.attempts), job.failed_at.isoformat(timespec="seconds"))
+        Console().print(table)
+        if page.next_cursor:
+            click.echo(f"more: --cursor {page.next_cursor}")
+    else:
+        click.echo("no failed jobs match")
+    if not page.items:
+        sys.exit(EXIT_NOT_FOUND)
+
+
+@failed.command("show")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@guarded
+def show(conn: Connection, job_id: str, as_json: bool) -> None:
+    """Show one failed job with its event and traceback."""
+    job = _get(conn, job_id)
+    if as_json:
+        click.echo(job.model_dump_json())
+        return
+    console = Console()
+    for label, value in [("job", job.id), ("handler", job.handler), ("event", f"{job.event_name} {job.event_id}"),
+                         ("error", f"{job.error_type}: {job.error_message}"), ("attempts", job.attempts),
+                         ("first failed", job.first_failed_at), ("last failed", job.failed_at), ("worker", job.worker),
+                         ("queue", job.handler_queue or "(event queue)")]:
+        console.print(f"[bold]{label:>13}[/bold]  {value}", highlight=False)
+    console.print("[bold]        event[/bold]", json.dumps(job.event, indent=2), highlight=False)
+    console.print(job.traceback or "(no traceback)", highlight=False, markup=False)
+
+
+def _bulk_command(verb: str, summary: str) -> None:
+    @failed.command(verb, help=summary)
+    @click.argument("job_id", required=False)
+    @click.option("--all", "all_", is_flag=True, help="every job matching the filters")
+    @filter_options
+    @click.option("--dry-run", is_flag=True, help=f"only say how many would be {verb}d".replace("retryd", "retried"))
+    @click.pass_obj
+    @guarded
+    def command(conn: Connection, job_id: str | None, all_: bool, dry_run: bool, **filters: Any) -> None:
+        _bulk(conn, verb, job_id, all_, dry_run, filters)
+
+
+_bulk_command("retry", "Re-enqueue JOB_ID, or --all matching jobs (attempts start again from 0).")
+_bulk_command("remove", "Delete JOB_ID, or --all matching jobs.")
+
+
+def _bulk(conn: Connection, verb: str, job_id: str | None, all_: bool, dry_run: bool, filters: dict[str, Any]) -> None:
+    done = "retried" if verb == "retry" else "removed"
+    if bool(job_id) == all_:
+        raise click.UsageError(f"give a JOB_ID or --all (with filters), not {'both' if all_ else 'neither'}")
+    if job_id and any(v is not None for v in filters.values()):
+        raise click.UsageError("filters apply to --all only")
+    if job_id:
+        if dry_run:
+            _get(conn, job_id)
+            click.echo(f"would {verb} 1 job")
+            return
+        (conn.requeue.retry if verb == "retry" else conn.requeue.remove)(job_id)
+        click.echo(f"{done} {job_id}")
+        return
+    run = conn.requeue.retry_matching if verb == "retry" else conn.requeue.remove_matching
+    count = run(make_filter(**filters), dry_run=dry_run)
+    click.echo(f"would {verb} {count} job(s)" if dry_run else f"{done} {count} job(s)")
+    if count == 0:
+        sys.exit(EXIT_NOT_FOUND)
+
+
+def _get(conn: Connection, job_id: str) -> FailedJob:
+    from ...errors import JobNotFoundError
+
+    job: FailedJob | None = conn.store.get(job_id)
+    if job is None:
+        raise JobNotFoundError(f"no failed job {job_id!r} in queue {conn.settings.queue_name!r}")
+    return job
