@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
 from .changes import EMPTY
+from .compare_and_set import stored_form
 from .runtime import get_runtime
 from .storage import from_bson, to_bson
 
@@ -66,17 +67,25 @@ class QueryMixin:
         return int(await _collection(_model(cls)).count_documents(_filter(filter)))
 
     async def reload(self) -> Self:
-        """Re-read this document: fields and snapshot take the stored values, pending changes are lost."""
+        """Re-read this document: fields and snapshot take the stored values, pending changes are lost.
+
+        The way to recover from a :class:`~ormevents.errors.ConflictError`: reload, apply the
+        change again, save. Raises :class:`~ormevents.errors.DocumentNotFoundError` if the
+        document is gone (or this instance was never saved).
+        """
         from .errors import DocumentNotFoundError
 
         model = _model(type(self))
+        if self._snapshot is None:  # type: ignore[attr-defined]  # EventModel has it
+            raise DocumentNotFoundError(f"{model.__name__} was never saved; there is nothing to reload")
         document = await _collection(model).find_one({"_id": to_bson(self.id)})  # type: ignore[attr-defined]  # EventModel has id
         if document is None:
             raise DocumentNotFoundError(f"{model.__name__} {self.id} is no longer in the database")  # type: ignore[attr-defined]
         fresh = model._from_document(document)
         for name in model.model_fields:
             self.__dict__[name] = getattr(fresh, name)
-        self._mark_persisted(fresh._fields_document(), EMPTY)  # type: ignore[attr-defined]
+        self.__pydantic_fields_set__ = set(fresh.__pydantic_fields_set__)  # type: ignore[misc]  # pydantic's own
+        self._mark_persisted(fresh._fields_document(), EMPTY, stored_form(document))  # type: ignore[attr-defined]
         return self
 
     @classmethod
@@ -90,7 +99,7 @@ class QueryMixin:
         if unknown:
             logger.debug("%s: ignoring stored fields the model does not declare: %s", model.__name__, unknown)
         instance = model.model_validate(plain)
-        instance._mark_persisted(instance._fields_document(), EMPTY)
+        instance._mark_persisted(instance._fields_document(), EMPTY, stored_form(document))
         return instance
 
 
