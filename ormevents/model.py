@@ -27,7 +27,7 @@ from . import codec, model_write
 from .changes import EMPTY, ChangeSet, diff
 from .conditions import ChangeContext
 from .context import current_metadata, hooks_are_disabled
-from .errors import DocumentDeletedError, DocumentNotFoundError, IdChangedError
+from .errors import DocumentDeletedError, DocumentNotFoundError, IdChangedError, ModelDefinitionError
 from .events import Event, validate_action
 from .hooks import HookTable, collect_hooks
 from .naming import default_collection, snake_case
@@ -62,7 +62,9 @@ class EventModel(QueryMixin, BaseModel):
 
     Class options: ``_collection = "users"`` (default: snake_case plural of the class name).
     ``id`` maps to ``_id``; it is an ``ObjectId`` generated on first save unless you declare
-    another type. Fields are validated on assignment; unknown fields are rejected.
+    another type. Fields are validated on assignment; unknown fields are rejected. A field may
+    not take the name of a method or property (``save``, ``changes``, ``count``...):
+    :class:`~ormevents.errors.ModelDefinitionError` when the class is defined.
     """
 
     model_config = EventModelConfig(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True)
@@ -77,6 +79,15 @@ class EventModel(QueryMixin, BaseModel):
     _stored: dict[str, Any] | None = PrivateAttr(default=None)  # the document as stored (compare_and_set)
     _in_after_hooks: bool = PrivateAttr(default=False)
     _hook_changes: ChangeSet | None = PrivateAttr(default=None)  # while after-hooks of a write run
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Runs before pydantic collects the fields, so a shadowing field never gets that far.
+        for name in cls.__dict__.get("__annotations__", {}):
+            if name in _RESERVED:
+                raise ModelDefinitionError(
+                    f"{cls.__name__}: a field named {name!r} would hide EventModel.{name}; rename the field"
+                )
+        super().__init_subclass__(**kwargs)
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -265,6 +276,12 @@ class EventModel(QueryMixin, BaseModel):
                 yield name, redact_value(name, plain, sensitive)
             else:
                 yield name, value
+
+
+_RESERVED = frozenset(
+    name for klass in (EventModel, QueryMixin) for name in vars(klass) if not name.startswith("_")
+) - {"id", "model_config"}
+"""Names a field of a model may not take: EventModel's methods and properties (``save``, ``changes``...)."""
 
 
 def _class_option(cls: type[BaseModel], name: str) -> Any:

@@ -12,8 +12,11 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self
 
+from pydantic import ValidationError
+
 from .changes import EMPTY
 from .compare_and_set import stored_form
+from .errors import InvalidIdError
 from .runtime import get_runtime
 from .storage import from_bson, to_bson
 
@@ -30,9 +33,20 @@ class QueryMixin:
 
     @classmethod
     async def get(cls, id: Any) -> Self | None:
-        """The document with this id (an ObjectId may be given as its hex string), or ``None``."""
+        """The document with this id (an ObjectId may be given as its hex string), or ``None``.
+
+        Raises :class:`~ormevents.errors.InvalidIdError` (a ``ValueError``) for a value that
+        cannot be an id of this model, such as ``"not-an-id"``, before any database access.
+        """
         model = _model(cls)
-        key = model.__ormevents__.id_adapter.validate_python(id)
+        try:
+            key = model.__ormevents__.id_adapter.validate_python(id)
+        except ValidationError as error:
+            reason = error.errors()[0]["msg"] if error.errors() else str(error)
+            raise InvalidIdError(
+                f"{model.__name__}.get({id!r}): not a valid id for this model ({reason}); "
+                "pass the id as stored, e.g. an ObjectId or its 24-hex string"
+            ) from None
         return await cls.find_one({"_id": key})
 
     @classmethod
