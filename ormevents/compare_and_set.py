@@ -29,7 +29,6 @@ Example::
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -51,7 +50,7 @@ def stored_form(document: Mapping[str, Any]) -> dict[str, Any]:
 def stored_after(stored: Mapping[str, Any], update: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """``stored`` with a ``$set``/``$unset`` update applied as the server stores it (a new dict)."""
     sent = bson.decode(bson.encode(to_bson(dict(update))), codec_options=_STORED)
-    result = copy.deepcopy(dict(stored))
+    result = dict(stored)  # containers along the written paths are copied, the rest is shared
     for path, value in sent.get("$set", {}).items():
         _assign(result, path.split("."), value)
     for path in sent.get("$unset", {}):
@@ -118,27 +117,31 @@ def _kind(value: Any) -> str:
 
 
 def _assign(document: Any, parts: list[str], value: Any) -> None:
+    """Set ``value`` at ``parts`` in ``document`` (a private copy), copying containers on the way."""
     head, rest = parts[0], parts[1:]
     if isinstance(document, list):
         index = int(head)
-        if not rest:
-            document[index] = value
-        else:
+        if rest:
+            document[index] = _private(document[index])
             _assign(document[index], rest, value)
+        else:
+            document[index] = value
         return
-    if not rest:
+    if rest:
+        child = document.get(head)
+        document[head] = _private(child) if isinstance(child, (Mapping, list)) else {}
+        _assign(document[head], rest, value)
+    else:
         document[head] = value
-        return
-    if not isinstance(document.get(head), (dict, list)):
-        document[head] = {}
-    _assign(document[head], rest, value)
 
 
 def _remove(document: Any, parts: list[str]) -> None:
+    """Remove ``parts`` from ``document`` (a private copy), copying containers on the way."""
     head, rest = parts[0], parts[1:]
     if isinstance(document, list):
         if head.isdigit() and int(head) < len(document):
             if rest:
+                document[int(head)] = _private(document[int(head)])
                 _remove(document[int(head)], rest)
             else:
                 document[int(head)] = None  # $unset of an array element leaves null, as MongoDB does
@@ -146,6 +149,13 @@ def _remove(document: Any, parts: list[str]) -> None:
     if not isinstance(document, dict) or head not in document:
         return
     if rest:
+        document[head] = _private(document[head])
         _remove(document[head], rest)
     else:
         del document[head]
+
+
+def _private(container: Any) -> Any:
+    if isinstance(container, Mapping):
+        return dict(container)
+    return list(container) if isinstance(container, list) else container
