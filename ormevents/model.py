@@ -27,7 +27,8 @@ from . import codec, model_write
 from .changes import EMPTY, ChangeSet, diff
 from .conditions import ChangeContext
 from .context import current_metadata, hooks_are_disabled
-from .errors import DocumentDeletedError, DocumentNotFoundError, IdChangedError, ModelDefinitionError
+from .errors import (ConflictError, DocumentDeletedError, DocumentNotFoundError, IdChangedError,
+                     ModelDefinitionError)
 from .events import Event, validate_action
 from .hooks import HookTable, collect_hooks
 from .naming import default_collection, snake_case
@@ -153,18 +154,25 @@ class EventModel(QueryMixin, BaseModel):
 
         The instance with ``fields`` applied is validated once, as a whole (field and model
         validators); if that fails, or a name is unknown, nothing changes. Values a model
-        validator adjusted in other fields are taken over too.
+        validator adjusted in other fields are taken over too. If the write is refused
+        (:class:`~ormevents.errors.ConflictError`, document gone), the fields are put back.
         """
         self._ensure_writable()
         validated = type(self).model_validate({**self._fields_document(), "id": self.id, **fields})
         self._check_id(validated.id)  # before anything is set
         # Assigned without per-field validation: that would check each field against the old
         # values of the others (a model validator) and could leave the instance half-updated.
-        for name in type(self).model_fields:
-            if name in fields or validated.__dict__[name] != self.__dict__[name]:
-                self.__dict__[name] = validated.__dict__[name]
+        changed = [name for name in type(self).model_fields
+                   if name in fields or validated.__dict__[name] != self.__dict__[name]]
+        previous, fields_set = {name: self.__dict__[name] for name in changed}, set(self.__pydantic_fields_set__)
+        self.__dict__.update({name: validated.__dict__[name] for name in changed})
         self.__pydantic_fields_set__.update(fields)
-        return await self.save(skip_hooks=skip_hooks, emit=emit)
+        try:
+            return await self.save(skip_hooks=skip_hooks, emit=emit)
+        except (ConflictError, DocumentNotFoundError):
+            self.__dict__.update(previous)
+            self.__pydantic_fields_set__ = fields_set
+            raise
 
     async def delete(self, *, skip_hooks: bool = False, emit: bool = True) -> None:
         """Delete the document and emit ``<model>.deleted`` carrying the state that was deleted.

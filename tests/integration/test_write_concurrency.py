@@ -288,3 +288,4 @@ async def test_a_conflict_runs_no_after_hook_and_emits_nothing(recorder: Recordi
     with pytest.raises(ConflictError):
         await stale.update(status="b")
     assert AFTER == [] and recorder.names() == names
+    assert (stale.status, stale.changes) == ("new", {}), "a refused update() left its fields assigned"
