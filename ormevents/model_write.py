@@ -216,6 +216,7 @@ async def finish(instance: EventModel, kinds: tuple[HookKind, ...], changes: Cha
     """Run the after-hooks of one write, then raise its publish error if there was one."""
     table = type(instance).__ormevents__.hooks
     frozen = ChangeContext(changes, document)
+    outer = (instance._in_after_hooks, instance._hook_changes)  # a save made inside an after-hook
     instance._in_after_hooks = True
     try:
         for kind in kinds:
@@ -231,7 +232,6 @@ async def finish(instance: EventModel, kinds: tuple[HookKind, ...], changes: Cha
                     publish_error.__suppress_context__ = False  # show the hook's error in the traceback too
                     raise publish_error  # inside this except: its __context__ becomes hook_error
     finally:
-        instance._in_after_hooks = False
-        instance._hook_changes = None
+        instance._in_after_hooks, instance._hook_changes = outer
     if publish_error is not None:
         raise publish_error
