@@ -154,16 +154,16 @@ async def send_and_hand_off(
         return result, None
 
     task = asyncio.ensure_future(unit())
-    cancelled: asyncio.CancelledError | None = None
-    while not task.done():
-        try:
-            await asyncio.wait({task})
-        except asyncio.CancelledError as error:  # keep waiting: the write may already be applied
-            cancelled = cancelled or error
-    if cancelled is not None:
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError as cancelled:  # the caller's: the write may already be applied
+        while not task.done():
+            try:
+                await asyncio.wait({task})
+            except asyncio.CancelledError:
+                continue  # cancelled again: still wait, one CancelledError is re-raised below
         _log_unseen(task, event)
         raise cancelled
-    return task.result()
 
 
 def _log_unseen(task: asyncio.Future[tuple[Any, BaseException | None]], event: Event | None) -> None:
