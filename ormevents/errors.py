@@ -7,6 +7,8 @@ problem and say what to do about it.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class OrmEventsError(Exception):
     """Base class of every error raised by ormevents."""
@@ -41,6 +43,30 @@ class UnserializableValueError(OrmEventsError, TypeError):
 
 class DocumentNotFoundError(OrmEventsError, LookupError):
     """The document to update or delete is no longer in the database."""
+
+
+class ConflictError(OrmEventsError):
+    """A write expected values that another writer has changed since this instance read them.
+
+    Nothing was written, no event was emitted, no after-hook ran and the instance is as it was
+    before the call. ``document_id`` is the document's id; ``paths`` are the dotted paths whose
+    stored values no longer match. Re-read and retry::
+
+        except ConflictError:
+            await doc.reload()      # then re-apply your change and save again
+    """
+
+    def __init__(self, message: str, document_id: Any = None, paths: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.document_id = document_id
+        self.paths = tuple(paths)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), self.document_id, self.paths))
+
+
+class InvalidIdError(OrmEventsError, ValueError):
+    """A value given as a document id cannot be one (``User.get("not-an-id")``)."""
 
 
 class DocumentDeletedError(OrmEventsError):

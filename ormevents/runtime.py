@@ -2,12 +2,23 @@
 
 Everything stateful (the database handle, the publisher, settings) lives here, reachable
 through :func:`get_runtime`; :func:`close` releases it, so tests can start from scratch.
+
+A MongoDB client ormevents creates itself (``init(mongo_uri=...)``) follows the process and
+the event loop: PyMongo's ``AsyncMongoClient`` is bound to the loop it first ran on and must not
+be used across ``fork()``, so when the runtime is used from another loop (``asyncio.run()``
+again, pytest-asyncio's loop per test, a notebook) or in a forked child, it connects a new
+client. The old one is closed on its own loop if that loop still runs in another thread, and
+otherwise dropped without being awaited on the wrong loop; a forked child never touches its
+parent's client. Clients and database objects you pass to ``init()`` are yours to manage.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass, field
+import os
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 from .config import EventConfig, parse_event_config
@@ -21,18 +32,79 @@ RECORDING_LIMIT = 100_000
 logger = logging.getLogger("ormevents.runtime")
 
 
-@dataclass
 class Runtime:
-    """What ``init()`` set up: the database, where events go, and the settings."""
+    """What ``init()`` set up: the database, where events go, and the settings.
 
-    database: Any
-    publisher: Publisher
-    event_config: EventConfig = field(default_factory=EventConfig)
-    owned_client: Any | None = None
+    ``connect`` (for a client ormevents owns) makes a new ``(database, client)`` pair; the
+    runtime calls it when used from another event loop or process (see module doc).
+    """
+
+    def __init__(self, database: Any, publisher: Publisher, event_config: EventConfig | None = None,
+                 owned_client: Any | None = None, connect: Callable[[], tuple[Any, Any]] | None = None) -> None:
+        self._database = database
+        self.publisher = publisher
+        self.event_config = event_config or EventConfig()
+        self.owned_client = owned_client
+        self._connect = connect
+        self._home: tuple[int, weakref.ref[asyncio.AbstractEventLoop]] | None = None
+
+    @property
+    def database(self) -> Any:
+        """The async database (a fresh client's, if this loop or process is not the client's)."""
+        if self._connect is not None:
+            self._follow_loop()
+        return self._database
 
     def collection(self, name: str) -> Any:
         """The async collection ``name`` (PyMongo async, Motor or mongomock-motor)."""
         return self.database[name]
+
+    def _follow_loop(self) -> None:
+        loop = _running_loop()
+        if loop is None:
+            return
+        if self._home is None:
+            self._home = (os.getpid(), weakref.ref(loop))
+            return
+        if self._home[0] == os.getpid() and self._home[1]() is loop:
+            return
+        assert self._connect is not None
+        old_client, old_home = self.owned_client, self._home
+        self._database, self.owned_client = self._connect()
+        self._home = (os.getpid(), weakref.ref(loop))
+        logger.debug("new MongoDB client for %s (the previous one belongs to another event loop or process)",
+                     "this process" if old_home[0] != os.getpid() else "this event loop")
+        _abandon(old_client, old_home)
+
+    async def release(self) -> None:
+        """Close the client ormevents owns: awaited if it belongs to this loop, else abandoned."""
+        client, self.owned_client = self.owned_client, None
+        if client is None:
+            return
+        home = self._home
+        if home is None or (home[0] == os.getpid() and home[1]() is _running_loop()):
+            result = client.close()
+            if hasattr(result, "__await__"):
+                await result
+        else:
+            _abandon(client, home)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _abandon(client: Any, home: tuple[int, weakref.ref[asyncio.AbstractEventLoop]]) -> None:
+    """Let go of an owned client that belongs to another loop or process, never awaiting it here."""
+    if client is None or home[0] != os.getpid():
+        return  # a forked child: the parent's sockets are shared, leave them to the parent
+    loop = home[1]()
+    if loop is not None and loop.is_running() and not loop.is_closed():
+        asyncio.run_coroutine_threadsafe(client.close(), loop)  # its loop runs in another thread
+    # else its loop is closed (or idle): nothing can run close() there, and it must not run here
 
 
 class _Holder:
@@ -75,7 +147,9 @@ async def init(
     :class:`~ormevents.delivery.celery.publisher.CeleryPublisher` for ``event_config["queue_name"]``; else they are
     kept by a :class:`RecordingPublisher`. ``eager=True`` runs handlers in-process right after
     each write instead (an :class:`~ormevents.delivery.eager.EagerPublisher`, for your unit tests).
-    Calling ``init`` again replaces the previous runtime (closing what it owned).
+    Calling ``init`` again replaces the previous runtime (closing what it owned), in any
+    event loop: a client bound to an earlier, closed loop is dropped, not awaited. A client
+    ormevents created follows new event loops and forked processes by itself (module doc).
 
     Example::
 
@@ -88,6 +162,7 @@ async def init(
     if broker_url is not None and redis_uri is None:
         raise ConfigurationError("broker_url= needs redis_uri= too: the schedule and failed jobs live in Redis")
     db, owned = _resolve_database(mongo_uri, database, client)
+    connect = (lambda: _owned_client(mongo_uri, database)) if owned is not None and mongo_uri else None
     await close()
     if publisher is None and redis_uri is not None:
         publisher = _celery_publisher(config, redis_uri, broker_url)
@@ -102,7 +177,7 @@ async def init(
         logger.warning("ormevents.init() without redis_uri=: events are only recorded in memory (the last %d), "
                        "never delivered; pass redis_uri= to deliver them, or eager=True in tests", RECORDING_LIMIT)
         publisher = RecordingPublisher(limit=RECORDING_LIMIT)
-    runtime = Runtime(database=db, publisher=publisher, event_config=config, owned_client=owned)
+    runtime = Runtime(database=db, publisher=publisher, event_config=config, owned_client=owned, connect=connect)
     _holder.current = runtime
     logger.debug("ormevents initialised on database %s", getattr(db, "name", db))
     return runtime
@@ -114,10 +189,7 @@ async def close() -> None:
     if runtime is None:
         return
     await runtime.publisher.close()
-    if runtime.owned_client is not None:
-        result = runtime.owned_client.close()
-        if hasattr(result, "__await__"):
-            await result
+    await runtime.release()
 
 
 def _celery_publisher(config: EventConfig, redis_uri: str, broker_url: str | None) -> Publisher:
@@ -146,12 +218,16 @@ def _resolve_database(mongo_uri: str | None, database: Any, client: Any) -> tupl
             return client[database], None
         if mongo_uri is None:
             raise ConfigurationError(f"init(database={database!r}) needs mongo_uri= or client= to connect with")
-        from pymongo import AsyncMongoClient
-
-        owned: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True, uuidRepresentation="standard")
-        return owned[database], owned
+        return _owned_client(mongo_uri, database)
     if mongo_uri is not None or client is not None:
         raise ConfigurationError("give database= as a name when passing mongo_uri= or client=, or pass only a database object")
     if not hasattr(database, "get_collection"):
         raise ConfigurationError(f"database= must be a name or an async database object, got {type(database).__name__}")
     return database, None
+
+
+def _owned_client(mongo_uri: str, database: str) -> tuple[Any, Any]:
+    from pymongo import AsyncMongoClient
+
+    owned: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True, uuidRepresentation="standard")
+    return owned[database], owned

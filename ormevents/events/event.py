@@ -8,6 +8,10 @@ Pure schema plus its JSON form; no I/O. Wire format (``Event.to_json``)::
 
 Rich values inside ``object_id``, ``data``, ``changes`` and ``metadata`` use the tagged codec
 of :mod:`ormevents.events.codec`, so ``Event.from_json(e.to_json()) == e`` exactly.
+
+pydantic's JSON mode gives the same tagged values (``model_dump_json()``,
+``model_dump(mode="json")``, a FastAPI response), and ``Event.model_validate_json`` reads them
+back exactly; only ``id`` and ``created_at`` are formatted by pydantic.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationInfo,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -100,14 +105,26 @@ class Event(BaseModel):
     @field_validator("object_id", "data", "metadata", mode="before")
     @classmethod
     def _plain(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.mode == "json":  # tagged values, as model_dump_json() writes them
+            value = codec.decode(value)
         return codec.to_plain(value, info.field_name or "")
 
     @field_validator("changes", mode="before")
     @classmethod
-    def _plain_changes(cls, value: Any) -> Any:
+    def _plain_changes(cls, value: Any, info: ValidationInfo) -> Any:
         if not isinstance(value, dict):
             return value
+        if info.mode == "json":
+            value = {path: codec.decode(pair) for path, pair in value.items()}
         return {path: tuple(codec.to_plain(list(pair), f"changes.{path}")) for path, pair in value.items()}
+
+    @field_serializer("object_id", "data", "metadata", when_used="json")
+    def _json_value(self, value: Any) -> Any:
+        return codec.encode(value)
+
+    @field_serializer("changes", when_used="json")
+    def _json_changes(self, value: dict[str, tuple[Any, Any]]) -> dict[str, list[Any]]:
+        return {path: [codec.encode(old), codec.encode(new)] for path, (old, new) in value.items()}
 
     @field_validator("created_at")
     @classmethod

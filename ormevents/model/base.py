@@ -3,8 +3,13 @@ runs lifecycle hooks and emits events.
 
 Write path (``save``/``update``/``delete``)::
 
-    snapshot + diff -> before-hooks -> driver write ($set/$unset of changed paths only)
-    -> Event -> publisher -> after-hooks
+    snapshot + diff -> before-hooks -> conditional driver write ($set/$unset of the changed
+    paths, only where they still hold what this instance read) -> Event -> publisher
+    -> after-hooks
+
+The driver write and the hand-off of its event are one unit a cancellation cannot split; a
+write whose expectation no longer holds raises :class:`~ormevents.errors.ConflictError` and
+changes nothing (see :mod:`ormevents.model.write`).
 
 Reads (``get``/``find_one``/``find``/``count``) live in :mod:`ormevents.model.query`.
 """
@@ -18,18 +23,24 @@ from typing import Any, ClassVar, Self
 from pydantic import BaseModel, PrivateAttr
 
 from ..changes.conditions import ChangeContext
-from ..changes.diff import EMPTY, ChangeSet, diff, update_document
-from ..errors import DocumentDeletedError, DocumentNotFoundError, IdChangedError
+from ..changes.diff import EMPTY, ChangeSet, diff
+from ..errors import (
+    ConflictError,
+    DocumentDeletedError,
+    DocumentNotFoundError,
+    IdChangedError,
+    ModelDefinitionError,
+)
 from ..events import codec
 from ..events.event import Event, validate_action
 from ..events.redaction import redact_document, redact_value
 from ..runtime import get_runtime
+from . import write
 from .context import current_metadata, hooks_are_disabled
-from .hooks import HookKind, run_hooks
 from .meta import EventModelConfig, ModelMeta, model_meta
 from .query import QueryMixin
 from .storage import to_bson
-from .types import ObjectIdField, new_id
+from .types import ObjectIdField
 
 logger = logging.getLogger("ormevents.model.base")
 
@@ -39,7 +50,9 @@ class EventModel(QueryMixin, BaseModel):
 
     Class options: ``_collection = "users"`` (default: snake_case plural of the class name).
     ``id`` maps to ``_id``; it is an ``ObjectId`` generated on first save unless you declare
-    another type. Fields are validated on assignment; unknown fields are rejected.
+    another type. Fields are validated on assignment; unknown fields are rejected. A field may
+    not take the name of a method or property (``save``, ``changes``, ``count``...):
+    :class:`~ormevents.errors.ModelDefinitionError` when the class is defined.
     """
 
     model_config = EventModelConfig(extra="forbid", validate_assignment=True, arbitrary_types_allowed=True)
@@ -51,7 +64,18 @@ class EventModel(QueryMixin, BaseModel):
     _saved_changes: ChangeSet = PrivateAttr(default=EMPTY)
     _deleted: bool = PrivateAttr(default=False)
     _stored_id: Any = PrivateAttr(default=None)
+    _stored: dict[str, Any] | None = PrivateAttr(default=None)  # the document as stored (compare_and_set)
     _in_after_hooks: bool = PrivateAttr(default=False)
+    _hook_changes: ChangeSet | None = PrivateAttr(default=None)  # while after-hooks of a write run
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Runs before pydantic collects the fields, so a shadowing field never gets that far.
+        for name in cls.__dict__.get("__annotations__", {}):
+            if name in _RESERVED:
+                raise ModelDefinitionError(
+                    f"{cls.__name__}: a field named {name!r} would hide EventModel.{name}; rename the field"
+                )
+        super().__init_subclass__(**kwargs)
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -72,8 +96,9 @@ class EventModel(QueryMixin, BaseModel):
 
     @property
     def saved_changes(self) -> ChangeSet:
-        """The changes the last successful write persisted."""
-        return self._saved_changes
+        """The changes the last successful write persisted; inside an after-hook, those of the
+        write the hook runs for (even if an earlier after-hook saved again)."""
+        return self._hook_changes if self._hook_changes is not None else self._saved_changes
 
     # ----- writes ------------------------------------------------------------------------
 
@@ -90,43 +115,58 @@ class EventModel(QueryMixin, BaseModel):
         ``skip_hooks=True`` skips lifecycle hooks; ``emit=False`` emits no event. A save of the
         same instance from inside its own after-hook writes and emits but runs no hooks, so it
         cannot recurse forever.
+
+        The update applies only if the changed paths still hold what this instance read; if
+        another writer changed them, :class:`~ormevents.errors.ConflictError` is raised and the
+        instance, the database and the event stream are as they were (``reload()`` and retry).
+        Cancelled once the write is sent, the save still completes the write and hands off its
+        event, then re-raises the cancellation (its after-hooks do not run).
         """
         self._ensure_writable()
         run = not (skip_hooks or self._in_after_hooks or hooks_are_disabled(type(self)))
         if self.is_new:
-            await self._insert(run, emit)
+            await write.insert(self, run, emit)
         else:
-            await self._update(run, emit)
+            await write.update(self, run, emit)
         return self
 
     async def update(self, *, skip_hooks: bool = False, emit: bool = True, **fields: Any) -> Self:
-        """Set ``fields`` (validated together: nothing changes if any is invalid or unknown), then save."""
+        """Set ``fields`` and save.
+
+        The instance with ``fields`` applied is validated once, as a whole (field and model
+        validators); if that fails, or a name is unknown, nothing changes. Values a model
+        validator adjusted in other fields are taken over too. If the write is refused
+        (:class:`~ormevents.errors.ConflictError`, document gone), the fields are put back.
+        """
         self._ensure_writable()
         validated = type(self).model_validate({**self._fields_document(), "id": self.id, **fields})
         self._check_id(validated.id)  # before anything is set
-        for name in fields:
-            setattr(self, name, getattr(validated, name))
-        return await self.save(skip_hooks=skip_hooks, emit=emit)
+        # Assigned without per-field validation: that would check each field against the old
+        # values of the others (a model validator) and could leave the instance half-updated.
+        changed = [name for name in type(self).model_fields
+                   if name in fields or validated.__dict__[name] != self.__dict__[name]]
+        previous, fields_set = {name: self.__dict__[name] for name in changed}, set(self.__pydantic_fields_set__)
+        self.__dict__.update({name: validated.__dict__[name] for name in changed})
+        self.__pydantic_fields_set__.update(fields)
+        try:
+            return await self.save(skip_hooks=skip_hooks, emit=emit)
+        except (ConflictError, DocumentNotFoundError):
+            self.__dict__.update(previous)
+            self.__pydantic_fields_set__ = fields_set
+            raise
 
     async def delete(self, *, skip_hooks: bool = False, emit: bool = True) -> None:
-        """Delete the document and emit ``<model>.deleted`` carrying its last persisted state."""
+        """Delete the document and emit ``<model>.deleted`` carrying the state that was deleted.
+
+        The delete applies only if every field still holds what this instance last read or
+        wrote, so the event's values are exactly what was removed; otherwise
+        :class:`~ormevents.errors.ConflictError` (``reload()`` and delete again).
+        """
         self._ensure_writable()
         if self._snapshot is None:
             raise DocumentNotFoundError(f"{type(self).__name__} was never saved; there is nothing to delete")
-        meta = type(self).__ormevents__
         run = not (skip_hooks or self._in_after_hooks or hooks_are_disabled(type(self)))
-        last_state = self._snapshot
-        removal = diff(last_state, None)
-        if run:
-            await run_hooks(self, meta.hooks[HookKind.BEFORE_DELETE], lambda: ChangeContext(removal, {}))
-            self._check_id(self.id)  # a hook may have changed it
-        event = self._event("deleted", last_state, removal) if emit else None
-        result = await get_runtime().collection(meta.collection).delete_one({"_id": self.id})
-        if result.deleted_count == 0:
-            raise DocumentNotFoundError(f"{type(self).__name__} {self.id} is no longer in the database")
-        self._deleted = True
-        self._saved_changes = removal
-        await self._finish(event, (HookKind.AFTER_DELETE,) if run else ())
+        await write.delete(self, run, emit)
 
     async def emit(
         self,
@@ -156,57 +196,6 @@ class EventModel(QueryMixin, BaseModel):
 
     # ----- internals ---------------------------------------------------------------------
 
-    async def _insert(self, run: bool, emit: bool) -> None:
-        meta = type(self).__ormevents__
-        if self.id is None:
-            self.id = new_id(type(self).__name__, type(self).model_fields["id"].annotation)
-        if run:
-            for kind in (HookKind.BEFORE_CREATE, HookKind.BEFORE_WRITE):
-                await run_hooks(self, meta.hooks[kind], self._pending_context)
-        current = self._fields_document()
-        changes = diff(None, current)
-        event = self._event("created", current, changes) if emit else None  # fails before writing if unserializable
-        await get_runtime().collection(meta.collection).insert_one(to_bson({"_id": self.id, **current}))
-        self._mark_persisted(current, changes)
-        await self._finish(event, (HookKind.AFTER_CREATE, HookKind.AFTER_WRITE) if run else ())
-
-    async def _update(self, run: bool, emit: bool) -> None:
-        meta = type(self).__ormevents__
-        if not self.changes:
-            return
-        if run:
-            for kind in (HookKind.BEFORE_UPDATE, HookKind.BEFORE_WRITE):
-                await run_hooks(self, meta.hooks[kind], self._pending_context)
-            self._check_id(self.id)  # a hook may have changed it
-        current = self._fields_document()
-        changes = diff(self._snapshot, current)
-        if not changes:
-            return
-        event = self._event("updated", current, changes) if emit else None
-        update = update_document(to_bson(current), changes)
-        result = await get_runtime().collection(meta.collection).update_one({"_id": self.id}, update)
-        if result.matched_count == 0:
-            raise DocumentNotFoundError(
-                f"{type(self).__name__} {self.id} is no longer in the database; nothing was written"
-            )
-        self._mark_persisted(current, changes)
-        await self._finish(event, (HookKind.AFTER_UPDATE, HookKind.AFTER_WRITE) if run else ())
-
-    async def _finish(self, event: Event | None, after: tuple[HookKind, ...]) -> None:
-        """Publish the event, then run after-hooks even if publishing failed (the write stands)."""
-        meta = type(self).__ormevents__
-        try:
-            if event is not None:
-                await get_runtime().publisher.publish(event)
-                logger.debug("emitted %s %s for %s", event.name, event.id, event.object_id)
-        finally:
-            self._in_after_hooks = True
-            try:
-                for kind in after:
-                    await run_hooks(self, meta.hooks[kind], self._saved_context)
-            finally:
-                self._in_after_hooks = False
-
     def _event(
         self,
         action: str,
@@ -232,17 +221,20 @@ class EventModel(QueryMixin, BaseModel):
         current = self._fields_document()
         return ChangeContext(diff(self._snapshot, current), current)
 
-    def _saved_context(self) -> ChangeContext:
-        return ChangeContext(self._saved_changes, self._fields_document())
-
     def _fields_document(self) -> dict[str, Any]:
         """The instance as a plain document without ``id`` (fresh containers: safe to keep)."""
         return self.model_dump(mode="python", exclude={"id"})
 
-    def _mark_persisted(self, document: dict[str, Any], changes: ChangeSet) -> None:
+    def _mark_persisted(self, document: dict[str, Any], changes: ChangeSet, stored: dict[str, Any]) -> None:
+        """Record a write (or a read): ``document`` as the model sees it, ``stored`` as MongoDB has it."""
         self._snapshot = document
         self._saved_changes = changes
         self._stored_id = self.id
+        self._stored = stored
+
+    def _key(self) -> Any:
+        """The ``_id`` value as stored."""
+        return to_bson(self.id)
 
     def _ensure_writable(self) -> None:
         if self._deleted:
@@ -273,4 +265,10 @@ class EventModel(QueryMixin, BaseModel):
                 yield name, redact_value(name, plain, sensitive)
             else:
                 yield name, value
+
+
+_RESERVED = frozenset(
+    name for klass in (EventModel, QueryMixin) for name in vars(klass) if not name.startswith("_")
+) - {"id", "model_config"}
+"""Names a field of a model may not take: EventModel's methods and properties (``save``, ``changes``...)."""
 

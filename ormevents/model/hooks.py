@@ -23,12 +23,24 @@ Contracts:
 
 * inside a before-hook, ``self.changes`` is the pending :class:`~ormevents.ChangeSet`; the hook
   may change fields, and those changes are written and diffed; raising aborts the write
-  (nothing written, no after-hook, no event) and the error reaches the caller unchanged;
-* inside an after-hook, ``self.saved_changes`` is what was written; raising does not undo the
-  write, the event is still emitted, and the error reaches the caller;
+  (nothing written, no after-hook, no event) and the error reaches the caller unchanged. If
+  the write is then refused (:class:`~ormevents.errors.ConflictError`, or the document is
+  gone), the fields the before-hooks edited are put back as they were before the call;
+* after-hooks run once the write is acknowledged **and its event was handed to the
+  publisher**. Inside one, ``self.saved_changes`` and the condition's ChangeSet are those of
+  the write it runs for, frozen: a save made by an earlier after-hook does not change them.
+  Raising does not undo the write (its event is already handed off) and the error reaches
+  the caller. If the hand-off failed too, the caller gets the publish error (e.g.
+  :class:`~ormevents.errors.BrokerUnavailableError`: the event must be re-emitted) with the
+  after-hook's error as its ``__context__`` and named in a note. A save cancelled after its
+  write was sent runs no after-hooks;
 * a condition (``when=``, ``when_any=``, ``was=``, ``is_now=``, ``changes_to=``,
-  ``has_changed=``, ``condition=``) is evaluated just before its hook runs, so it sees the
-  changes earlier hooks made. A condition naming an unknown field fails at class creation.
+  ``has_changed=``, ``condition=``) is evaluated just before its hook runs. For a before-hook
+  it sees the changes earlier hooks made; for an after-hook, the write and the document as
+  written. A condition naming an unknown field fails at class creation;
+* a method decorated twice for one moment (``@before_update(when="a")`` over
+  ``@before_update(when="b")``) runs at most once at that moment, when either condition holds
+  (as in django-lifecycle); decorators of different moments each run it at their moment.
 """
 
 from __future__ import annotations
@@ -42,6 +54,7 @@ from typing import Any, Protocol, TypeVar, Unpack, cast, overload
 from pydantic import BaseModel
 
 from ..changes.conditions import (
+    AnyOf,
     ChangeContext,
     Condition,
     ConditionKeywords,
@@ -149,8 +162,17 @@ def collect_hooks(model: type[BaseModel]) -> HookTable:
     for name, (function, specs) in by_name.items():
         for spec in specs:
             check_paths(spec.condition, model, f"{model.__name__}.{name} (@{spec.kind.value})")
-            table[spec.kind].append(BoundHook(name, function, spec.condition))
+        for kind in dict.fromkeys(spec.kind for spec in reversed(specs)):  # outermost decorator's order
+            table[kind].append(BoundHook(name, function, _either([s.condition for s in specs if s.kind is kind])))
     return {kind: tuple(hooks) for kind, hooks in table.items()}
+
+
+def _either(conditions: list[Condition | None]) -> Condition | None:
+    """One condition for a method decorated more than once for the same moment: it runs once
+    when any of them holds (``None``, no condition, always holds)."""
+    if any(condition is None for condition in conditions):
+        return None
+    return conditions[0] if len(conditions) == 1 else AnyOf(tuple(c for c in conditions if c is not None))
 
 
 async def run_hooks(

@@ -12,8 +12,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Self
 
+from pydantic import ValidationError
+
 from ..changes.diff import EMPTY
+from ..errors import InvalidIdError
 from ..runtime import get_runtime
+from .compare_and_set import stored_form
 from .storage import from_bson, to_bson
 
 logger = logging.getLogger("ormevents.model.query")
@@ -26,9 +30,20 @@ class QueryMixin:
 
     @classmethod
     async def get(cls, id: Any) -> Self | None:
-        """The document with this id (an ObjectId may be given as its hex string), or ``None``."""
+        """The document with this id (an ObjectId may be given as its hex string), or ``None``.
+
+        Raises :class:`~ormevents.errors.InvalidIdError` (a ``ValueError``) for a value that
+        cannot be an id of this model, such as ``"not-an-id"``, before any database access.
+        """
         model = _model(cls)
-        key = model.__ormevents__.id_adapter.validate_python(id)
+        try:
+            key = model.__ormevents__.id_adapter.validate_python(id)
+        except ValidationError as error:
+            reason = error.errors()[0]["msg"] if error.errors() else str(error)
+            raise InvalidIdError(
+                f"{model.__name__}.get({id!r}): not a valid id for this model ({reason}); "
+                "pass the id as stored, e.g. an ObjectId or its 24-hex string"
+            ) from None
         return await cls.find_one({"_id": key})
 
     @classmethod
@@ -63,17 +78,25 @@ class QueryMixin:
         return int(await _collection(_model(cls)).count_documents(_filter(filter)))
 
     async def reload(self) -> Self:
-        """Re-read this document: fields and snapshot take the stored values, pending changes are lost."""
+        """Re-read this document: fields and snapshot take the stored values, pending changes are lost.
+
+        The way to recover from a :class:`~ormevents.errors.ConflictError`: reload, apply the
+        change again, save. Raises :class:`~ormevents.errors.DocumentNotFoundError` if the
+        document is gone (or this instance was never saved).
+        """
         from ..errors import DocumentNotFoundError
 
         model = _model(type(self))
+        if self._snapshot is None:  # type: ignore[attr-defined]  # EventModel has it
+            raise DocumentNotFoundError(f"{model.__name__} was never saved; there is nothing to reload")
         document = await _collection(model).find_one({"_id": to_bson(self.id)})  # type: ignore[attr-defined]  # EventModel has id
         if document is None:
             raise DocumentNotFoundError(f"{model.__name__} {self.id} is no longer in the database")  # type: ignore[attr-defined]
         fresh = model._from_document(document)
         for name in model.model_fields:
             self.__dict__[name] = getattr(fresh, name)
-        self._mark_persisted(fresh._fields_document(), EMPTY)  # type: ignore[attr-defined]
+        self.__pydantic_fields_set__ = set(fresh.__pydantic_fields_set__)  # type: ignore[misc]  # pydantic's own
+        self._mark_persisted(fresh._fields_document(), EMPTY, stored_form(document))  # type: ignore[attr-defined]
         return self
 
     @classmethod
@@ -87,7 +110,7 @@ class QueryMixin:
         if unknown:
             logger.debug("%s: ignoring stored fields the model does not declare: %s", model.__name__, unknown)
         instance = model.model_validate(plain)
-        instance._mark_persisted(instance._fields_document(), EMPTY)
+        instance._mark_persisted(instance._fields_document(), EMPTY, stored_form(document))
         return instance
 
 

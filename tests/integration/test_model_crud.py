@@ -16,6 +16,7 @@ from ormevents import (
     DocumentNotFoundError,
     EventModel,
     IdChangedError,
+    InvalidIdError,
     RecordingPublisher,
 )
 from ormevents.hooks import before_delete, before_update
@@ -145,7 +146,7 @@ async def test_reads_get_find_one_find_count(recorder: RecordingPublisher) -> No
     assert await User.get(ann.id) == ann
     assert await User.get(str(ann.id)) == ann
     assert await User.get(ObjectId()) is None
-    with pytest.raises(ValidationError, match="not a valid ObjectId"):
+    with pytest.raises(InvalidIdError, match="not a valid ObjectId"):
         await User.get("nope")
     assert (await User.find_one({"username": "bob"})).email == "b@x.io"  # type: ignore[union-attr]
     assert await User.find_one({"id": ann.id}) == ann

@@ -9,13 +9,19 @@ publish-retry policy's ``timeout``, after which :class:`BrokerUnavailableError` 
   out to the matching handlers (see ``docs/delivery.md``);
 * ``delay=`` seconds or ``eta=`` datetime: the message waits in the Redis schedule and is
   sent when due; :meth:`CeleryPublisher.cancel` removes it while it waits.
+
+A process forked from one that created the publisher (gunicorn ``--preload``,
+``multiprocessing``) gets fresh send threads, Redis and broker connections right after the
+fork (``os.register_at_fork``); the parent's are left to the parent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -38,6 +44,14 @@ class CeleryPublisher(FailedJobsMixin):
     """
 
     def __init__(self, settings: DeliverySettings, *, threads: int = 4) -> None:
+        self.settings = settings
+        self._threads = threads
+        self._connect()
+        self._closed = False
+        _live.add(self)
+
+    def _connect(self) -> None:
+        """Create the Celery app, the Redis client and the send threads (again in a forked child)."""
         # Celery and redis-py load here, not when `import ormevents` runs (~0.3 s saved).
         import redis
 
@@ -45,13 +59,13 @@ class CeleryPublisher(FailedJobsMixin):
         from .scheduler import RedisSchedule
         from .sending import Sender
 
-        self.settings = settings
+        settings = self.settings
         self.app = create_app(settings, main="ormevents-publisher")
         timeout = settings.publish_retry.timeout
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self.sender = Sender(self.app, RedisSchedule(self.redis, settings.keys), settings)
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ormevents-publish")
-        self._closed = False
+        self._executor = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="ormevents-publish")
+        self._requeue = None
 
     async def publish(self, event: Event, *, delay: float | None = None, eta: datetime | None = None) -> None:
         """Send ``event`` now, or at ``delay``/``eta``; raise before sending anything if it is invalid."""
@@ -96,3 +110,21 @@ class CeleryPublisher(FailedJobsMixin):
             return await asyncio.wait_for(loop.run_in_executor(self._executor, func, *args), limit)
         except TimeoutError:
             raise BrokerUnavailableError(f"{what}: no answer from the broker/Redis within {limit:.1f} s") from None
+
+
+_live: weakref.WeakSet[CeleryPublisher] = weakref.WeakSet()
+
+
+def _reconnect_after_fork() -> None:
+    """In a forked child: the parent's send threads do not exist here and its connections are
+    the parent's; give every open publisher its own (nothing of the parent's is closed)."""
+    for publisher in list(_live):
+        if publisher._closed:
+            continue
+        try:
+            publisher._connect()
+        except Exception:  # an at-fork hook must not raise; the next publish reports the problem
+            logger.exception("could not reset the ormevents publisher after fork")
+
+
+os.register_at_fork(after_in_child=_reconnect_after_fork)

@@ -1,0 +1,161 @@
+"""Compare-and-set filters: a write applies only where the paths it changes still hold the values
+this instance last read or wrote (pure, no I/O).
+
+Every saved instance keeps the *stored form* of its document: the document as the driver
+returned it, or as the server stored what this instance wrote (BSON-encoded, so a datetime
+kept to microseconds in Python is compared as the milliseconds MongoDB stored). For each changed
+path the update filter requires the stored value, exactly:
+
+| stored form at ``path``     | condition                                                        |
+|-----------------------------|------------------------------------------------------------------|
+| a list ``L``                | ``{path: {"$eq": L, "$not": {"$elemMatch": {"$eq": L}}}}``        |
+| any other value ``v``       | ``{path: {"$eq": v, "$not": {"$type": "array"}}}``               |
+| missing                     | ``{path: {"$exists": False}}`` and its nearest stored parent is  |
+|                             | still an object (so ``$set a.b`` never meets a null ``a``)       |
+
+The ``$not`` parts make equality exact: MongoDB's plain equality also matches an array that
+merely *contains* the value. The conditions sit on the fields themselves, not under ``$and``
+or ``$expr``, which keeps the ``_id`` index usable (SecantusDB scans the whole collection
+otherwise; see docs/guarantees.md for the measured costs). ``null`` matches a missing field,
+as the model reads both as ``None``.
+
+Example::
+
+    >>> expected_filter({"n": 1, "tags": ["a"]}, ["n"])
+    {'n': {'$eq': 1, '$not': {'$type': 'array'}}}
+    >>> expected_filter({}, ["prefs.theme"])
+    {'prefs': {'$exists': False}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import bson
+from bson.codec_options import CodecOptions
+
+from ..changes.diff import lookup
+from .storage import to_bson
+
+MISSING: Any = object()
+_STORED: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True)  # UUIDs stay Binary: any client can encode them back
+
+
+def stored_form(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored form of a document read from the database (``_id`` left out)."""
+    return {key: value for key, value in document.items() if key != "_id"}
+
+
+def stored_after(stored: Mapping[str, Any], update: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """``stored`` with a ``$set``/``$unset`` update applied as the server stores it (a new dict)."""
+    sent = bson.decode(bson.encode(to_bson(dict(update))), codec_options=_STORED)
+    result = dict(stored)  # containers along the written paths are copied, the rest is shared
+    for path, value in sent.get("$set", {}).items():
+        _assign(result, path.split("."), value)
+    for path in sent.get("$unset", {}):
+        _remove(result, path.split("."))
+    return result
+
+
+def expected_filter(stored: Mapping[str, Any], paths: Iterable[str]) -> dict[str, Any]:
+    """The filter conditions requiring each of ``paths`` to hold its value in ``stored`` (see module doc)."""
+    conditions: dict[str, Any] = {}
+    for path in paths:
+        for key, condition in _conditions(stored, path).items():
+            conditions[key] = {**conditions[key], **condition} if key in conditions else condition
+    return conditions
+
+
+def conflicting_paths(now: Mapping[str, Any], stored: Mapping[str, Any], paths: Iterable[str]) -> tuple[str, ...]:
+    """Those of ``paths`` whose value (or, for a missing one, whose parent's kind) differs
+    between the document ``now`` in the database and the ``stored`` form this instance expected."""
+    differing = []
+    for path in paths:
+        expected = lookup(stored, path, MISSING)
+        if not _same(lookup(now, path, MISSING), expected):
+            differing.append(path)
+        elif expected is MISSING and "." in path:
+            parent = path.rsplit(".", 1)[0]
+            if _kind(lookup(now, parent, MISSING)) != _kind(lookup(stored, parent, MISSING)):
+                differing.append(path)
+    return tuple(differing)
+
+
+def _conditions(stored: Mapping[str, Any], path: str) -> dict[str, Any]:
+    value = lookup(stored, path, MISSING)
+    if value is not MISSING:
+        return {path: _exactly(value)}
+    parts = path.split(".")
+    for depth in range(len(parts) - 1, 0, -1):
+        parent = ".".join(parts[:depth])
+        found = lookup(stored, parent, MISSING)
+        if found is MISSING:
+            continue
+        absent = {".".join(parts[: depth + 1]): {"$exists": False}}
+        if isinstance(found, Mapping):
+            return {**absent, parent: {"$type": "object", "$not": {"$type": "array"}}}
+        return {**absent, parent: _exactly(found)}
+    return {parts[0]: {"$exists": False}}
+
+
+def _exactly(value: Any) -> dict[str, Any]:
+    value = to_bson(value)
+    if isinstance(value, list):
+        return {"$eq": value, "$not": {"$elemMatch": {"$eq": value}}}
+    return {"$eq": value, "$not": {"$type": "array"}}
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is MISSING or b is MISSING:
+        return a is b
+    return bson.encode({"v": to_bson(a)}) == bson.encode({"v": to_bson(b)})
+
+
+def _kind(value: Any) -> str:
+    return "missing" if value is MISSING else "object" if isinstance(value, Mapping) else type(value).__name__
+
+
+def _assign(document: Any, parts: list[str], value: Any) -> None:
+    """Set ``value`` at ``parts`` in ``document`` (a private copy), copying containers on the way."""
+    head, rest = parts[0], parts[1:]
+    if isinstance(document, list):
+        index = int(head)
+        if rest:
+            document[index] = _private(document[index])
+            _assign(document[index], rest, value)
+        else:
+            document[index] = value
+        return
+    if rest:
+        child = document.get(head)
+        document[head] = _private(child) if isinstance(child, (Mapping, list)) else {}
+        _assign(document[head], rest, value)
+    else:
+        document[head] = value
+
+
+def _remove(document: Any, parts: list[str]) -> None:
+    """Remove ``parts`` from ``document`` (a private copy), copying containers on the way."""
+    head, rest = parts[0], parts[1:]
+    if isinstance(document, list):
+        if head.isdigit() and int(head) < len(document):
+            if rest:
+                document[int(head)] = _private(document[int(head)])
+                _remove(document[int(head)], rest)
+            else:
+                document[int(head)] = None  # $unset of an array element leaves null, as MongoDB does
+        return
+    if not isinstance(document, dict) or head not in document:
+        return
+    if rest:
+        document[head] = _private(document[head])
+        _remove(document[head], rest)
+    else:
+        del document[head]
+
+
+def _private(container: Any) -> Any:
+    if isinstance(container, Mapping):
+        return dict(container)
+    return list(container) if isinstance(container, list) else container
