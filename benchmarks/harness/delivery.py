@@ -28,12 +28,16 @@ from .stats import Series
 
 @dataclass(frozen=True)
 class Batch:
-    """``publish(run, size)`` sends ``size`` items, each making ``runs`` counted runs."""
+    """``publish(run, size)`` sends ``size`` items, each making ``runs`` counted runs.
+
+    ``prepare(run, size)``, if given, runs first, untimed (e.g. the documents an update changes).
+    """
 
     publish: Callable[[str, int], Awaitable[None]]
     size: int
     runs: int = 1
     unit: str = "events/s"
+    prepare: Callable[[str, int], Awaitable[None]] | None = None
 
 
 def events(size: int, fanout: int = 1, unit: str = "events/s") -> Batch:
@@ -60,6 +64,8 @@ def tasks(size: int, per_item: int = 1, unit: str = "events/s") -> Batch:
 async def run_batch(bench: Bench, batch: Batch, label: str) -> tuple[float, float]:
     """Publish one batch and wait for it to drain; ``(total seconds, publishing seconds)``."""
     run = bench.run_id(label.replace(" ", "_"))
+    if batch.prepare is not None:
+        await batch.prepare(run, batch.size)
     began = time.perf_counter()
     await batch.publish(run, batch.size)
     published = time.perf_counter()

@@ -67,6 +67,8 @@ class Comparison:
     baseline: str
     ratio: float
     cost: float
+    target_cost: float | None = None
+    """The target as a relative cost, when the target is this ratio."""
 
 
 @dataclass
@@ -146,6 +148,11 @@ class ScenarioResult:
         self.targets.append(goal)
         return goal
 
+    def target_ratio(self, text: str, comparison: Comparison, limit: float, higher_is_better: bool = False) -> Target:
+        """A goal on ``comparison``'s ratio (also marked on the chart)."""
+        comparison.target_cost = 1 / limit if higher_is_better else limit
+        return self.target(text, comparison.ratio, limit, "x", higher_is_better)
+
 
 def print_scenario(result: ScenarioResult) -> None:
     """The scenario's rows, comparisons and targets, as text."""
@@ -157,7 +164,7 @@ def print_scenario(result: ScenarioResult) -> None:
     for row in result.rows:
         spread = f"{fmt(row.low)}-{fmt(row.high)}" if row.low is not None and not math.isnan(row.low) else ""
         print(f"   {row.label + ' (' + row.role + ')':<58} {fmt(row.median, row.unit):>12} "
-              f"{fmt(row.p99, row.unit):>12} {spread:>21} {row.n:>7}")
+              f"{fmt(row.p99, row.unit):>12} {spread:>21} {row.n or '':>7}")
     for c in result.comparisons:
         print(f"   ratio {c.label}: {fmt(c.ratio, 'x')} (ormevents' relative cost {fmt(c.cost, 'x')})")
     for t in result.targets:

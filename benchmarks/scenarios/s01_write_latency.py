@@ -78,8 +78,8 @@ async def run(bench: Bench) -> ScenarioResult:
     hand_ratio = result.compare("save() / hand-rolled", "ormevents save()", "hand-rolled update_one + apply_async")
     raw_ratio = result.compare("save() / raw update_one", "ormevents save()", "raw update_one")
     result.compare("save() / hand-rolled with to_thread", "ormevents save()", "hand-rolled + to_thread(apply_async)")
-    result.target("1: save() median <= 1.0x hand-rolled update_one + apply_async", hand_ratio.ratio, 1.0)
-    result.target("1: save() median <= 1.3x raw update_one", raw_ratio.ratio, 1.3)
+    result.target_ratio("1: save() median <= 1.0x hand-rolled update_one + apply_async", hand_ratio, 1.0)
+    result.target_ratio("1: save() median <= 1.3x raw update_one", raw_ratio, 1.3)
     bench.drop_queue(IDLE_QUEUE)
     bench.drop_queue(raw_celery.IDLE_QUEUE)
     return result

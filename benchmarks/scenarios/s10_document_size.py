@@ -49,7 +49,7 @@ async def run(bench: Bench) -> ScenarioResult:
             result.add(series[hand_label], "baseline")
             result.add(series[orm_label], "ormevents")
             ratio = result.compare(f"{size} fields: save() / hand-rolled", orm_label, hand_label)
-            result.target(f"10: {size} fields: save() <= 1.0x hand-rolled", ratio.ratio, 1.0)
+            result.target_ratio(f"10: {size} fields: save() <= 1.0x hand-rolled", ratio, 1.0)
             result.value(f"message bytes, hand-rolled, {size} fields", "baseline", "B",
                          last_message_bytes(bench, raw_celery.IDLE_QUEUE))
             result.value(f"message bytes, ormevents, {size} fields", "ormevents", "B",
