@@ -48,11 +48,11 @@ def versions() -> dict[str, str]:
     return found
 
 
-def git_commit(root: Path) -> str:
-    """The commit the suite ran on (with ``+dirty`` for uncommitted changes)."""
+def git_commit(root: Path, path: str = ".") -> str:
+    """The last commit that changed ``path`` (``+dirty`` if ``ormevents/`` has uncommitted changes)."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                                check=True).stdout.strip()
+        commit = subprocess.run(["git", "log", "-1", "--format=%h", "--", path], cwd=root, capture_output=True,
+                                text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "ormevents"], cwd=root, capture_output=True,
                                text=True).stdout.strip()
         return commit + ("+dirty" if dirty else "")
@@ -69,6 +69,7 @@ def describe_machine(root: Path) -> dict[str, Any]:
         "platform": platform.platform(),
         "packages": versions(),
         "commit": git_commit(root),
+        "ormevents_commit": git_commit(root, "ormevents"),
         "load_start": load_average(),
     }
 

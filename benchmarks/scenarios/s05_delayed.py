@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 from ormevents import Event, event_bus, get_runtime
 
@@ -55,16 +54,16 @@ async def ormevents_side(bench: Bench, worker: CeleryWorker, count: int, result:
 
 
 async def celery_side(bench: Bench, worker: CeleryWorker, count: int, result: ScenarioResult) -> None:
-    """Send ``count`` countdown tasks (3 threads), wait until the worker holds them, and measure."""
+    """Send ``count`` countdown tasks (one thread), wait until the worker holds them, and measure."""
     rss, memory = worker.rss_bytes(), used_memory(bench)
     run = bench.run_id("countdown")
 
-    def send(i: int) -> None:
-        raw_celery.noop.apply_async(args=[run, {"i": i}], countdown=DELAY, queue=raw_celery.QUEUE)
+    def send_all() -> None:
+        for i in range(count):
+            raw_celery.noop.apply_async(args=[run, {"i": i}], countdown=DELAY, queue=raw_celery.QUEUE)
 
     began = time.perf_counter()
-    with ThreadPoolExecutor(3) as pool:
-        await asyncio.to_thread(lambda: list(pool.map(send, range(count), chunksize=256)))
+    await asyncio.to_thread(send_all)
     published = time.perf_counter() - began
     deadline, held = time.monotonic() + bench.sizes.ingest_wait, 0
     while time.monotonic() < deadline:
