@@ -19,7 +19,8 @@ class Sizes:
     events_fan4: int        # 2: events per side with 4 handlers / 4 tasks per event
     bulk_docs: int          # 3: documents per bulk write
     latency_events: int     # 4: sequential events per variant
-    delayed: int            # 5: delayed events per side
+    delayed: int            # 5: delayed events (ormevents)
+    delayed_raw: int        # 5: countdown tasks (raw Celery; its memory grows linearly, compared per 1,000)
     ingest_wait: float      # 5: longest wait for the raw worker to take its countdown tasks (s)
     diff_ops: int           # 6: diffs per variant
     failed_jobs: int        # 7: failed jobs in the store
@@ -34,13 +35,13 @@ class Sizes:
     @classmethod
     def full(cls) -> Sizes:
         """The sizes of ``make bench``."""
-        return cls(write_ops=2000, rounds=4, events=10_000, events_fan4=2000, bulk_docs=10_000, latency_events=200,
-                   delayed=100_000, ingest_wait=90.0, diff_ops=4000, failed_jobs=100_000, pages=200, beanie_ops=600,
-                   beanie_docs=1000, concurrent_ops=2000, size_ops=600, fanout_runs=2000, throughput_rounds=2)
+        return cls(write_ops=2000, rounds=4, events=10_000, events_fan4=1000, bulk_docs=10_000, latency_events=200,
+                   delayed=100_000, delayed_raw=30_000, ingest_wait=60.0, diff_ops=4000, failed_jobs=100_000, pages=200, beanie_ops=600,
+                   beanie_docs=1000, concurrent_ops=2000, size_ops=400, fanout_runs=1200, throughput_rounds=2)
 
     @classmethod
     def quick(cls) -> Sizes:
         """The sizes of ``make bench-quick`` (the CI smoke run): every code path, no meaningful figure."""
         return cls(write_ops=40, rounds=2, events=60, events_fan4=20, bulk_docs=200, latency_events=10,
-                   delayed=300, ingest_wait=10.0, diff_ops=100, failed_jobs=2000, pages=5, beanie_ops=20,
+                   delayed=300, delayed_raw=300, ingest_wait=10.0, diff_ops=100, failed_jobs=2000, pages=5, beanie_ops=20,
                    beanie_docs=20, concurrent_ops=64, size_ops=20, fanout_runs=32, throughput_rounds=2)
