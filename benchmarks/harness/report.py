@@ -220,3 +220,24 @@ def load_json(path: Path) -> tuple[dict[str, Any], list[ScenarioResult]]:
         comparisons = [Comparison(**c) for c in s.pop("comparisons")]
         results.append(ScenarioResult(**s, rows=rows, comparisons=comparisons, targets=targets))
     return payload["machine"], results
+
+
+def markdown_ranges(runs: list[list[ScenarioResult]]) -> str:
+    """A Markdown table of every comparison's ratio in the last run and its range over ``runs``."""
+    seen: dict[tuple[int, str], list[float]] = {}
+    for results in runs:
+        for r in results:
+            for c in r.comparisons:
+                seen.setdefault((r.number, c.label), []).append(c.ratio)
+    last = {(r.number, c.label): c.ratio for r in runs[-1] for c in r.comparisons}
+    lines = [f"| # | comparison | ratio, last run | range over {len(runs)} runs |", "|---|---|---|---|"]
+    for (number, label), ratios in seen.items():
+        lines.append(f"| {number} | {label} | {fmt(last.get((number, label)), 'x')} | "
+                     f"{fmt(min(ratios), 'x')}-{fmt(max(ratios), 'x')} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(markdown_ranges([load_json(Path(p))[1] for p in sys.argv[1:]]))
