@@ -59,7 +59,7 @@ def beanie_models() -> tuple[type[Any], type[Any]] | None:
         def publish(self) -> None:
             send(self, {"balance": self.balance, "status": self.status})
 
-    class BeanieItem(Document):  # type: ignore[misc]
+    class BeanieItem(Document):  # type: ignore[misc]  # Beanie's base is untyped here
         run: str
         n: int = 0
 
