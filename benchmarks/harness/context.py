@@ -1,0 +1,123 @@
+"""The run context every scenario receives: servers, clients, workers, sizes and helpers.
+
+:class:`Bench` starts the private servers once per run; the two worker processes (ormevents'
+and the raw-Celery baseline's) start on the first scenario that asks for them, together, and
+stay up until the end. Scenarios that time the publishing side alone send to queues no worker
+consumes (:data:`IDLE_QUEUE`, :data:`benchmarks.raw_celery.IDLE_QUEUE`).
+
+Example::
+
+    async with Bench(quick=True) as bench:
+        async with bench.ormevents():               # init(redis_uri=...) on the worker's queue
+            ...
+        await bench.wait_count(run, expected=100)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import ExitStack, asynccontextmanager
+from typing import Any
+
+import redis
+from pymongo import AsyncMongoClient
+
+import ormevents
+from benchmarks import raw_celery, tasks_common
+
+from .servers import mongo_server, redis_server
+from .sizes import Sizes
+from .workers import CeleryWorker
+
+QUEUE = "bench:events"
+"""The ormevents queue the benchmark worker consumes."""
+IDLE_QUEUE = "bench:idle"
+"""An ormevents queue no worker consumes: publishing-side timings."""
+
+
+class Bench:
+    """Servers, clients and workers of one run (see module doc)."""
+
+    def __init__(self, quick: bool = False) -> None:
+        self.quick = quick
+        self.sizes = Sizes.quick() if quick else Sizes.full()
+        self._stack = ExitStack()
+        self._workers: tuple[CeleryWorker, CeleryWorker] | None = None
+        self.mongo_uri = self.redis_uri = ""
+        self.client: Any = None
+        self.db: Any = None
+        self.redis: redis.Redis = None  # type: ignore[assignment]  # set in __aenter__
+
+    async def __aenter__(self) -> Bench:
+        self.mongo_uri = self._stack.enter_context(mongo_server())
+        self.redis_uri = self._stack.enter_context(redis_server())
+        self.client = AsyncMongoClient(self.mongo_uri, tz_aware=True, uuidRepresentation="standard")
+        self.db = self.client["ormevents_bench"]
+        await self.client.drop_database("ormevents_bench")
+        self.redis = redis.Redis.from_url(self.redis_uri)
+        raw_celery.configure(self.redis_uri)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await ormevents.close()
+        if self._workers is not None:
+            for worker in self._workers:
+                await asyncio.to_thread(worker.stop)
+        raw_celery.app.close()
+        await self.client.drop_database("ormevents_bench")
+        await self.client.close()
+        self.redis.close()
+        self._stack.close()
+
+    @property
+    def raw(self) -> Any:
+        """The raw-Celery baseline app (publishing side)."""
+        return raw_celery.app
+
+    async def workers(self) -> tuple[CeleryWorker, CeleryWorker]:
+        """The (ormevents, raw Celery) workers, started together on first use."""
+        if self._workers is None:
+            pair = (CeleryWorker.ormevents(self.redis_uri, QUEUE), CeleryWorker.raw(self.redis_uri, raw_celery.QUEUE))
+            for worker in pair:
+                worker.launch()
+            for worker in pair:
+                await asyncio.to_thread(worker.wait_ready)
+            self._workers = pair
+        return self._workers
+
+    @asynccontextmanager
+    async def ormevents(self, queue: str = QUEUE, *, publisher: Any = None, **config: Any) -> AsyncIterator[Any]:
+        """``ormevents.init()`` on the run's database and Redis (or with ``publisher``); closed after."""
+        event_config = {"queue_name": queue, **config}
+        if publisher is not None:
+            runtime = await ormevents.init(database=self.db, publisher=publisher, event_config=event_config)
+        else:
+            runtime = await ormevents.init(database=self.db, redis_uri=self.redis_uri, event_config=event_config)
+        try:
+            yield runtime
+        finally:
+            await ormevents.close()
+
+    @staticmethod
+    def run_id(prefix: str) -> str:
+        """A fresh name for one measured batch (its counter key, its documents)."""
+        return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+    async def wait_count(self, run: str, expected: int, timeout: float = 600.0, poll: float = 0.005) -> float:
+        """Wait until ``expected`` handler runs/tasks of ``run`` were counted; returns ``perf_counter()`` then."""
+        key = tasks_common.count_key(run)
+        deadline = time.monotonic() + timeout
+        while True:
+            done = int(self.redis.get(key) or 0)
+            if done >= expected:
+                return time.perf_counter()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{run}: only {done} of {expected} runs counted within {timeout:.0f} s")
+            await asyncio.sleep(poll)
+
+    def drop_queue(self, name: str) -> None:
+        """Forget the messages waiting in broker queue ``name`` (publish-only scenarios)."""
+        self.redis.delete(name)

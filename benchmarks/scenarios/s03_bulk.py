@@ -1,0 +1,102 @@
+"""Scenario 3: ``insert_many`` / ``update_many`` of 10,000 documents, one event per document,
+delivered end to end to one handler.
+
+Baseline (the hand-rolled way): the driver's ``insert_many`` (batches of 1,000) or
+``update_many``, then one ``apply_async`` per document, drained by the raw Celery worker.
+
+ormevents: ``BenchDoc.insert_many(docs)`` and ``BenchDoc.update_many(filter, changes)`` when
+the model has them (each document's event counted by the ``bench_doc.*`` handler). Today
+:class:`~ormevents.EventModel` has no bulk API: the scenario detects that, reports
+``not available`` and measures the baseline alone. When the API lands, adapt the two calls in
+:func:`ormevents_batches` to its signature.
+
+Targets: >= 5x faster end to end than the baseline; publish phase >= 20,000 events/s.
+"""
+
+from __future__ import annotations
+
+from benchmarks import raw_celery
+from benchmarks.harness.context import Bench
+from benchmarks.harness.delivery import Batch, compare_batches
+from benchmarks.harness.report import ScenarioResult
+from benchmarks.models import BenchDoc
+
+NUMBER = 3
+TITLE = "insert_many / update_many of 10,000 documents, per-document events, delivered"
+CHUNK = 1000
+
+
+def hand_rolled_batches(bench: Bench) -> dict[str, Batch]:
+    """The baseline's insert and update batches (driver bulk write + one apply_async per document)."""
+    collection = bench.db.raw_bulk
+
+    async def insert(run: str, count: int) -> None:
+        for start in range(0, count, CHUNK):
+            docs = [{"_id": f"{run}:{n}", "run": run, "n": n} for n in range(start, min(count, start + CHUNK))]
+            await collection.insert_many(docs)
+            for doc in docs:
+                raw_celery.noop.apply_async(args=[run, {"id": doc["_id"], "n": doc["n"]}], queue=raw_celery.QUEUE)
+
+    async def prepare(run: str, count: int) -> None:
+        await collection.insert_many([{"_id": f"{run}:{n}", "run": run, "n": n} for n in range(count)])
+
+    async def update(run: str, count: int) -> None:
+        await collection.update_many({"run": run}, {"$set": {"n": -1}})
+        for n in range(count):
+            raw_celery.noop.apply_async(args=[run, {"id": f"{run}:{n}", "changes": {"n": [n, -1]}}],
+                                        queue=raw_celery.QUEUE)
+
+    return {"hand-rolled insert_many + apply_async each": Batch(insert, bench.sizes.bulk_docs, unit="docs/s"),
+            "hand-rolled update_many + apply_async each": Batch(update, bench.sizes.bulk_docs, unit="docs/s",
+                                                                prepare=prepare)}
+
+
+def ormevents_batches(bench: Bench) -> dict[str, Batch]:
+    """ormevents' insert and update batches, or nothing when the bulk API is missing."""
+    insert_many = getattr(BenchDoc, "insert_many", None)
+    update_many = getattr(BenchDoc, "update_many", None)
+    if insert_many is None or update_many is None:
+        return {}
+
+    async def insert(run: str, count: int) -> None:
+        await insert_many([BenchDoc(run=run, n=n) for n in range(count)])
+
+    async def prepare(run: str, count: int) -> None:
+        await insert_many([BenchDoc(run=run, n=n) for n in range(count)], emit=False)
+
+    async def update(run: str, count: int) -> None:
+        await update_many({"run": run}, {"n": -1})
+
+    return {"ormevents insert_many": Batch(insert, bench.sizes.bulk_docs, unit="docs/s"),
+            "ormevents update_many": Batch(update, bench.sizes.bulk_docs, unit="docs/s", prepare=prepare)}
+
+
+async def run(bench: Bench) -> ScenarioResult:
+    """Measure the baseline, and ormevents where it has a bulk API (see module doc)."""
+    result = ScenarioResult(NUMBER, TITLE)
+    await bench.workers()
+    hand, orm = hand_rolled_batches(bench), ormevents_batches(bench)
+    rounds = bench.sizes.throughput_rounds if orm else 1
+    async with bench.ormevents():
+        rates = await compare_batches(bench, {**hand, **orm}, rounds)
+    for name, (total, publishing) in rates.items():
+        role = "baseline" if name.startswith("hand") else "ormevents"
+        result.add(total, role, p99=False)
+        result.add(publishing, role, p99=False)
+    if not orm:
+        result.status = "not available"
+        result.notes.append("ormevents has no insert_many/update_many on EventModel yet: only the baseline was "
+                            "measured (one round); the targets are not measured")
+        for what in ("insert_many", "update_many"):
+            result.target(f"3: {what} end to end >= 5x faster than hand-rolled", None, 5.0, higher_is_better=True)
+            result.target(f"3: {what} publish phase >= 20,000 events/s", None, 20_000, unit="events/s",
+                          higher_is_better=True)
+        return result
+    for what in ("insert_many", "update_many"):
+        base = f"hand-rolled {what} + apply_async each"
+        total = result.compare(f"{what}: end to end", f"ormevents {what}", base)
+        result.target_ratio(f"3: {what} end to end >= 5x faster than hand-rolled", total, 5.0, higher_is_better=True)
+        publish = result.row(f"ormevents {what}, publish phase").median
+        result.target(f"3: {what} publish phase >= 20,000 events/s", publish, 20_000, unit="events/s",
+                      higher_is_better=True)
+    return result
