@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -131,13 +132,26 @@ class FailedJobFilter:
 @dataclass(frozen=True)
 class Page(Generic[T]):
     """One page of results, newest first; pass ``next_cursor`` back for the next page
-    (``None``: this was the last one)."""
+    (``None``: this was the last one). A page iterates over its items and has their length.
+
+    Example::
+
+        >>> page = Page(["b", "a"], next_cursor=None)
+        >>> [item for item in page], len(page), page[0], page.next_cursor
+        (['b', 'a'], 2, 'b', None)
+    """
 
     items: list[T] = field(default_factory=list)
     next_cursor: str | None = None
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+    def __getitem__(self, index: int) -> T:
+        return self.items[index]
 
 
 def encode_cursor(score: float, member: str) -> str:

@@ -153,3 +153,18 @@ async def test_retention_from_event_config_reaches_the_worker(
         assert 0 < ops_redis.ttl(f"{ops_queue}:status:{events[0].id}") <= 60
     finally:
         await ormevents.close()
+
+
+async def test_a_page_of_failed_jobs_iterates_like_a_sequence(ops_bus: Any, ops_redis: redis.Redis, ops_queue: str) -> None:
+    t = tag()
+    name = f"p{t}.switch"
+    events = [await failed_switch(ops_bus, ops_redis, ops_queue, t, name) for _ in range(3)]
+    page = await ops_bus.get_failed_jobs(event_name=name, limit=2)
+    try:
+        seen = [job.id for job in page]
+    except TypeError as exc:
+        raise AssertionError(f"for job in page: {exc}") from None
+    assert seen == [f"{e.id}:t.switch" for e in reversed(events)][:2] and len(page) == 2, \
+        f"iterated {len(seen)} job(s), len(page) = {len(page)}"
+    rest = await ops_bus.get_failed_jobs(event_name=name, limit=2, cursor=page.next_cursor)
+    assert [job.id for job in rest] == [f"{events[0].id}:t.switch"] and rest.next_cursor is None

@@ -211,3 +211,17 @@ async def test_events_that_come_due_during_a_failed_job_retry_run(eager: EagerPu
     await eager.publish(tick, delay=5)
     await event_bus.retry_job(job.id)                                    # fails again, the clock passes the tick
     assert eager.clock.now == 20.0 and eager.pending == [] and SEEN == [("welcome", "tick")]
+
+
+async def test_a_page_of_failed_jobs_iterates_like_a_sequence_in_eager_mode(eager: EagerPublisher) -> None:
+    events = [Event(name="member.doomed", data={"n": n}) for n in range(3)]
+    for event in events:
+        await eager.publish(event)
+    page = await event_bus.get_failed_jobs(limit=2)
+    try:
+        seen = [job.event["data"]["n"] for job in page]
+    except TypeError as exc:
+        raise AssertionError(f"for job in page: {exc}") from None
+    assert seen == [job.event["data"]["n"] for job in page.items] and len(page) == len(seen) == 2, \
+        f"iterated {len(seen)} job(s), len(page) = {len(page)}"
+    assert page.next_cursor is not None and list(await event_bus.get_failed_jobs(cursor=page.next_cursor))
