@@ -169,6 +169,7 @@ class WorkerDelivery:
                                "check ORMEVENTS_IMPORTS", "", ran=False)
             return None
         run.queue = handler.queue  # the handler's current routing wins over the message's
+        run.policy = handler.retry or self._policy(policy_cfg)
         if self.redis.hexists(self.keys.done(run.event_id), name):
             logger.info("handler %s already completed event %s; skipping the redelivery", name, run.event_id,
                         extra=run.extra("duplicate"))
@@ -184,7 +185,7 @@ class WorkerDelivery:
             children, value = split_result(result, event, name)
         except Exception as exc:
             metrics().duration.labels(handler=name).observe(time.time() - started)
-            self.outcomes.failed_attempt(run, handler.retry or self._policy(policy_cfg), exc)
+            self.outcomes.failed_attempt(run, run.policy, exc)
             return None
         metrics().duration.labels(handler=name).observe(time.time() - started)
         self.outcomes.complete(run, value, children)

@@ -42,6 +42,7 @@ class Run:
         self.policy_cfg, self.first_at, self.first_failed_at = policy_cfg, first_at, first_failed_at
         self.retention, self.ttl = retention, ttl
         self.queue: str | None = None  # the broker queue of the run: from the message, then the handler
+        self.policy: RetryPolicy | None = None  # the policy the worker applies (None: handler unknown)
 
     def extra(self, state: str) -> dict[str, Any]:
         """The structured logging context of this run in ``state``."""
@@ -150,7 +151,7 @@ class RunOutcomes:
             id=FailedJob.make_id(run.event_id, run.name), queue=self.settings.queue_name, handler=run.name,
             event=run.event.to_dict(), event_id=run.event_id, event_name=run.event.name, model=run.event.model,
             error_type=error_type, error_message=message, traceback=trace[-20000:], attempts=run.attempt + 1,
-            retry_policy=run.policy_cfg if isinstance(run.policy_cfg, dict) else None,
+            retry_policy=self._recorded_policy(run),
             first_attempt_at=_when(run.first_at), first_failed_at=_when(run.first_failed_at or now),
             failed_at=datetime.fromtimestamp(now, UTC), worker=self.delivery.worker_name, handler_queue=run.queue,
         )
@@ -162,3 +163,11 @@ class RunOutcomes:
         self.status.gauge(pipe, run.name, **({"running": -1} if ran else run.dequeued()))
         pipe.execute()
         metrics().failed.labels(handler=run.name).inc()
+
+    @staticmethod
+    def _recorded_policy(run: Run) -> dict[str, Any] | None:
+        """The policy a failed job records: the one the worker applied (the handler's own, else
+        the default the event carried); for an unknown handler, what the event carried."""
+        if run.policy is not None:
+            return run.policy.to_config()
+        return run.policy_cfg if isinstance(run.policy_cfg, dict) else None

@@ -168,3 +168,14 @@ async def test_a_page_of_failed_jobs_iterates_like_a_sequence(ops_bus: Any, ops_
         f"iterated {len(seen)} job(s), len(page) = {len(page)}"
     rest = await ops_bus.get_failed_jobs(event_name=name, limit=2, cursor=page.next_cursor)
     assert [job.id for job in rest] == [f"{events[0].id}:t.switch"] and rest.next_cursor is None
+
+
+async def test_the_failed_job_records_the_policy_the_worker_applied(
+        ops_bus: Any, ops_redis: redis.Redis, ops_queue: str) -> None:
+    event = Event(name="once.fails", data={"tag": tag()})
+    await ops_bus.publish(event)                     # carries the publisher's default: max_retries=3
+    await wait_for(lambda: ops_redis.hexists(f"{ops_queue}:failed:jobs", f"{event.id}:t.no_retry"))
+    job = await ops_bus.get_failed_job(f"{event.id}:t.no_retry")
+    recorded = (job.retry_policy or {}).get("max_retries")
+    assert job.attempts == 1 and recorded == 0, \
+        f"retry_policy recorded max_retries={recorded} after {job.attempts} attempt(s) (the handler's policy: 0)"
