@@ -8,7 +8,8 @@ list, retry and remove failed jobs through ``event_bus`` exactly as the applicat
 
 Retention keeps the newest ``max_count`` jobs; ``max_age_days`` is not applied (a test's
 records never get that old). Retrying runs the handler again at once, with a fresh attempt
-count; the record goes first, and a run that fails again stores a new one.
+count; the record goes first, and a run that fails again stores a new one. Retrying a job that
+was retried already raises :class:`JobAlreadyRetriedError`, as on a worker.
 
 Example::
 
@@ -24,7 +25,7 @@ import socket
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidFilterError, JobNotFoundError
+from .errors import InvalidFilterError, JobAlreadyRetriedError, JobNotFoundError
 from .events import Event
 from .failed import FailedJob, FailedJobFilter, FailedJobRetention, Page, decode_cursor, encode_cursor
 
@@ -53,6 +54,7 @@ class EagerFailedStore:
     def __init__(self, retention: FailedJobRetention | None = None) -> None:
         self.retention = retention or FailedJobRetention()
         self._jobs: dict[str, FailedJob] = {}
+        self.retried: dict[str, datetime] = {}  # job id -> when it was retried (as a worker's "already retried")
         self.evicted = 0
 
     def record(self, job: FailedJob) -> None:
@@ -123,8 +125,16 @@ class EagerFailedJobsMixin:
         return len(self.failed_store.matching(FailedJobFilter(handler, event_name, model, exception, since)))
 
     async def retry_job(self, job_id: str) -> FailedJob:
-        """Run the job's handler again now (fresh attempts); returns the removed record."""
+        """Run the job's handler again now (fresh attempts); returns the removed record.
+
+        :class:`JobAlreadyRetriedError` if it was retried already (and has not failed again),
+        :class:`JobNotFoundError` if there is no such job.
+        """
+        if self.failed_store.get(job_id) is None and job_id in self.failed_store.retried:
+            when = self.failed_store.retried[job_id].isoformat(timespec="seconds")
+            raise JobAlreadyRetriedError(f"failed job {job_id!r} was already retried at {when} in eager mode; nothing to do")
         job = self.failed_store.remove(job_id)
+        self.failed_store.retried[job_id] = datetime.now(UTC)
         await self._rerun(self._handler(job.handler), job.handler, Event.from_dict(job.event))
         await self._catch_up()
         return job

@@ -63,5 +63,10 @@ class JobNotFoundError(OrmEventsError, LookupError):
     """No failed job has that id."""
 
 
+class JobAlreadyRetriedError(JobNotFoundError):
+    """Another retry of that failed job was faster (it is being sent, or was sent): its new run is
+    under way; follow it with ``get_event_status`` instead of retrying again."""
+
+
 class InvalidFilterError(OrmEventsError, ValueError):
     """A failed-job filter or cursor is malformed (a bad date, an unknown cursor)."""

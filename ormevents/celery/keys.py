@@ -61,6 +61,14 @@ class Keys:
         same names."""
         return f"{self.prefix}:failed:{kind}:{value}"
 
+    def failed_claim(self, job_id: str) -> str:
+        """STRING: the token of the retry currently sending ``job_id`` (expires)."""
+        return f"{self.prefix}:failed:claim:{job_id}"
+
+    def failed_retried(self, job_id: str) -> str:
+        """STRING: who retried ``job_id`` and when, for a while after (expires)."""
+        return f"{self.prefix}:failed:retried:{job_id}"
+
     @property
     def failed_handlers(self) -> str:
         """SET of the handler names that have failed jobs."""

@@ -9,7 +9,7 @@ import pytest
 from mongomock_motor import AsyncMongoMockClient
 
 import ormevents
-from ormevents import Event, EventModel, JobNotFoundError, RetryPolicy, event_bus, event_handler
+from ormevents import Event, EventModel, JobAlreadyRetriedError, JobNotFoundError, RetryPolicy, event_bus, event_handler
 from ormevents.errors import InvalidFilterError
 from ormevents.failed import FailedJobRetention
 from ormevents.handlers import HandlerRegistry
@@ -147,6 +147,13 @@ async def test_failed_jobs_through_event_bus_in_eager_mode(eager: EagerPublisher
     for call in (event_bus.get_failed_job, event_bus.remove_job, event_bus.retry_job):
         with pytest.raises(JobNotFoundError, match="no failed job"):
             await call(job.id)
+    other = f"{events[1].id}:t.doomed"
+    await event_bus.retry_job(other)                                  # fails again: a new record
+    await event_bus.retry_job(other)
+    await event_bus.remove_job(other)
+    with pytest.raises(JobAlreadyRetriedError, match="already retried"):
+        await event_bus.retry_job(other)                              # as a worker answers a second retry
+    await eager.publish(events[1])
     assert await event_bus.retry_jobs(handler="t.doomed", dry_run=True) == 2 and len(eager.failed_jobs) == 2
     calls = len(eager.runs)
     assert await event_bus.retry_jobs(handler="t.doomed") == 2    # they ran again and failed again
