@@ -28,6 +28,11 @@ class Keys:
         return f"{self.prefix}:schedule:inflight"
 
     @property
+    def inflight_claims(self) -> str:
+        """HASH member -> ``<owner>\\n<message JSON>`` of the entries a poller took and is sending."""
+        return f"{self.prefix}:schedule:claims"
+
+    @property
     def payloads(self) -> str:
         """HASH member -> JSON message to send when the member is due."""
         return f"{self.prefix}:schedule:payloads"
