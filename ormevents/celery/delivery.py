@@ -5,7 +5,10 @@
   (``stats.unmatched``) and acknowledged. Handlers that already completed this event are
   skipped, so a redelivered dispatch does not run them again.
 * :meth:`WorkerDelivery.run` — run one handler (sync in the task thread, async on the
-  process's :class:`~ormevents.celery.runtime.WorkerLoop`). On success its JSON result and
+  process's :class:`~ormevents.celery.runtime.WorkerLoop`). Each delivery is counted first in
+  the :class:`~ormevents.celery.run_ledger.RunLedger`: a message whose earlier delivery died
+  with its process is a failed attempt (retried by the policy, then a failed job with reason
+  ``worker_lost``), never an endless loop. On success its JSON result and
   the events it returned are written in ONE Redis transaction (result under
   ``done:<event id>``, children into the schedule, due now), so a redelivered task sees the
   result and neither runs again nor republishes. On failure: a retry goes into the Redis
@@ -45,6 +48,7 @@ from ..tracing import handler_span
 from .config import DeliverySettings
 from .outcomes import Run, RunOutcomes
 from .results import split_result
+from .run_ledger import RunLedger
 from .runtime import WorkerLoop, as_coroutine, hooks
 from .scheduler import RedisSchedule
 from .sending import Sender, run_message
@@ -68,6 +72,7 @@ class WorkerDelivery:
         self._redis: redis.Redis | None = None
         self._sender: Sender | None = None
         self._store: FailedJobStore | None = None
+        self._ledger: RunLedger | None = None
         self.outcomes = RunOutcomes(self)
 
     # ----- per-process resources (never shared across fork) ------------------------------
@@ -87,6 +92,13 @@ class WorkerDelivery:
         return self._sender
 
     @property
+    def ledger(self) -> RunLedger:
+        """This process's :class:`RunLedger` (deliveries of run_handler messages)."""
+        self._ensure_process()
+        assert self._ledger is not None
+        return self._ledger
+
+    @property
     def store(self) -> FailedJobStore:
         """This process's :class:`FailedJobStore`."""
         self._ensure_process()
@@ -100,6 +112,7 @@ class WorkerDelivery:
         self._redis = client
         self._sender = Sender(self.app, RedisSchedule(client, self.keys), self.settings)
         self._store = FailedJobStore(client, self.settings.queue_name, self.settings.failed_jobs)
+        self._ledger = RunLedger(client, self.keys, self.settings.result_ttl)
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self._pid = os.getpid()
 
@@ -152,13 +165,16 @@ class WorkerDelivery:
         return names
 
     def run(self, args: tuple[Any, ...], first_at: float | None = None, first_failed_at: float | None = None,
-            options: Any = None, due: float | None = None, queue: str | None = None) -> Any:
-        """Body of ``ormevents.run_handler``: run one handler on one event (``queue``: the one it was sent to)."""
+            options: Any = None, due: float | None = None, queue: str | None = None, run_id: Any = None,
+            task_id: str | None = None) -> Any:
+        """Body of ``ormevents.run_handler``: run one handler on one event (``queue``: the one it was
+        sent to; ``run_id``: names the message in the run ledger, else ``task_id`` does)."""
         event, policy_cfg = self._parse(args, 3, "run_handler")
         name, attempt = args[1], args[2]
         if not isinstance(name, str) or not isinstance(attempt, int) or attempt < 0:
             self._reject(f"run_handler needs (event, handler name, attempt >= 0), got {args[1:3]!r}")
         run = Run(event, name, attempt, policy_cfg, first_at, first_failed_at, *self.settings.options_from(options))
+        run.run_id = run_id if isinstance(run_id, str) and run_id else task_id or f"{run.event_id}:{name}:{attempt}"
         run.queue = queue if isinstance(queue, str) and queue else None
         handler = self.registry.get(name)
         if handler is None:
@@ -170,13 +186,14 @@ class WorkerDelivery:
             return None
         run.queue = handler.queue  # the handler's current routing wins over the message's
         run.policy = handler.retry or self._policy(policy_cfg)
-        if self.redis.hexists(self.keys.done(run.event_id), name):
-            logger.info("handler %s already completed event %s; skipping the redelivery", name, run.event_id,
+        state, starts = self.ledger.begin(run.run_id, run.event_id, name, run.waiting)
+        if state in ("finished", "done"):
+            logger.info("handler %s already %s event %s; skipping the redelivery", name,
+                        "completed" if state == "done" else "recorded its outcome for", run.event_id,
                         extra=run.extra("duplicate"))
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.hincrby(self.keys.stats, "duplicates", 1)
-            self.status.gauge(pipe, name, **run.dequeued())
-            pipe.execute()
+            return None
+        if state == "lost":
+            self.outcomes.lost(run, run.policy, starts)
             return None
         started = self.outcomes.started(run, due)
         try:

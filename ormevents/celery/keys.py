@@ -46,6 +46,11 @@ class Keys:
         """HASH handler -> JSON result of the handlers that completed ``event_id``."""
         return f"{self.prefix}:done:{event_id}"
 
+    def runs(self, event_id: str) -> str:
+        """HASH run id -> deliveries that started it (and ``<run id>:end`` once it recorded an
+        outcome) of ``event_id``'s run_handler messages (see :mod:`ormevents.celery.run_ledger`)."""
+        return f"{self.prefix}:runs:{event_id}"
+
     @property
     def failed_jobs(self) -> str:
         """HASH job id -> FailedJob JSON."""

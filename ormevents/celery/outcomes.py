@@ -1,11 +1,14 @@
 """What happens to a ``run_handler`` message once its handler ran: the state changes.
 
 Each outcome is written in ONE Redis pipeline with the bookkeeping it goes with (see
-:mod:`ormevents.celery.delivery`): ``started`` (status running, gauges), ``complete`` (JSON result
+:mod:`ormevents.celery.delivery`): ``started`` (status running), ``complete`` (JSON result
 under ``done:<event id>``, chained events into the schedule, status succeeded), ``failed_attempt``
-(a retry into the schedule after the policy's delay, status retrying) and ``fail`` (a
-:class:`~ormevents.failed.FailedJob`, status failed). Each is logged with
-``extra={"event_id", "handler", "attempt", "state"}`` and counted in the metrics.
+(a retry into the schedule after the policy's delay, status retrying), ``lost`` (an earlier
+delivery's process died: a failed attempt too, retried while the policy allows, else a failed
+job with reason ``worker_lost``) and ``fail`` (a :class:`~ormevents.failed.FailedJob`, status
+failed). Every outcome pipeline also ends the run in the :class:`~ormevents.celery.run_ledger.RunLedger`,
+which moves the gauges and counters once per message, however often it is delivered. Each is
+logged with ``extra={"event_id", "handler", "attempt", "state"}`` and counted in the metrics.
 """
 
 from __future__ import annotations
@@ -20,17 +23,21 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from ..events import Event
-from ..failed import FailedJob, FailedJobRetention
+from ..failed import FailedJob, FailedJobRetention, FailureReason
 from ..failed_store import FailedJobStore
 from ..metrics import metrics
 from ..retry import RetryPolicy
 from .results import qualname
+from .run_ledger import RunLedger
 from .sending import Sender, dispatch_message, event_member, retry_member, run_message
 
 if TYPE_CHECKING:
     from .delivery import WorkerDelivery
 
 logger = logging.getLogger("ormevents.celery.delivery")
+
+WORKER_LOST = "ormevents.WorkerLost"
+"""The ``error_type`` of a run whose process died (failed-job reason ``worker_lost``)."""
 
 
 class Run:
@@ -41,6 +48,7 @@ class Run:
         self.event, self.event_id, self.name, self.attempt = event, str(event.id), name, attempt
         self.policy_cfg, self.first_at, self.first_failed_at = policy_cfg, first_at, first_failed_at
         self.retention, self.ttl = retention, ttl
+        self.run_id = ""  # names this message in the run ledger (all its deliveries)
         self.queue: str | None = None  # the broker queue of the run: from the message, then the handler
         self.policy: RetryPolicy | None = None  # the policy the worker applies (None: handler unknown)
 
@@ -49,9 +57,14 @@ class Run:
         return {"event_id": self.event_id, "event_name": self.event.name, "handler": self.name,
                 "attempt": self.attempt + 1, "state": state}
 
+    @property
+    def waiting(self) -> str:
+        """The gauge this run waited in: a first attempt was ``queued``, a retry ``scheduled``."""
+        return "queued" if self.attempt == 0 else "scheduled"
+
     def dequeued(self) -> dict[str, int]:
-        """The gauge this run leaves: a first attempt was queued, a retry was scheduled."""
-        return {"queued": -1} if self.attempt == 0 else {"scheduled": -1}
+        """The gauge move of this run leaving :attr:`waiting`."""
+        return {self.waiting: -1}
 
     def options(self) -> dict[str, Any]:
         """The options a retry message carries on."""
@@ -90,13 +103,17 @@ class RunOutcomes:
         """The delivery's per-process failed-job store."""
         return self.delivery.store
 
+    @property
+    def ledger(self) -> RunLedger:
+        """The delivery's per-process run ledger."""
+        return self.delivery.ledger
+
     def started(self, run: Run, due: float | None) -> float:
-        """Record that ``run`` starts now (status running, gauges); returns the start time."""
+        """Record that ``run`` starts now (status running; the ledger moved the gauges); returns the start time."""
         now = time.time()
         pipe = self.redis.pipeline(transaction=False)
         self.status.handler(pipe, run.event_id, run.name, run.ttl, state="running", attempts=run.attempt + 1,
                             started_at=now, next_attempt_at=None)
-        self.status.gauge(pipe, run.name, running=1, **run.dequeued())
         pipe.execute()
         metrics().delivered.labels(handler=run.name).inc()
         if run.attempt == 0 and due is not None:
@@ -115,36 +132,55 @@ class RunOutcomes:
             self.sender.schedule.add(event_member(child.id), dispatch_message(child.to_dict(), run.policy_cfg), now, pipe=pipe)
         self.status.handler(pipe, run.event_id, run.name, run.ttl, state="succeeded", result=value,
                             finished_at=now, last_error=None)
-        pipe.hincrby(self.keys.stats, "succeeded", 1)
-        self.status.gauge(pipe, run.name, running=-1)
+        self.ledger.end(pipe, run.run_id, run.event_id, run.name, "succeeded", running=-1)
         pipe.execute()
         metrics().succeeded.labels(handler=run.name).inc()
         logger.info("handler %s completed event %s (%d chained events)", run.name, run.event_id, len(children),
                     extra=run.extra("succeeded"))
 
-    def failed_attempt(self, run: Run, policy: RetryPolicy, exc: Exception) -> None:
+    def failed_attempt(self, run: Run, policy: RetryPolicy, exc: BaseException) -> None:
         """Schedule the next attempt after ``policy``'s delay, or store the failed job when over."""
         if not policy.should_retry(exc, run.attempt):
             logger.error("handler %s failed on event %s after %d attempt(s): %r; stored as a failed job",
                          run.name, run.event_id, run.attempt + 1, exc, extra=run.extra("failed"))
             self.fail(run, qualname(type(exc)), str(exc), "".join(traceback.format_exception(exc)))
             return
+        delay = self._retry(run, policy, _error(exc))
+        logger.warning("handler %s failed on event %s (attempt %d): %r; retrying in %.3f s",
+                       run.name, run.event_id, run.attempt + 1, exc, delay, extra=run.extra("retrying"))
+
+    def lost(self, run: Run, policy: RetryPolicy, starts: int) -> None:
+        """An earlier delivery of ``run`` started and never recorded an outcome: its process died.
+
+        That counts as a failed attempt: retried after the policy's delay while it allows
+        (``max_retries``; a death is retried whatever ``retry_on`` says), else a failed job with
+        reason ``worker_lost``. The handler is not run by this delivery.
+        """
+        message = (f"the process running handler {run.name} died during attempt {run.attempt + 1} (killed, "
+                   f"out of memory, os._exit or a crash in native code); the message came back {starts - 1} time(s)")
+        if run.attempt < policy.max_retries:
+            delay = self._retry(run, policy, f"{WORKER_LOST}: {message}")
+            logger.error("%s; retrying in %.3f s", message, delay, extra=run.extra("retrying"))
+            return
+        logger.error("%s; no retries left, stored as a failed job", message, extra=run.extra("failed"))
+        self.fail(run, WORKER_LOST, message, "", reason="worker_lost")
+
+    def _retry(self, run: Run, policy: RetryPolicy, error: str) -> float:
         now = time.time()
         delay = policy.delay(run.attempt)
         message = run_message(run.event.to_dict(), run.name, run.attempt + 1, run.policy_cfg, run.first_at,
                               queue=run.queue, first_failed_at=run.first_failed_at or now, options=run.options())
         pipe = self.redis.pipeline(transaction=True)
         self.sender.schedule.add(retry_member(run.event_id, run.name, run.attempt + 1), message, now + delay, pipe=pipe)
-        self.status.handler(pipe, run.event_id, run.name, run.ttl, state="retrying", last_error=_error(exc),
+        self.status.handler(pipe, run.event_id, run.name, run.ttl, state="retrying", last_error=error,
                             finished_at=now, next_attempt_at=now + delay)
-        pipe.hincrby(self.keys.stats, "retried", 1)
-        self.status.gauge(pipe, run.name, running=-1, scheduled=1)
+        self.ledger.end(pipe, run.run_id, run.event_id, run.name, "retried", running=-1, scheduled=1)
         pipe.execute()
         metrics().retried.labels(handler=run.name).inc()
-        logger.warning("handler %s failed on event %s (attempt %d): %r; retrying in %.3f s",
-                       run.name, run.event_id, run.attempt + 1, exc, delay, extra=run.extra("retrying"))
+        return delay
 
-    def fail(self, run: Run, error_type: str, message: str, trace: str, ran: bool = True) -> None:
+    def fail(self, run: Run, error_type: str, message: str, trace: str, ran: bool = True,
+             reason: FailureReason = "handler_error") -> None:
         """Store the run as a :class:`FailedJob` (``ran=False``: the handler never started)."""
         now = time.time()
         job = FailedJob(
@@ -154,13 +190,13 @@ class RunOutcomes:
             retry_policy=self._recorded_policy(run),
             first_attempt_at=_when(run.first_at), first_failed_at=_when(run.first_failed_at or now),
             failed_at=datetime.fromtimestamp(now, UTC), worker=self.delivery.worker_name, handler_queue=run.queue,
+            reason=reason,
         )
         pipe = self.redis.pipeline(transaction=True)
         self.store.record(job, retention=run.retention, pipe=pipe, now=now)
         self.status.handler(pipe, run.event_id, run.name, run.ttl, state="failed", attempts=run.attempt + 1,
                             last_error=f"{error_type}: {message}", finished_at=now, next_attempt_at=None)
-        pipe.hincrby(self.keys.stats, "failed", 1)
-        self.status.gauge(pipe, run.name, **({"running": -1} if ran else run.dequeued()))
+        self.ledger.end(pipe, run.run_id, run.event_id, run.name, "failed", **({"running": -1} if ran else run.dequeued()))
         pipe.execute()
         metrics().failed.labels(handler=run.name).inc()
 

@@ -39,11 +39,13 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
     def dispatch(*args: Any, options: Any = None, due: float | None = None, **kwargs: Any) -> Any:
         return requeue_on_infrastructure_error(delivery.dispatch, args, options=options, due=due)
 
-    @app.task(name=RUN_HANDLER_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
-    def run_handler(*args: Any, first_at: float | None = None, first_failed_at: float | None = None,
-                    options: Any = None, due: float | None = None, queue: str | None = None, **kwargs: Any) -> Any:
+    @app.task(name=RUN_HANDLER_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
+    def run_handler(task: Any, *args: Any, first_at: float | None = None, first_failed_at: float | None = None,
+                    options: Any = None, due: float | None = None, queue: str | None = None, run_id: Any = None,
+                    **kwargs: Any) -> Any:
         return requeue_on_infrastructure_error(delivery.run, args, first_at=first_at, first_failed_at=first_failed_at,
-                                               options=options, due=due, queue=queue)
+                                               options=options, due=due, queue=queue, run_id=run_id,
+                                               task_id=task.request.id)
 
     poller: dict[str, SchedulerThread] = {}
 

@@ -80,7 +80,9 @@ def test_messages_have_stable_ids() -> None:
                                             "id": "e1:dispatch"}
     assert dispatch_message(wire, None, {"status_ttl": 5}, 1.5)["kwargs"] == {"options": {"status_ttl": 5}, "due": 1.5}
     message = run_message(wire, "h", 2, {"max_retries": 1}, 5.0)
+    run_id = message["kwargs"].pop("run_id")
     assert message["id"] == "e1:h:2" and message["kwargs"] == {"first_at": 5.0}
+    assert len(run_id) == 16 and run_message(wire, "h", 2, None)["kwargs"]["run_id"] != run_id  # one per message
     routed = run_message(wire, "h", 0, None, queue="emails")
     assert routed["kwargs"]["queue"] == "emails"  # sent there; known to the worker
     assert _safe("amqp://user:secret@host//") == "amqp://***@host//"
