@@ -64,13 +64,14 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
     import redis
 
     from .celery.sending import _safe
-    from .errors import BrokerUnavailableError, ConfigurationError, InvalidFilterError, JobNotFoundError
+    from .errors import (BrokerUnavailableError, ConfigurationError, InvalidFilterError, JobNotFoundError,
+                         JobNotRetryableError)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except JobNotFoundError as exc:
+        except (JobNotFoundError, JobNotRetryableError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_NOT_FOUND)
         except (InvalidFilterError, ConfigurationError) as exc:

@@ -19,13 +19,17 @@ status (:mod:`ormevents.status`) in the same pipeline as the bookkeeping it goes
 with ``extra={"event_id", "handler", "attempt", "state"}``, and counted in the Prometheus
 metrics when they are enabled (:mod:`ormevents.metrics`).
 
-Malformed messages raise Celery's ``Reject(requeue=False)`` (logged, counted as
-``stats.rejected``); the worker keeps running.
+Malformed messages are parked as failed jobs with reason ``malformed_message`` (see
+:mod:`ormevents.celery.malformed`; counted as ``stats.rejected``) and then rejected; the worker
+keeps running. Nothing in a message is ever imported: handler names are looked up in the
+registry, and a retry policy carried by a message resolves exception names only among classes
+the worker has loaded (:meth:`~ormevents.retry.RetryPolicy.from_message`).
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
 import socket
@@ -39,6 +43,7 @@ from pydantic import ValidationError
 
 from ..errors import BrokerUnavailableError, OrmEventsError
 from ..events import Event
+from ..failed import FailedJob
 from ..failed_store import FailedJobStore
 from ..handlers import Handler, HandlerRegistry
 from ..metrics import metrics
@@ -46,6 +51,7 @@ from ..retry import RetryPolicy
 from ..status import StatusWriter
 from ..tracing import handler_span
 from .config import DeliverySettings
+from .malformed import malformed_job
 from .outcomes import Run, RunOutcomes
 from .results import split_result
 from .run_ledger import RunLedger
@@ -172,7 +178,8 @@ class WorkerDelivery:
         event, policy_cfg = self._parse(args, 3, "run_handler")
         name, attempt = args[1], args[2]
         if not isinstance(name, str) or not isinstance(attempt, int) or attempt < 0:
-            self._reject(f"run_handler needs (event, handler name, attempt >= 0), got {args[1:3]!r}")
+            self._reject(f"run_handler needs (event, handler name, attempt >= 0), got {args[1:3]!r}",
+                         "run_handler", args)
         run = Run(event, name, attempt, policy_cfg, first_at, first_failed_at, *self.settings.options_from(options))
         run.run_id = run_id if isinstance(run_id, str) and run_id else task_id or f"{run.event_id}:{name}:{attempt}"
         run.queue = queue if isinstance(queue, str) and queue else None
@@ -224,11 +231,13 @@ class WorkerDelivery:
     # ----- helpers ----------------------------------------------------------------------
 
     def _policy(self, config: Any) -> RetryPolicy:
+        """The default policy an event carries (data only, see :meth:`RetryPolicy.from_message`), else the worker's."""
         if isinstance(config, dict):
             try:
-                return RetryPolicy.model_validate(config)
-            except ValidationError:
-                logger.warning("invalid retry policy in message %r; using the worker default", config)
+                return RetryPolicy.from_message(config)
+            except ValidationError as exc:
+                logger.warning("unusable retry policy in message %.300r (%s); using the worker default", config,
+                               "; ".join(error["msg"] for error in exc.errors()))
         return self.settings.retry_policy
 
     def _done_handlers(self, event_id: str) -> set[str]:
@@ -236,17 +245,30 @@ class WorkerDelivery:
 
     def _parse(self, args: tuple[Any, ...], policy_index: int, task: str) -> tuple[Event, Any]:
         if len(args) <= policy_index or not isinstance(args[0], dict):
-            self._reject(f"{task} got malformed arguments {args!r:.300}")
+            self._reject(f"{task} got malformed arguments {args!r:.300}", task, args)
         try:
             event = Event.from_dict(args[0])
         except (ValidationError, OrmEventsError, KeyError, TypeError, ValueError) as exc:
-            self._reject(f"{task} got an invalid event {args[0]!r:.300}: {exc}")
+            self._reject(f"{task} got an invalid event {args[0]!r:.300}: {exc}", task, args)
         return event, args[policy_index]
 
-    def _reject(self, reason: str) -> Any:
+    def _reject(self, reason: str, task: str, args: tuple[Any, ...]) -> Any:
         logger.error("rejecting malformed message: %s", reason)
-        self.count("rejected")
+        self.park(json.dumps({"task": f"ormevents.{task}", "args": list(args)}, default=repr), reason, None)
         raise Reject(reason, requeue=False)
+
+    def park(self, raw: str, problem: str, broker_queue: str | None) -> FailedJob:
+        """Keep a message this worker cannot use as a failed job with reason ``malformed_message``
+        (see :mod:`ormevents.celery.malformed`), counted as ``stats.rejected``."""
+        now = time.time()
+        job = malformed_job(raw, problem, self.settings.queue_name, self.worker_name, broker_queue, now)
+        pipe = self.redis.pipeline(transaction=True)
+        self.store.record(job, pipe=pipe, now=now)
+        pipe.hincrby(self.keys.stats, "rejected", 1)
+        pipe.execute()
+        logger.error("parked a malformed message as failed job %s: %s", job.id, problem,
+                     extra={"job_id": job.id, "state": "failed"})
+        return job
 
 
 def requeue_on_infrastructure_error(func: Any, *args: Any, pause: float = 1.0, **kwargs: Any) -> Any:

@@ -13,7 +13,8 @@ compare-and-delete, so a retried run that fails again before the removal keeps i
 The handler's completion marker for that event (``done:<event id>``) is cleared first, so the
 duplicate guard cannot skip the retried run.
 
-Bulk operations walk the filter's pages by cursor and skip jobs removed or retried meanwhile.
+Bulk operations walk the filter's pages by cursor and skip jobs removed or retried meanwhile, and
+parked malformed messages (:class:`~ormevents.errors.JobNotRetryableError` when retried alone).
 
 Example::
 
@@ -33,7 +34,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from ..errors import JobAlreadyRetriedError, JobNotFoundError
+from ..errors import JobAlreadyRetriedError, JobNotFoundError, JobNotRetryableError
 from ..failed import FailedJob, FailedJobFilter
 from ..failed_store import FailedJobStore
 from ..status import StatusWriter
@@ -58,13 +59,19 @@ class Requeue:
         """Re-enqueue ``job_id`` once, however many retry it at the same time.
 
         :class:`JobAlreadyRetriedError` if another retry holds or sent it (within the last hour),
-        :class:`JobNotFoundError` if there is no such job.
+        :class:`JobNotFoundError` if there is no such job, :class:`JobNotRetryableError` for a
+        parked malformed message.
         """
         token = json.dumps({"by": self.operator, "at": time.time(), "claim": uuid.uuid4().hex[:12]})
         state, value = self.store.claim(job_id, token)
         if state != "ok" or value is None:
             raise self._refused(job_id, state, value)
         job = FailedJob.model_validate_json(value)
+        if not job.retryable:
+            self.store.release(job_id, token)
+            raise JobNotRetryableError(
+                f"failed job {job_id!r} is a malformed message ({job.error_message}): there is no event to run "
+                f"again; read it with `ormevents failed show {job_id}` and remove it")
         try:
             self._retry(job, value)
         except BaseException:
@@ -87,7 +94,7 @@ class Requeue:
         for job in page.items:
             try:
                 self.retry(job.id)
-            except JobNotFoundError:  # removed or retried by someone else meanwhile: skip it
+            except (JobNotFoundError, JobNotRetryableError):  # gone, retried by someone else, or malformed: skip it
                 continue
             done += 1
         return done, page.next_cursor

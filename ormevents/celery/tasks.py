@@ -7,8 +7,9 @@ Signals: ``worker_process_init`` starts the process's event loop and the
 :func:`~ormevents.celery.runtime.on_worker_start` hooks; ``worker_process_shutdown`` runs the
 stop hooks and closes the loop; ``worker_ready`` starts the schedule poller thread in the
 main worker process (and, with ``ORMEVENTS_METRICS_PORT``, the metrics endpoint) and
-``worker_shutdown`` stops it; ``task_rejected`` (a message Celery
-itself could not use) is counted as ``stats.rejected``.
+``worker_shutdown`` stops it; ``task_rejected`` and ``task_unknown`` (a message Celery itself
+could not use, or whose task it does not know) park the message as a failed job with reason
+``malformed_message`` (:mod:`ormevents.celery.malformed`), counted as ``stats.rejected``.
 
 Example::
 
@@ -22,10 +23,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from celery import Celery, signals  # type: ignore[import-untyped]  # celery ships no type hints
 
 from ..metrics import serve_worker_metrics
 from .delivery import WorkerDelivery, requeue_on_infrastructure_error
+from .malformed import unwrap
 from .scheduler import SchedulerThread
 from .sending import DISPATCH_TASK, RUN_HANDLER_TASK
 
@@ -70,9 +73,19 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
         if delivery.loop.running:  # solo pool: the loop lived in the main process
             delivery.process_stopping()
 
-    def task_rejected(**_: Any) -> None:
+    def park(message: Any, exc: Any = None, unknown_task: str | None = None) -> None:
+        raw, problem, queue = unwrap(message, exc, unknown_task)
+        try:
+            delivery.park(raw, problem, queue)
+        except redis.RedisError:
+            logger.exception("could not park a malformed message of queue %s (%s)", queue, problem)
+
+    def task_rejected(message: Any = None, exc: Any = None, **_: Any) -> None:
         logger.error("a message on queue %s was rejected by Celery", delivery.settings.queue_name)
-        delivery.count("rejected")
+        park(message, exc)
+
+    def task_unknown(message: Any = None, name: str | None = None, **_: Any) -> None:
+        park(message, unknown_task=str(name))
 
     uid = f"ormevents:{id(app)}"
     signals.worker_process_init.connect(process_init, weak=False, dispatch_uid=f"{uid}:pinit")
@@ -80,3 +93,4 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
     signals.worker_ready.connect(worker_ready, weak=False, dispatch_uid=f"{uid}:ready")
     signals.worker_shutdown.connect(worker_shutdown, weak=False, dispatch_uid=f"{uid}:shutdown")
     signals.task_rejected.connect(task_rejected, weak=False, dispatch_uid=f"{uid}:rejected")
+    signals.task_unknown.connect(task_unknown, weak=False, dispatch_uid=f"{uid}:unknown")

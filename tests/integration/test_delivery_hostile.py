@@ -2,7 +2,10 @@
 
 * a handler that kills its pool process runs as many times as its policy allows, then becomes a
   failed job with reason ``worker_lost``; the worker keeps serving other events;
-* a redelivered run leaves the gauges (queued, scheduled, running) where they belong.
+* a redelivered run leaves the gauges (queued, scheduled, running) where they belong;
+* queue entries and messages the worker cannot use are parked as failed jobs with reason
+  ``malformed_message``, without disturbing a run in progress;
+* a retry policy carried by a message never makes the worker import anything.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 import pytest
 import redis
 
-from ormevents import Event
+from ormevents import Event, JobNotRetryableError
 from tests.integration.test_delivery import records, tag, wait_for
 from tests.integration.worker_process import WorkerProcess, running
 
@@ -116,3 +119,68 @@ async def test_a_run_whose_whole_worker_was_killed_is_a_failed_attempt_on_the_ne
         await publisher.close()
         first.cleanup()
         second.cleanup()
+
+
+JUNK = [
+    b'{"foo": 1}',                                               # JSON, not a kombu envelope
+    b'[1, 2, 3]',
+    b'not json at all',
+    b'\xff\xfe not even text',
+    b'{"body": "***", "headers": {}, "content-type": "application/json", "properties": '
+    b'{"body_encoding": "base64", "delivery_tag": "t1", "delivery_info": {}}}',   # an envelope with a broken body
+]
+
+
+async def test_malformed_messages_are_parked_without_harming_the_worker_or_a_running_handler(
+        bus: Any, rdb: redis.Redis, queue: str, worker: WorkerProcess) -> None:
+    t = tag()
+    slow = Event(name="status.block", data={"tag": t, "sleep": 2})
+    await bus.publish(slow)
+    await wait_for(lambda: records(rdb, queue, "t.status_block", t))       # running, unacknowledged
+    publisher = bus_publisher()
+    before = set(rdb.hkeys(f"{queue}:failed:jobs"))
+    for entry in JUNK:
+        rdb.lpush(queue, entry)
+    await asyncio.to_thread(publisher.app.send_task, "ormevents.run_handler", args=["junk"], queue=queue)
+    await asyncio.to_thread(publisher.app.send_task, "ormevents.no_such_task", args=[1], queue=queue)
+    await asyncio.sleep(4.0)                                                 # the slow run is over
+    runs = len(records(rdb, queue, "t.status_block", t))
+    parked = [json.loads(rdb.hget(f"{queue}:failed:jobs", job_id))
+              for job_id in set(rdb.hkeys(f"{queue}:failed:jobs")) - before]
+    malformed = [job for job in parked if job.get("reason") == "malformed_message"]
+    alive = worker.process is not None and worker.process.poll() is None
+    assert alive and runs == 1 and len(malformed) == len(JUNK) + 2, \
+        f"worker alive: {alive}; runs of the handler running meanwhile: {runs} (expected 1); parked malformed " \
+        f"messages: {len(malformed)} of {len(JUNK) + 2}; consumer restarts: {worker.log().count('Connection to broker lost')}"
+    assert "Connection to broker lost" not in worker.log()
+    assert {job["error_type"] for job in malformed} == {"ormevents.MalformedMessage"}
+    raw = "\n".join(job["raw_message"] for job in malformed)
+    assert '{"foo": 1}' in raw and "not json at all" in raw and "ormevents.no_such_task" in raw and "junk" in raw
+    with pytest.raises(JobNotRetryableError, match="malformed message"):
+        await bus.retry_job(malformed[0]["id"])                              # no event to run: read it, remove it
+    after = Event(name="order.created", data={"tag": t})                    # still serving
+    await bus.publish(after)
+    await wait_for(lambda: records(rdb, queue, "t.sync", t))
+    assert worker.process is not None and worker.process.poll() is None
+
+
+def bus_publisher() -> Any:
+    import ormevents
+
+    return ormevents.get_runtime().publisher
+
+
+async def test_a_retry_policy_in_a_message_never_makes_the_worker_import_a_module(
+        bus: Any, rdb: redis.Redis, queue: str, worker: WorkerProcess) -> None:
+    from ormevents.celery.sending import run_message
+
+    event = Event(name="job.linear", data={"tag": tag()})              # t.linear has no policy of its own
+    hostile = {"max_retries": 1, "retry_on": ["tests.support.import_canary.CanaryError"]}
+    await asyncio.to_thread(bus_publisher().sender.send, run_message(event.to_dict(), "t.linear", 0, hostile))
+    job_id = f"{event.id}:t.linear"
+    await wait_for(lambda: rdb.hexists(f"{queue}:failed:jobs", job_id), timeout=15)
+    imports = int(rdb.get(f"{queue}:canary:imported") or 0)
+    job = json.loads(rdb.hget(f"{queue}:failed:jobs", job_id))
+    assert imports == 0, f"imports of the module named in the message: {imports} (the worker must import none)"
+    assert job["retry_policy"]["retry_on"] == ["builtins.Exception"] and job["attempts"] == 4   # the worker's default
+    assert "tests.support.import_canary.CanaryError' is not an exception class this process has loaded" in worker.log()
