@@ -58,6 +58,7 @@ from .run_ledger import RunLedger
 from .runtime import WorkerLoop, as_coroutine, hooks
 from .scheduler import RedisSchedule
 from .sending import Sender, run_message
+from .soft_time_limit import SoftTimeLimitGuard
 
 logger = logging.getLogger("ormevents.celery.delivery")
 
@@ -172,9 +173,11 @@ class WorkerDelivery:
 
     def run(self, args: tuple[Any, ...], first_at: float | None = None, first_failed_at: float | None = None,
             options: Any = None, due: float | None = None, queue: str | None = None, run_id: Any = None,
-            task_id: str | None = None) -> Any:
+            task_id: str | None = None, guard: SoftTimeLimitGuard | None = None) -> Any:
         """Body of ``ormevents.run_handler``: run one handler on one event (``queue``: the one it was
-        sent to; ``run_id``: names the message in the run ledger, else ``task_id`` does)."""
+        sent to; ``run_id``: names the message in the run ledger, else ``task_id`` does; ``guard``
+        lets Celery's soft time limit interrupt the handler only)."""
+        guard = guard or SoftTimeLimitGuard()
         event, policy_cfg = self._parse(args, 3, "run_handler")
         name, attempt = args[1], args[2]
         if not isinstance(name, str) or not isinstance(attempt, int) or attempt < 0:
@@ -204,7 +207,7 @@ class WorkerDelivery:
             return None
         started = self.outcomes.started(run, due)
         try:
-            with handler_span(event, name, attempt) as attach:
+            with guard.interruptible(), handler_span(event, name, attempt) as attach:
                 result = self._invoke(handler, event, attach)
             children, value = split_result(result, event, name)
         except Exception as exc:

@@ -2,6 +2,8 @@
 
 Tasks (stable names, JSON arguments, late acks, rejected on worker loss):
 ``ormevents.dispatch`` and ``ormevents.run_handler`` (see :mod:`ormevents.celery.sending`).
+Celery's soft time limit interrupts a handler only, never ormevents' bookkeeping around it
+(:mod:`ormevents.celery.soft_time_limit`).
 
 Signals: ``worker_process_init`` starts the process's event loop and the
 :func:`~ormevents.celery.runtime.on_worker_start` hooks; ``worker_process_shutdown`` runs the
@@ -29,6 +31,7 @@ from celery import Celery, signals  # type: ignore[import-untyped]  # celery shi
 from ..metrics import serve_worker_metrics
 from .delivery import WorkerDelivery, requeue_on_infrastructure_error
 from .malformed import unwrap
+from .soft_time_limit import SoftTimeLimitGuard
 from .scheduler import SchedulerThread
 from .sending import DISPATCH_TASK, RUN_HANDLER_TASK
 
@@ -40,15 +43,17 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
 
     @app.task(name=DISPATCH_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
     def dispatch(*args: Any, options: Any = None, due: float | None = None, **kwargs: Any) -> Any:
-        return requeue_on_infrastructure_error(delivery.dispatch, args, options=options, due=due)
+        with SoftTimeLimitGuard():  # the fan-out is never cut half-way
+            return requeue_on_infrastructure_error(delivery.dispatch, args, options=options, due=due)
 
     @app.task(name=RUN_HANDLER_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
     def run_handler(task: Any, *args: Any, first_at: float | None = None, first_failed_at: float | None = None,
                     options: Any = None, due: float | None = None, queue: str | None = None, run_id: Any = None,
                     **kwargs: Any) -> Any:
-        return requeue_on_infrastructure_error(delivery.run, args, first_at=first_at, first_failed_at=first_failed_at,
-                                               options=options, due=due, queue=queue, run_id=run_id,
-                                               task_id=task.request.id)
+        with SoftTimeLimitGuard() as guard:  # interrupts the handler only, never the bookkeeping
+            return requeue_on_infrastructure_error(delivery.run, args, first_at=first_at,
+                                                   first_failed_at=first_failed_at, options=options, due=due,
+                                                   queue=queue, run_id=run_id, task_id=task.request.id, guard=guard)
 
     poller: dict[str, SchedulerThread] = {}
 

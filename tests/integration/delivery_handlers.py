@@ -271,3 +271,13 @@ def no_retry(event: Event) -> None:
     """Its own policy: no retry at all (the publisher's default says 3)."""
     record("t.no_retry", event)
     raise LookupError("no second chance")
+
+
+@event_handler("slow.finish", name="t.slow_finish", retry=RetryPolicy(max_retries=0))
+def slow_finish(event: Event) -> dict[str, str]:
+    """Finishes (or fails, with ``fail``) after 0.6 s: its bookkeeping starts before a 1 s soft limit."""
+    record("t.slow_finish", event)
+    time.sleep(0.6)
+    if event.data.get("fail"):
+        raise RuntimeError("finished badly")
+    return {"finished": event.data["tag"]}
