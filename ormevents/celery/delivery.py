@@ -192,7 +192,7 @@ class WorkerDelivery:
                          extra=run.extra("failed"))
             self.count("unknown_handler")
             self.outcomes.fail(run, "UnknownHandler", f"no handler named {name!r} is registered in the worker; "
-                               "check ORMEVENTS_IMPORTS", "", ran=False)
+                               "check ORMEVENTS_IMPORTS", "", ran=False, reason="unknown_handler")
             return None
         run.queue = handler.queue  # the handler's current routing wins over the message's
         run.policy = handler.retry or self._policy(policy_cfg)

@@ -60,7 +60,8 @@ def failed(store: FailedJobStore, n: int = 0, handler: str = "billing.activate",
 
 
 def run(redis_uri: str, queue: str, *args: str) -> Any:
-    return CliRunner().invoke(build(), ["--redis-url", redis_uri, "--queue", queue, *args])
+    # wide, so that tables do not wrap the data the assertions look for
+    return CliRunner().invoke(build(), ["--redis-url", redis_uri, "--queue", queue, *args], env={"COLUMNS": "400"})
 
 
 def test_data_that_looks_like_markup_is_printed_as_it_is(redis_uri: str, queue: str, store: FailedJobStore) -> None:
@@ -84,7 +85,7 @@ def test_data_that_looks_like_markup_is_printed_as_it_is(redis_uri: str, queue: 
     assert not broken, f"commands that crashed on or swallowed markup in the data: {broken}"
     flat = {name: " ".join(r.output.split()) for name, r in outputs.items()}
     assert "[bold]loud[/bold]" in flat["failed show"] and f"boom {MARKUP}" in flat["failed show"]
-    assert "[bold]odd[/]" in flat["handlers list"] and "[red]handler" in flat["handlers list"]   # a table may wrap it
+    assert "[bold]odd[/] [red]handler" in flat["handlers list"]
 
 
 @pytest.mark.parametrize("option, url", [
