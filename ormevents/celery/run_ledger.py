@@ -72,7 +72,6 @@ class RunLedger:
         self.keys = keys
         self.ttl = ttl
         self._begin = client.register_script(_BEGIN)
-        self._end = client.register_script(_END)
 
     def begin(self, run_id: str, event_id: str, handler: str, waiting: str) -> tuple[str, int]:
         """Count a delivery starting; returns ``(what to do, how many deliveries started)``.
@@ -88,5 +87,6 @@ class RunLedger:
         moves: list[str | int] = []
         for state, delta in gauges.items():
             moves += [f"{state}|{handler}", delta]
-        self._end(keys=[self.keys.runs(event_id), self.keys.gauges, self.keys.stats],
-                  args=[run_id, self.ttl, stat, *moves], client=pipe)
+        # EVAL, not a registered script: on a pipeline redis-py would first ask SCRIPT EXISTS, one
+        # more round trip per outcome (measured: +1 of the 2 per successful run)
+        pipe.eval(_END, 3, self.keys.runs(event_id), self.keys.gauges, self.keys.stats, run_id, self.ttl, stat, *moves)
