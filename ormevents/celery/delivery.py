@@ -205,16 +205,27 @@ class WorkerDelivery:
         if state == "lost":
             self.outcomes.lost(run, run.policy, starts)
             return None
+        try:
+            return self._run(run, handler, due, guard)
+        except (redis.RedisError, BrokerUnavailableError):
+            try:  # the message is about to be requeued: let its next delivery run the handler again
+                self.ledger.abandon(run.run_id, run.event_id, name, run.waiting)
+            except redis.RedisError:
+                logger.warning("could not undo the start of %s on event %s; its next delivery counts a lost run",
+                               name, run.event_id, extra=run.extra("running"))
+            raise
+
+    def _run(self, run: Run, handler: Handler, due: float | None, guard: SoftTimeLimitGuard) -> Any:
         started = self.outcomes.started(run, due)
         try:
-            with guard.interruptible(), handler_span(event, name, attempt) as attach:
-                result = self._invoke(handler, event, attach)
-            children, value = split_result(result, event, name)
+            with guard.interruptible(), handler_span(run.event, run.name, run.attempt) as attach:
+                result = self._invoke(handler, run.event, attach)
+            children, value = split_result(result, run.event, run.name)
         except Exception as exc:
-            metrics().duration.labels(handler=name).observe(time.time() - started)
-            self.outcomes.failed_attempt(run, run.policy, exc)
+            metrics().duration.labels(handler=run.name).observe(time.time() - started)
+            self.outcomes.failed_attempt(run, run.policy or self.settings.retry_policy, exc)
             return None
-        metrics().duration.labels(handler=name).observe(time.time() - started)
+        metrics().duration.labels(handler=run.name).observe(time.time() - started)
         self.outcomes.complete(run, value, children)
         return value
 

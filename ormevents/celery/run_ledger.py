@@ -18,7 +18,11 @@ failed job) was *recorded*. :meth:`RunLedger.begin` decides, atomically, what a 
   event through another message: nothing to do (counted as ``duplicates``).
 
 :meth:`RunLedger.end` is queued on each outcome's pipeline; it moves the gauges and counts the
-outcome only the first time, so a redelivered message never moves them twice.
+outcome only the first time, so a redelivered message never moves them twice. When Redis or the
+broker fails under the bookkeeping, the worker requeues the message; :meth:`RunLedger.abandon`
+first undoes the start, so that delivery runs the handler again. If Redis is still unreachable
+then, the next delivery counts the run as lost: one attempt of the policy is used up (the event
+is not dropped: at worst it becomes a failed job with reason ``worker_lost``, which can be retried).
 
 Example::
 
@@ -64,6 +68,17 @@ for i = 4, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]) end
 return 1
 """
 
+# KEYS: runs, gauges; ARGV: run id, handler, the gauge the run left. Undoes a start whose outcome
+# could not be recorded (Redis failed under it), so the requeued message runs again, not "lost".
+_ABANDON = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1] .. ':end') == 1 then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') < 1 then return 0 end
+redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+redis.call('HINCRBY', KEYS[2], 'running|' .. ARGV[2], -1)
+redis.call('HINCRBY', KEYS[2], ARGV[3] .. '|' .. ARGV[2], 1)
+return 1
+"""
+
 
 class RunLedger:
     """The deliveries of ``run_handler`` messages of one queue (see module doc)."""
@@ -72,6 +87,7 @@ class RunLedger:
         self.keys = keys
         self.ttl = ttl
         self._begin = client.register_script(_BEGIN)
+        self._abandon = client.register_script(_ABANDON)
 
     def begin(self, run_id: str, event_id: str, handler: str, waiting: str) -> tuple[str, int]:
         """Count a delivery starting; returns ``(what to do, how many deliveries started)``.
@@ -90,3 +106,9 @@ class RunLedger:
         # EVAL, not a registered script: on a pipeline redis-py would first ask SCRIPT EXISTS, one
         # more round trip per outcome (measured: +1 of the 2 per successful run)
         pipe.eval(_END, 3, self.keys.runs(event_id), self.keys.gauges, self.keys.stats, run_id, self.ttl, stat, *moves)
+
+    def abandon(self, run_id: str, event_id: str, handler: str, waiting: str) -> bool:
+        """Undo this delivery's start (best effort, before the message is requeued because Redis
+        or the broker failed under the bookkeeping): the next delivery runs the handler again
+        instead of counting a lost run. ``False`` if an outcome was recorded after all."""
+        return bool(self._abandon(keys=[self.keys.runs(event_id), self.keys.gauges], args=[run_id, handler, waiting]))
