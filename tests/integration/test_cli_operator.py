@@ -178,3 +178,12 @@ def test_bulk_changes_ask_on_a_terminal_and_show_progress(redis_uri: str, queue:
     assert code == 0 and "retried 2000 job(s)" in said_yes and store.count() == 0, said_yes[-500:]
     assert "2000/2000" in said_yes, f"no progress bar on the terminal: {said_yes[-500:]!r}"
     assert "Retry 2000 failed job(s) matching model=invoice?" in said_yes
+
+
+def test_a_second_retry_of_a_job_says_it_was_already_retried(redis_uri: str, queue: str, store: FailedJobStore) -> None:
+    job = failed(store)                                  # no worker consumes this queue: the retry waits there
+    first = run(redis_uri, queue, "failed", "retry", job.id)
+    second = run(redis_uri, queue, "failed", "retry", job.id)
+    assert first.exit_code == 0 and first.output.strip() == f"retried {job.id}", first.output
+    assert second.exit_code == 1 and "was already retried by" in second.output, \
+        f"second retry: exit {second.exit_code}: {second.output.strip()!r}"
