@@ -26,7 +26,6 @@ import json
 import logging
 import uuid
 from base64 import b64decode
-from queue import Empty
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
