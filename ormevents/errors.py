@@ -89,5 +89,15 @@ class JobNotFoundError(OrmEventsError, LookupError):
     """No failed job has that id."""
 
 
+class JobAlreadyRetriedError(JobNotFoundError):
+    """Another retry of that failed job was faster (it is being sent, or was sent): its new run is
+    under way; follow it with ``get_event_status`` instead of retrying again."""
+
+
+class JobNotRetryableError(OrmEventsError):
+    """The failed job is a parked malformed message: there is no event to run again. Read it
+    (``ormevents failed show``) and remove it."""
+
+
 class InvalidFilterError(OrmEventsError, ValueError):
     """A failed-job filter or cursor is malformed (a bad date, an unknown cursor)."""

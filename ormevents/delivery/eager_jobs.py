@@ -2,15 +2,16 @@
 
 Same methods, filters, pages and :class:`~ormevents.errors.JobNotFoundError` as the worker's
 Redis store, so a user's test lists, retries and removes failed jobs as the application does.
-Retrying runs the handler again at once, with a fresh attempt count.
+Retrying runs the handler again at once, with a fresh attempt count; retrying a job that was
+retried already raises :class:`~ormevents.errors.JobAlreadyRetriedError`, as on a worker.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import JobNotFoundError
+from ..errors import JobAlreadyRetriedError, JobNotFoundError
 from ..events.event import Event
 from ..jobs.memory_store import EagerFailedStore
 from ..jobs.records import FailedJob, FailedJobFilter, Page
@@ -50,8 +51,16 @@ class EagerFailedJobsMixin:
         return len(self.failed_store.matching(FailedJobFilter(handler, event_name, model, exception, since)))
 
     async def retry_job(self, job_id: str) -> FailedJob:
-        """Run the job's handler again now (fresh attempts); returns the removed record."""
+        """Run the job's handler again now (fresh attempts); returns the removed record.
+
+        :class:`JobAlreadyRetriedError` if it was retried already (and has not failed again),
+        :class:`JobNotFoundError` if there is no such job.
+        """
+        if self.failed_store.get(job_id) is None and job_id in self.failed_store.retried:
+            when = self.failed_store.retried[job_id].isoformat(timespec="seconds")
+            raise JobAlreadyRetriedError(f"failed job {job_id!r} was already retried at {when} in eager mode; nothing to do")
         job = self.failed_store.remove(job_id)
+        self.failed_store.retried[job_id] = datetime.now(UTC)
         await self._rerun(self._handler(job.handler), job.handler, Event.from_dict(job.event))
         await self._catch_up()
         return job

@@ -28,6 +28,11 @@ class Keys:
         return f"{self.prefix}:schedule:inflight"
 
     @property
+    def inflight_claims(self) -> str:
+        """HASH member -> ``<owner>\\n<message JSON>`` of the entries a poller took and is sending."""
+        return f"{self.prefix}:schedule:claims"
+
+    @property
     def payloads(self) -> str:
         """HASH member -> JSON message to send when the member is due."""
         return f"{self.prefix}:schedule:payloads"
@@ -40,6 +45,11 @@ class Keys:
     def done(self, event_id: str) -> str:
         """HASH handler -> JSON result of the handlers that completed ``event_id``."""
         return f"{self.prefix}:done:{event_id}"
+
+    def runs(self, event_id: str) -> str:
+        """HASH run id -> deliveries that started it (and ``<run id>:end`` once it recorded an
+        outcome) of ``event_id``'s run_handler messages (see :mod:`ormevents.delivery.celery.run_ledger`)."""
+        return f"{self.prefix}:runs:{event_id}"
 
     @property
     def failed_jobs(self) -> str:
@@ -60,6 +70,14 @@ class Keys:
         exception) is ``value``; the Lua scripts of :mod:`ormevents.jobs.redis_store` build the
         same names."""
         return f"{self.prefix}:failed:{kind}:{value}"
+
+    def failed_claim(self, job_id: str) -> str:
+        """STRING: the token of the retry currently sending ``job_id`` (expires)."""
+        return f"{self.prefix}:failed:claim:{job_id}"
+
+    def failed_retried(self, job_id: str) -> str:
+        """STRING: who retried ``job_id`` and when, for a while after (expires)."""
+        return f"{self.prefix}:failed:retried:{job_id}"
 
     @property
     def failed_handlers(self) -> str:

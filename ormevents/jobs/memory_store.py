@@ -56,6 +56,7 @@ class EagerFailedStore:
     def __init__(self, retention: FailedJobRetention | None = None) -> None:
         self.retention = retention or FailedJobRetention()
         self._jobs: dict[str, FailedJob] = {}
+        self.retried: dict[str, datetime] = {}  # job id -> when it was retried (as a worker's "already retried")
         self.evicted = 0
 
     def record(self, job: FailedJob) -> None:

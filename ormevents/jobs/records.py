@@ -19,19 +19,27 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..errors import InvalidFilterError
 
 T = TypeVar("T")
 
 
+FailureReason = Literal["handler_error", "worker_lost", "unknown_handler", "malformed_message"]
+"""Why a job failed: its handler raised (retries over, or ``dont_retry_on``); the process running
+it died on its last attempt (``error_type`` ``ormevents.WorkerLost``); the worker has no handler
+of that name (``UnknownHandler``); or the message was not a usable ormevents message
+(``ormevents.MalformedMessage``, the message kept in ``raw_message``; it cannot be retried)."""
+
+
 class FailedJob(BaseModel):
-    """One failed (event, handler) pair and why it failed.
+    """One failed (event, handler) pair and why it failed (``reason``, see :data:`FailureReason`).
 
     ``first_failed_at`` is when its first attempt failed, ``failed_at`` when the last one did;
     ``worker`` is ``host:pid`` of the process that gave up; ``handler_queue`` is the broker
@@ -57,6 +65,20 @@ class FailedJob(BaseModel):
     failed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     worker: str = ""
     handler_queue: str | None = Field(default=None, description="the handler's own broker queue, if routed")
+    reason: FailureReason = "handler_error"
+    raw_message: str | None = Field(default=None, description="a malformed message as it was received")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reason_of_older_records(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "reason" not in data and data.get("error_type") == "UnknownHandler":
+            return {**data, "reason": "unknown_handler"}
+        return data
+
+    @property
+    def retryable(self) -> bool:
+        """False for a malformed message: there is no event to run again."""
+        return self.reason != "malformed_message"
 
     @staticmethod
     def make_id(event_id: str, handler: str) -> str:
@@ -131,13 +153,26 @@ class FailedJobFilter:
 @dataclass(frozen=True)
 class Page(Generic[T]):
     """One page of results, newest first; pass ``next_cursor`` back for the next page
-    (``None``: this was the last one)."""
+    (``None``: this was the last one). A page iterates over its items and has their length.
+
+    Example::
+
+        >>> page = Page(["b", "a"], next_cursor=None)
+        >>> [item for item in page], len(page), page[0], page.next_cursor
+        (['b', 'a'], 2, 'b', None)
+    """
 
     items: list[T] = field(default_factory=list)
     next_cursor: str | None = None
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+    def __getitem__(self, index: int) -> T:
+        return self.items[index]
 
 
 def encode_cursor(score: float, member: str) -> str:

@@ -105,6 +105,39 @@ end
 return drop(ARGV[2])
 """
 
+# Retry claims (see FailedJobStore.claim): KEYS jobs hash, claim key, tombstone key;
+# ARGV id, claim token, claim ttl (ms). Returns {state, value}.
+_CLAIM = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return {'retried', redis.call('GET', KEYS[3]) or false} end
+if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
+  return {'claimed', redis.call('GET', KEYS[2]) or ''}
+end
+return {'ok', raw}
+"""
+
+# + KEYS[4] claim key, KEYS[5] tombstone; ARGV[2] id, [3] the claimed JSON, [4] token, [5] tombstone ttl (s).
+_RETRIED = _DROP + """
+local removed = -1
+local current = redis.call('HGET', KEYS[1], ARGV[2])
+if not current then removed = 0 elseif current == ARGV[3] then removed = drop(ARGV[2]) end
+if redis.call('GET', KEYS[4]) == ARGV[4] then redis.call('DEL', KEYS[4]) end
+redis.call('SET', KEYS[5], ARGV[4], 'EX', ARGV[5])
+return removed
+"""
+
+# KEYS[1] claim key; ARGV[1] token: release a claim that is still ours.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+CLAIM_TTL = 60.0
+"""Seconds a retry claim holds a job while its message is sent (sends are bounded well below)."""
+
+RETRIED_TTL = 3600
+"""Seconds a retried job is remembered, so a late second retry hears "already retried"."""
+
 
 class FailedJobStore:
     """Failed jobs of one queue in Redis (see module doc). Thread-safe; sync client.
@@ -120,6 +153,9 @@ class FailedJobStore:
         self.retention = retention or FailedJobRetention()
         self._record = client.register_script(_RECORD)
         self._remove = client.register_script(_REMOVE)
+        self._claim = client.register_script(_CLAIM)
+        self._retried = client.register_script(_RETRIED)
+        self._release = client.register_script(_RELEASE)
 
     # ----- writing --------------------------------------------------------------------
 
@@ -145,6 +181,26 @@ class FailedJobStore:
         (the raw JSON read earlier; a job that failed again in between is not lost)."""
         keys = [self.keys.failed_jobs, self.keys.failed_index, self.keys.failed_handlers]
         return int(self._remove(keys=keys, args=[self.queue_name, job_id, expected or ""]))
+
+    def claim(self, job_id: str, token: str, ttl: float = CLAIM_TTL) -> tuple[str, bytes | None]:
+        """Take ``job_id`` for one retry, atomically: ``("ok", its JSON)``; ``("claimed", token of
+        the holder)`` while another retry holds it; ``("retried", token)`` if it was retried
+        within :data:`RETRIED_TTL`; ``("retried", None)`` if there is no such job. A claim holds
+        the record (it stays stored) until :meth:`retried` or :meth:`release`, at most ``ttl`` s."""
+        keys = [self.keys.failed_jobs, self.keys.failed_claim(job_id), self.keys.failed_retried(job_id)]
+        state, value = self._claim(keys=keys, args=[job_id, token, int(ttl * 1000)])
+        return _text(state), value if isinstance(value, bytes) else (value.encode() if value else None)
+
+    def retried(self, job_id: str, raw: bytes, token: str) -> int:
+        """After the retry's message was accepted: remove the record if it still is ``raw`` (1;
+        0 absent; -1 it failed again meanwhile and is kept), end the claim, remember the retry."""
+        keys = [self.keys.failed_jobs, self.keys.failed_index, self.keys.failed_handlers,
+                self.keys.failed_claim(job_id), self.keys.failed_retried(job_id)]
+        return int(self._retried(keys=keys, args=[self.queue_name, job_id, raw, token, RETRIED_TTL]))
+
+    def release(self, job_id: str, token: str) -> None:
+        """Give back a claim (the retry's message could not be sent: the job stays failed)."""
+        self._release(keys=[self.keys.failed_claim(job_id)], args=[token])
 
     # ----- reading --------------------------------------------------------------------
 

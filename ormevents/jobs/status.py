@@ -103,8 +103,10 @@ class StatusWriter:
     def gauge(self, pipe: Any, handler: str, **deltas: int) -> None:
         """Move per-handler gauges (``queued=1, running=-1``...) that ``ormevents stats`` shows.
 
-        They are kept in the same pipelines as the state changes; a worker killed mid-run
-        leaves ``running`` one too high until its message is redelivered and finishes.
+        They are kept in the same pipelines as the state changes; a run's own moves (leaving
+        queued/scheduled, running, ending) are made by :mod:`ormevents.delivery.celery.run_ledger`, once
+        per message: a worker killed mid-run leaves ``running`` one too high until its message
+        is redelivered, which ends the lost run.
         """
         for state, delta in deltas.items():
             pipe.hincrby(self.keys.gauges, f"{state}|{handler}", delta)

@@ -246,3 +246,38 @@ async def slow_async(event: Event) -> None:
     await arecord("t.slow_async", event)
     await asyncio.sleep(float(event.data["sleep"]))
     await arecord("t.slow_async_done", event)
+
+
+@event_handler("poison.pill", name="t.poison",
+               retry=RetryPolicy(max_retries=2, interval_start=0.1, interval_step=0, interval_max=0.1))
+def poison(event: Event) -> None:
+    """Kills its own pool process on every call (``os._exit``): a run that never returns."""
+    record("t.poison", event)
+    os._exit(1)
+
+
+@event_handler("crash.once", name="t.crash_once",
+               retry=RetryPolicy(max_retries=2, interval_start=0.1, interval_step=0, interval_max=0.1))
+def crash_once(event: Event) -> str:
+    """The first call of each tag waits to be killed (the test SIGKILLs its pool process); later calls succeed."""
+    if record("t.crash_once", event) == 1:
+        time.sleep(20)
+        raise RuntimeError("was not killed")
+    return "survived"
+
+
+@event_handler("once.fails", name="t.no_retry", retry=RetryPolicy(max_retries=0))
+def no_retry(event: Event) -> None:
+    """Its own policy: no retry at all (the publisher's default says 3)."""
+    record("t.no_retry", event)
+    raise LookupError("no second chance")
+
+
+@event_handler("slow.finish", name="t.slow_finish", retry=RetryPolicy(max_retries=0))
+def slow_finish(event: Event) -> dict[str, str]:
+    """Finishes (or fails, with ``fail``) after 0.6 s: its bookkeeping starts before a 1 s soft limit."""
+    record("t.slow_finish", event)
+    time.sleep(0.6)
+    if event.data.get("fail"):
+        raise RuntimeError("finished badly")
+    return {"finished": event.data["tag"]}

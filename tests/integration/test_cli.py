@@ -76,10 +76,12 @@ async def test_dry_run_changes_nothing_then_retry_and_remove(
     assert cli(redis_uri, ops_queue, "failed", "remove", ids[1]).returncode == 0
     again = cli(redis_uri, ops_queue, "failed", "remove", ids[1])
     assert again.returncode == 1 and "no failed job" in again.stderr
-    rest = cli(redis_uri, ops_queue, "failed", "retry", "--all", "--event", name)
+    unconfirmed = cli(redis_uri, ops_queue, "failed", "retry", "--all", "--event", name)   # no terminal to ask
+    assert unconfirmed.returncode == 2 and "pass --yes to confirm" in unconfirmed.stderr
+    rest = cli(redis_uri, ops_queue, "failed", "retry", "--all", "--event", name, "--yes")
     assert rest.returncode == 0 and "retried 1 job(s)" in rest.stdout
     await wait_for(lambda: len(records(ops_redis, ops_queue, "t.switch", t)) == 11)
-    none_left = cli(redis_uri, ops_queue, "failed", "retry", "--all", "--event", name)
+    none_left = cli(redis_uri, ops_queue, "failed", "retry", "--all", "--event", name)   # nothing to confirm
     assert none_left.returncode == 1 and "retried 0 job(s)" in none_left.stdout
 
 

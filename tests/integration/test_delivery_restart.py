@@ -108,5 +108,5 @@ async def test_two_workers_never_duplicate_and_100k_pending_stay_in_redis(
         assert rdb.zcard(keys.schedule) == 100_000
         assert after - before < 8 * 1024, (before, after)
     finally:
-        rdb.delete(keys.schedule, keys.inflight, keys.payloads)
+        rdb.delete(keys.schedule, keys.inflight, keys.payloads, keys.inflight_claims)
         await asyncio.gather(*(asyncio.to_thread(worker.cleanup) for worker in workers))

@@ -21,7 +21,7 @@ def schedule(redis_uri: str) -> Iterator[RedisSchedule]:
     client = redis.Redis.from_url(redis_uri)
     keys = Keys(f"s{uuid.uuid4().hex[:8]}:events")
     yield RedisSchedule(client, keys, lease=30)
-    client.delete(keys.schedule, keys.inflight, keys.payloads)
+    client.delete(keys.schedule, keys.inflight, keys.payloads, keys.inflight_claims)
     client.close()
 
 
@@ -99,3 +99,69 @@ def test_cancel_true_means_never_sent(schedule: RedisSchedule) -> None:
     schedule.add("event:c", {"task": "t"}, time.time() - 1)
     assert schedule.cancel("event:c") is True
     assert schedule.claim(time.time()) == [] and schedule.pending() == 0
+
+
+def _sent_counts(sent: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for member in sent:
+        counts[member] = counts.get(member, 0) + 1
+    return counts
+
+
+def test_two_pollers_and_a_slow_broker_send_each_due_entry_once(redis_uri: str, schedule: RedisSchedule) -> None:
+    """A batch outlives its lease while a slow broker takes it: the claimant renews, nobody else sends it."""
+    schedule.lease = 1.5                              # renewed every 0.5 s: a 1 s stall of this VM is tolerated
+    other = RedisSchedule(redis.Redis.from_url(redis_uri), schedule.keys, lease=1.5)
+    now = time.time()
+    for n in range(100):
+        schedule.add(f"event:{n}", {"member": f"event:{n}"}, now - 1)
+    sent: list[str] = []
+    lock = threading.Lock()
+
+    def slow_send(message: dict[str, str]) -> None:
+        time.sleep(0.03)                              # 100 sends: 3 s, twice the lease
+        with lock:
+            sent.append(message["member"])
+
+    pollers = [SchedulerThread(schedule, slow_send, poll=0.02), SchedulerThread(other, slow_send, poll=0.02)]
+    for poller in pollers:
+        poller.start()
+    try:
+        deadline = time.monotonic() + 20
+        while schedule.pending() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.1)                               # nothing left pending: every send has returned
+    finally:
+        for poller in pollers:
+            poller.stop()
+        other.client.close()
+    counts = _sent_counts(sent)
+    assert len(counts) == 100 and max(counts.values()) == 1, \
+        f"sends: {len(sent)} for 100 due entries; sends per due entry: max {max(counts.values())}"
+
+
+def test_a_republish_while_the_entry_is_in_flight_is_sent_too(schedule: RedisSchedule) -> None:
+    schedule.add("event:r", {"v": 1}, time.time() - 1)
+    sending, release = threading.Event(), threading.Event()
+    sent: list[int] = []
+
+    def send(message: dict[str, int]) -> None:
+        if message["v"] == 1:
+            sending.set()
+            release.wait(5)
+        sent.append(message["v"])
+
+    poller = SchedulerThread(schedule, send, poll=0.02)
+    poller.start()
+    try:
+        assert sending.wait(5)
+        schedule.add("event:r", {"v": 2}, time.time() - 1)   # published again while v1 is being sent
+        release.set()
+        deadline = time.monotonic() + 5
+        while len(sent) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.1)
+    finally:
+        poller.stop()
+    assert sent == [1, 2], f"sent {sent}: the re-publish of an entry in flight was {'dropped' if sent == [1] else 'mangled'}"
+    assert schedule.pending() == 0

@@ -5,6 +5,8 @@ async handler's coroutine is cancelled, not left running behind the failure."""
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -47,3 +49,30 @@ async def test_a_handler_over_the_soft_time_limit_becomes_a_failed_job(
     await asyncio.sleep(3.0)                                   # past the handler's own sleep
     assert len(records(rdb, queue, f"t.slow_{kind}", tag)) == 1
     assert records(rdb, queue, f"t.slow_{kind}_done", tag) == []   # interrupted, never finished
+
+
+@pytest.mark.parametrize("outcome", ["succeeded", "failed"])
+async def test_a_soft_time_limit_during_the_bookkeeping_keeps_the_outcome(
+    bus: Any, rdb: redis.Redis, queue: str, outcome: str
+) -> None:
+    """The handler ends at 0.6 s; Redis holds every client from ~0 s to ~2 s (CLIENT PAUSE), so
+    recording the outcome waits, and the 1 s soft limit strikes while it does."""
+    tag = uuid.uuid4().hex[:8]
+    event = Event(name="slow.finish", data={"tag": tag, "fail": outcome == "failed"})
+    await bus.publish(event)
+    await wait_for(lambda: records(rdb, queue, "t.slow_finish", tag), interval=0.005)
+    await asyncio.to_thread(rdb.execute_command, "CLIENT", "PAUSE", "2000", "ALL")
+
+    def state() -> Any:
+        return json.loads(rdb.hget(f"{queue}:status:{event.id}", "h|t.slow_finish|state") or "null")
+
+    deadline = time.monotonic() + 8
+    while state() not in ("succeeded", "failed") and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    result = json.loads(rdb.hget(f"{queue}:done:{event.id}", "t.slow_finish") or "null")
+    job = rdb.hget(f"{queue}:failed:jobs", f"{event.id}:t.slow_finish")
+    running = int(rdb.hget(f"{queue}:gauges", "running|t.slow_finish") or 0)
+    kept = {"succeeded": result == {"finished": tag}, "failed": job is not None}[outcome]
+    assert state() == outcome and kept and running == 0, \
+        f"after a soft time limit in the bookkeeping: status {state()!r}, result {result!r}, " \
+        f"failed job {'stored' if job else 'none'}, running gauge {running} (expected {outcome}, kept, 0)"

@@ -153,3 +153,73 @@ async def test_retention_from_event_config_reaches_the_worker(
         assert 0 < ops_redis.ttl(f"{ops_queue}:status:{events[0].id}") <= 60
     finally:
         await ormevents.close()
+
+
+async def test_a_page_of_failed_jobs_iterates_like_a_sequence(ops_bus: Any, ops_redis: redis.Redis, ops_queue: str) -> None:
+    t = tag()
+    name = f"p{t}.switch"
+    events = [await failed_switch(ops_bus, ops_redis, ops_queue, t, name) for _ in range(3)]
+    page = await ops_bus.get_failed_jobs(event_name=name, limit=2)
+    try:
+        seen = [job.id for job in page]
+    except TypeError as exc:
+        raise AssertionError(f"for job in page: {exc}") from None
+    assert seen == [f"{e.id}:t.switch" for e in reversed(events)][:2] and len(page) == 2, \
+        f"iterated {len(seen)} job(s), len(page) = {len(page)}"
+    rest = await ops_bus.get_failed_jobs(event_name=name, limit=2, cursor=page.next_cursor)
+    assert [job.id for job in rest] == [f"{events[0].id}:t.switch"] and rest.next_cursor is None
+
+
+async def test_the_failed_job_records_the_policy_the_worker_applied(
+        ops_bus: Any, ops_redis: redis.Redis, ops_queue: str) -> None:
+    event = Event(name="once.fails", data={"tag": tag()})
+    await ops_bus.publish(event)                     # carries the publisher's default: max_retries=3
+    await wait_for(lambda: ops_redis.hexists(f"{ops_queue}:failed:jobs", f"{event.id}:t.no_retry"))
+    job = await ops_bus.get_failed_job(f"{event.id}:t.no_retry")
+    recorded = (job.retry_policy or {}).get("max_retries")
+    assert job.attempts == 1 and recorded == 0, \
+        f"retry_policy recorded max_retries={recorded} after {job.attempts} attempt(s) (the handler's policy: 0)"
+
+
+async def test_two_operators_retrying_one_job_at_once_run_it_once(
+        ops_bus: Any, ops_redis: redis.Redis, ops_queue: str, redis_uri: str) -> None:
+    from ormevents import errors
+    from ormevents.ops.cli.plumbing import Connection
+
+    t = tag()
+    event = Event(name="status.check", data={"tag": t, "fail_times": 3})   # fails 3 times, then works (0.4 s)
+    await ops_bus.publish(event)
+    job_id = f"{event.id}:t.status_work"
+    await wait_for(lambda: ops_redis.hexists(f"{ops_queue}:failed:jobs", job_id), timeout=15)
+    operators = [Connection(redis_uri, ops_queue, None) for _ in range(2)]   # as two `ormevents` commands
+    results = await asyncio.gather(*(ops_bus.retry_job(job_id) for _ in range(4)),
+                                   *(asyncio.to_thread(op.requeue.retry, job_id) for op in operators),
+                                   return_exceptions=True)
+    await wait_for(lambda: ops_redis.hexists(f"{ops_queue}:done:{event.id}", "t.status_work"))
+    await asyncio.sleep(1.5)                       # a second run would have finished by now
+    runs = len(records(ops_redis, ops_queue, "t.status_work", t)) - 3
+    accepted = [r for r in results if not isinstance(r, BaseException)]
+    assert runs == 1 and len(accepted) == 1, \
+        f"handler runs after 6 concurrent retries of one job: {runs}; retries accepted: {len(accepted)}"
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert all(isinstance(r, errors.JobAlreadyRetriedError) and "already retried" in str(r) for r in refused), refused
+    with pytest.raises(errors.JobAlreadyRetriedError, match="already retried"):
+        await ops_bus.retry_job(job_id)            # later too: a clear answer, not "no such job"
+
+
+async def test_a_retry_the_broker_refuses_keeps_the_job_and_frees_it_for_the_next_retry(
+        ops_bus: Any, ops_redis: redis.Redis, ops_queue: str, redis_uri: str) -> None:
+    from ormevents.errors import BrokerUnavailableError
+    from ormevents.ops.cli.plumbing import Connection
+
+    t = tag()
+    event = await failed_switch(ops_bus, ops_redis, ops_queue, t)
+    job_id = f"{event.id}:t.switch"
+    down = Connection(redis_uri, ops_queue, "redis://127.0.0.1:9/0")   # the broker is unreachable
+    with pytest.raises(BrokerUnavailableError):
+        await asyncio.to_thread(down.requeue.retry, job_id)
+    assert (await ops_bus.get_failed_job(job_id)).attempts == 3        # still stored, still failed
+    assert (await ops_bus.get_handler_status(event.id, "t.switch")).state == "failed"
+    ops_redis.set(f"{ops_queue}:switch:{t}", 1)
+    await ops_bus.retry_job(job_id)                                    # not "already retried": the claim was freed
+    await wait_for(lambda: json.loads(ops_redis.hget(f"{ops_queue}:done:{event.id}", "t.switch") or "0") == "switched")

@@ -80,7 +80,9 @@ def test_messages_have_stable_ids() -> None:
                                             "id": "e1:dispatch"}
     assert dispatch_message(wire, None, {"status_ttl": 5}, 1.5)["kwargs"] == {"options": {"status_ttl": 5}, "due": 1.5}
     message = run_message(wire, "h", 2, {"max_retries": 1}, 5.0)
+    run_id = message["kwargs"].pop("run_id")
     assert message["id"] == "e1:h:2" and message["kwargs"] == {"first_at": 5.0}
+    assert len(run_id) == 16 and run_message(wire, "h", 2, None)["kwargs"]["run_id"] != run_id  # one per message
     routed = run_message(wire, "h", 0, None, queue="emails")
     assert routed["kwargs"]["queue"] == "emails"  # sent there; known to the worker
     assert _safe("amqp://user:secret@host//") == "amqp://***@host//"
@@ -138,7 +140,7 @@ def test_infrastructure_errors_requeue_instead_of_dropping() -> None:
     import redis
     from celery.exceptions import Reject
 
-    from ormevents.delivery.celery.worker import requeue_on_infrastructure_error
+    from ormevents.delivery.celery.tasks import requeue_on_infrastructure_error
     from ormevents.errors import BrokerUnavailableError
 
     def redis_down() -> None:

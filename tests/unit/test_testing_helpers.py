@@ -12,6 +12,7 @@ import ormevents
 from ormevents import (
     Event,
     EventModel,
+    JobAlreadyRetriedError,
     JobNotFoundError,
     RetryPolicy,
     event_bus,
@@ -154,6 +155,13 @@ async def test_failed_jobs_through_event_bus_in_eager_mode(eager: EagerPublisher
     for call in (event_bus.get_failed_job, event_bus.remove_job, event_bus.retry_job):
         with pytest.raises(JobNotFoundError, match="no failed job"):
             await call(job.id)
+    other = f"{events[1].id}:t.doomed"
+    await event_bus.retry_job(other)                                  # fails again: a new record
+    await event_bus.retry_job(other)
+    await event_bus.remove_job(other)
+    with pytest.raises(JobAlreadyRetriedError, match="already retried"):
+        await event_bus.retry_job(other)                              # as a worker answers a second retry
+    await eager.publish(events[1])
     assert await event_bus.retry_jobs(handler="t.doomed", dry_run=True) == 2 and len(eager.failed_jobs) == 2
     calls = len(eager.runs)
     assert await event_bus.retry_jobs(handler="t.doomed") == 2    # they ran again and failed again
@@ -218,3 +226,17 @@ async def test_events_that_come_due_during_a_failed_job_retry_run(eager: EagerPu
     await eager.publish(tick, delay=5)
     await event_bus.retry_job(job.id)                                    # fails again, the clock passes the tick
     assert eager.clock.now == 20.0 and eager.pending == [] and SEEN == [("welcome", "tick")]
+
+
+async def test_a_page_of_failed_jobs_iterates_like_a_sequence_in_eager_mode(eager: EagerPublisher) -> None:
+    events = [Event(name="member.doomed", data={"n": n}) for n in range(3)]
+    for event in events:
+        await eager.publish(event)
+    page = await event_bus.get_failed_jobs(limit=2)
+    try:
+        seen = [job.event["data"]["n"] for job in page]
+    except TypeError as exc:
+        raise AssertionError(f"for job in page: {exc}") from None
+    assert seen == [job.event["data"]["n"] for job in page.items] and len(page) == len(seen) == 2, \
+        f"iterated {len(seen)} job(s), len(page) = {len(page)}"
+    assert page.next_cursor is not None and list(await event_bus.get_failed_jobs(cursor=page.next_cursor))

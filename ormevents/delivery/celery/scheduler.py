@@ -1,17 +1,25 @@
 """The Redis schedule of delayed events and retries, and the thread that sends them when due.
 
-Layout (under the queue name, see :mod:`ormevents.jobs.keys`): a ZSET ``member -> due``
-and a HASH ``member -> message``. Members are ``event:<id>`` (a delayed event) or
-``run:<event id>:<handler>:<attempt>`` (a retry), so adding the same member twice is one entry.
+Layout (under the queue name, see :mod:`ormevents.jobs.keys`): a ZSET ``member -> due`` and
+a HASH ``member -> message`` of the pending entries; a ZSET ``member -> lease end`` and a HASH
+``member -> "<owner>\\n<message>"`` of the entries a poller claimed and is sending. Members are
+``event:<id>`` (a delayed event) or ``run:<event id>:<handler>:<attempt>`` (a retry), so adding
+the same member twice is one pending entry.
 
-Moving a due entry is atomic (one Lua script): the script takes up to ``limit`` members due
-at ``now`` out of the schedule and into an *in-flight* ZSET scored ``now + lease``, in the
-same step, so concurrent pollers (one per worker) never take the same entry. The poller
-sends the message to the broker and then deletes the entry; if it dies in between, the lease
-expires and a poller takes the entry again (at-least-once, never lost). :meth:`cancel` only
-removes entries still in the schedule, so ``True`` means the message will not be sent and
-``False`` that it was sent, is being sent, or never existed. Nothing is held in worker
-memory: a million pending entries cost Redis memory only.
+Claiming is atomic (one Lua script): up to ``limit`` due entries move from pending to in flight,
+leased to the claiming poller (its *owner* token) until ``now + lease``, so concurrent pollers
+(one per worker) never take the same entry. The poller's :class:`SchedulerThread` renews the
+leases of the entries it still holds every ``lease / 3`` seconds from a second thread, so a
+batch that a slow broker takes minutes to send stays its own: **no entry is sent twice while
+its claimant lives**. Only when the claimant stops renewing (its process died or hung for a
+whole lease) does the lease expire and another poller send the entry again (at-least-once,
+never lost). An entry is forgotten only by its owner, after the send.
+
+Adding a member that is in flight (a re-publish while the earlier copy is being sent) creates a
+new pending entry; it is claimed once the copy in flight is done, so it is never dropped.
+:meth:`cancel` only removes pending entries, so ``True`` means the message will not be sent and
+``False`` that it was sent, is being sent, or never existed. Nothing is held in worker memory: a
+million pending entries cost Redis memory only.
 
 Example::
 
@@ -24,8 +32,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -35,27 +46,61 @@ from ...jobs.keys import Keys
 
 logger = logging.getLogger("ormevents.delivery.celery.scheduler")
 
-# KEYS: schedule, in-flight, payloads; ARGV: now, lease end, limit.
-# Expired leases first (a poller died while sending), then due entries.
+# KEYS: schedule, in-flight, payloads, claims; ARGV: now, lease end, limit, owner.
+# Expired leases first (their poller stopped renewing), then due entries. A due entry whose
+# member is still in flight waits (a re-publish is sent after the copy in flight).
 _CLAIM = """
 local out = {}
 local limit = tonumber(ARGV[3])
-for _, source in ipairs({KEYS[2], KEYS[1]}) do
-  if limit > 0 then
-    local due = redis.call('ZRANGEBYSCORE', source, '-inf', ARGV[1], 'LIMIT', 0, limit)
-    for _, member in ipairs(due) do
-      redis.call('ZREM', source, member)
+local function take(member, payload)
+  redis.call('ZADD', KEYS[2], ARGV[2], member)
+  redis.call('HSET', KEYS[4], member, ARGV[4] .. '\\n' .. payload)
+  table.insert(out, member)
+  table.insert(out, payload)
+  limit = limit - 1
+end
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, limit)) do
+  local held = redis.call('HGET', KEYS[4], member)
+  local payload = held and string.sub(held, string.find(held, '\\n', 1, true) + 1)
+  if not held then  -- claimed by an older version, which kept the message with the pending ones
+    payload = redis.call('HGET', KEYS[3], member)
+    if payload and not redis.call('ZSCORE', KEYS[1], member) then redis.call('HDEL', KEYS[3], member) end
+  end
+  if payload then take(member, payload) else redis.call('ZREM', KEYS[2], member) end
+end
+if limit > 0 then
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, limit)) do
+    if limit > 0 and not redis.call('ZSCORE', KEYS[2], member) then
+      redis.call('ZREM', KEYS[1], member)
       local payload = redis.call('HGET', KEYS[3], member)
       if payload then
-        redis.call('ZADD', KEYS[2], ARGV[2], member)
-        table.insert(out, member)
-        table.insert(out, payload)
-        limit = limit - 1
+        redis.call('HDEL', KEYS[3], member)
+        take(member, payload)
       end
     end
   end
 end
 return out
+"""
+
+# KEYS: in-flight, claims; ARGV: lease end (or '' to forget), owner, members...
+# Renews (or, with '', forgets) the members still held by owner; returns them.
+_HOLD = """
+local kept = {}
+local mine = ARGV[2] .. '\\n'
+for i = 3, #ARGV do
+  local held = redis.call('HGET', KEYS[2], ARGV[i])
+  if held and string.sub(held, 1, #mine) == mine then
+    if ARGV[1] == '' then
+      redis.call('ZREM', KEYS[1], ARGV[i])
+      redis.call('HDEL', KEYS[2], ARGV[i])
+    else
+      redis.call('ZADD', KEYS[1], 'XX', ARGV[1], ARGV[i])
+    end
+    table.insert(kept, ARGV[i])
+  end
+end
+return kept
 """
 
 # KEYS: schedule, payloads; ARGV: member. Only a still-scheduled entry can be cancelled.
@@ -68,6 +113,11 @@ return removed
 """
 
 
+def new_owner() -> str:
+    """A token naming one poller (``host:pid:random``) in the leases it holds."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 class RedisSchedule:
     """Delayed messages in Redis (see module doc). Thread-safe; sync redis-py client."""
 
@@ -76,10 +126,12 @@ class RedisSchedule:
         self.keys = keys
         self.lease = lease
         self._claim = client.register_script(_CLAIM)
+        self._hold = client.register_script(_HOLD)
         self._cancel = client.register_script(_CANCEL)
 
     def add(self, member: str, message: dict[str, Any], due: float, *, pipe: Any = None) -> None:
-        """Schedule ``message`` for ``due`` (epoch seconds); replaces a pending ``member``."""
+        """Schedule ``message`` for ``due`` (epoch seconds); replaces a pending ``member`` (one
+        being sent is not touched: this one is sent after it)."""
         target = pipe if pipe is not None else self.client.pipeline(transaction=True)
         target.hset(self.keys.payloads, member, json.dumps(message, separators=(",", ":")))
         target.zadd(self.keys.schedule, {member: due})
@@ -90,11 +142,11 @@ class RedisSchedule:
         """Remove a pending ``member``; ``True`` if it was still pending."""
         return bool(self._cancel(keys=[self.keys.schedule, self.keys.payloads], args=[member]))
 
-    def claim(self, now: float, limit: int = 100) -> list[tuple[str, dict[str, Any]]]:
-        """Atomically take up to ``limit`` entries due at ``now`` (hidden for ``lease`` s)."""
+    def claim(self, now: float, limit: int = 100, owner: str = "") -> list[tuple[str, dict[str, Any]]]:
+        """Atomically take up to ``limit`` entries due at ``now``, leased to ``owner`` for ``lease`` s."""
         flat = self._claim(
-            keys=[self.keys.schedule, self.keys.inflight, self.keys.payloads],
-            args=[repr(now), repr(now + self.lease), limit],
+            keys=[self.keys.schedule, self.keys.inflight, self.keys.payloads, self.keys.inflight_claims],
+            args=[repr(now), repr(now + self.lease), limit, owner],
         )
         items = []
         for i in range(0, len(flat), 2):
@@ -102,16 +154,27 @@ class RedisSchedule:
             items.append((member, json.loads(flat[i + 1])))
         return items
 
-    def done(self, member: str) -> None:
-        """Forget a claimed entry once its message was sent."""
-        pipe = self.client.pipeline(transaction=True)
-        pipe.zrem(self.keys.inflight, member)
-        pipe.hdel(self.keys.payloads, member)
-        pipe.execute()
+    def renew(self, members: list[str], owner: str = "", now: float | None = None) -> set[str]:
+        """Extend the leases of the ``members`` ``owner`` still holds; returns those."""
+        if not members:
+            return set()
+        end = (time.time() if now is None else now) + self.lease
+        return self._held(self._hold(keys=[self.keys.inflight, self.keys.inflight_claims],
+                                     args=[repr(end), owner, *members]))
 
-    def postpone(self, member: str, due: float) -> None:
-        """Make a claimed entry due again at ``due`` (after a failed send)."""
-        self.client.zadd(self.keys.inflight, {member: due}, xx=True)
+    def done(self, member: str, owner: str = "") -> bool:
+        """Forget a claimed entry once its message was sent; ``False`` if ``owner`` no longer held it."""
+        return bool(self._hold(keys=[self.keys.inflight, self.keys.inflight_claims], args=["", owner, member]))
+
+    def postpone(self, member: str, due: float, owner: str = "") -> None:
+        """Make a claimed entry due again at ``due`` (after a failed send): any poller may take it then."""
+        if self.renew([member], owner, now=due - self.lease):
+            return
+        logger.warning("scheduled %s was no longer held by %s when its send failed", member, owner)
+
+    @staticmethod
+    def _held(found: Any) -> set[str]:
+        return {m.decode() if isinstance(m, bytes) else m for m in found}
 
     def due_at(self, member: str) -> float | None:
         """When ``member`` is due, or ``None`` if it is not pending."""
@@ -138,7 +201,9 @@ class SchedulerThread(threading.Thread):
     """Polls a :class:`RedisSchedule` and hands due messages to ``send``.
 
     Sleeps until the next due time, at most ``poll`` seconds (so new earlier entries are seen
-    within ``poll``). Runs in the worker's main process; several workers may each run one.
+    within ``poll``). Runs in the worker's main process; several workers may each run one. A
+    second thread renews the leases of the entries it holds every ``lease / 3`` seconds, so
+    no other poller takes them while this one lives, however slow the broker is.
     """
 
     def __init__(self, schedule: RedisSchedule, send: Callable[[dict[str, Any]], None], poll: float = 0.05) -> None:
@@ -146,15 +211,21 @@ class SchedulerThread(threading.Thread):
         self.schedule = schedule
         self.send = send
         self.poll = poll
+        self.owner = new_owner()
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
         self._stop_event = threading.Event()
+        self._keeper = threading.Thread(target=self._keep_leases, name="ormevents-scheduler-leases", daemon=True)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the thread to finish and wait for it."""
         self._stop_event.set()
-        if self.is_alive():
-            self.join(timeout)
+        for thread in (self, self._keeper):
+            if thread.is_alive():
+                thread.join(timeout)
 
     def run(self) -> None:
+        self._keeper.start()
         while not self._stop_event.is_set():
             try:
                 wait = self.tick()
@@ -165,18 +236,50 @@ class SchedulerThread(threading.Thread):
 
     def tick(self, limit: int = 100) -> float:
         """Send what is due now; return how long to sleep."""
-        items = self.schedule.claim(time.time(), limit)
-        for member, message in items:
-            try:
-                self.send(message)
-            except Exception:
-                logger.exception("sending scheduled %s failed; trying again in 1 s", member)
-                self.schedule.postpone(member, time.time() + 1.0)
-            else:
-                self.schedule.done(member)
+        items = self.schedule.claim(time.time(), limit, self.owner)
+        with self._lock:
+            self._held.update(member for member, _ in items)
+        try:
+            for member, message in items:
+                self._send(member, message)
+        finally:
+            with self._lock:
+                self._held.difference_update(member for member, _ in items)
         if len(items) == limit:
             return 0.0
         upcoming = self.schedule.next_due()
         if upcoming is None:
             return self.poll
         return min(max(upcoming - time.time(), 0.0), self.poll)
+
+    def _send(self, member: str, message: dict[str, Any]) -> None:
+        with self._lock:
+            if member not in self._held:  # our lease lapsed (this process was frozen): another poller has it
+                logger.warning("scheduled %s is no longer ours; leaving it to the poller that took it", member)
+                return
+        try:
+            self.send(message)
+        except Exception:
+            logger.exception("sending scheduled %s failed; trying again in 1 s", member)
+            with self._lock:
+                self._held.discard(member)
+            self.schedule.postpone(member, time.time() + 1.0, self.owner)
+        else:
+            with self._lock:
+                self._held.discard(member)
+            self.schedule.done(member, self.owner)
+
+    def _keep_leases(self) -> None:
+        every = max(self.schedule.lease / 3, 0.01)
+        while not self._stop_event.wait(every):
+            with self._lock:
+                held = list(self._held)
+            try:
+                kept = self.schedule.renew(held, self.owner)
+            except redis.RedisError:
+                logger.warning("renewing the schedule leases failed; retrying", exc_info=True)
+                continue
+            lost = set(held) - kept
+            if lost:
+                with self._lock:
+                    self._held.difference_update(lost)

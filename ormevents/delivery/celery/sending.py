@@ -61,6 +61,8 @@ def run_message(
 
     ``first_at`` (epoch seconds of the first attempt) rides along for the failed-job record,
     and so do ``extra`` keywords (``first_failed_at``, ``options``, ``due``) that are not ``None``.
+    ``run_id`` (random) names this message in the worker's run ledger: its redeliveries share
+    it, a new message (a retry, a retried failed job) never does.
     ``queue`` (the handler's own broker queue, if it has one) is kept in the keywords: the
     :class:`Sender` sends the message there (a retry waiting in the schedule too), and a worker
     that does not know the handler still records it in the failed job.
@@ -68,7 +70,8 @@ def run_message(
     message: dict[str, Any] = {
         "task": RUN_HANDLER_TASK,
         "args": [event_wire, handler, attempt, retry_policy],
-        "kwargs": {"first_at": first_at, **{k: v for k, v in extra.items() if v is not None}},
+        "kwargs": {"first_at": first_at, **{k: v for k, v in extra.items() if v is not None},
+                   "run_id": uuid.uuid4().hex[:16]},
         "id": f"{event_wire['id']}:{handler}:{attempt}",
     }
     if queue:

@@ -2,13 +2,16 @@
 
 Tasks (stable names, JSON arguments, late acks, rejected on worker loss):
 ``ormevents.dispatch`` and ``ormevents.run_handler`` (see :mod:`ormevents.delivery.celery.sending`).
+Celery's soft time limit interrupts a handler only, never ormevents' bookkeeping around it
+(:mod:`ormevents.delivery.celery.soft_time_limit`).
 
 Signals: ``worker_process_init`` starts the process's event loop and the
 :func:`~ormevents.delivery.celery.runtime.on_worker_start` hooks; ``worker_process_shutdown`` runs the
 stop hooks and closes the loop; ``worker_ready`` starts the schedule poller thread in the
 main worker process (and, with ``ORMEVENTS_METRICS_PORT``, the metrics endpoint) and
-``worker_shutdown`` stops it; ``task_rejected`` (a message Celery
-itself could not use) is counted as ``stats.rejected``.
+``worker_shutdown`` stops it; ``task_rejected`` and ``task_unknown`` (a message Celery itself
+could not use, or whose task it does not know) park the message as a failed job with reason
+``malformed_message`` (:mod:`ormevents.delivery.celery.malformed`), counted as ``stats.rejected``.
 
 Example::
 
@@ -20,14 +23,20 @@ Example::
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
+import redis
 from celery import Celery, signals  # type: ignore[import-untyped]  # celery ships no type hints
+from celery.exceptions import Reject  # type: ignore[import-untyped]  # celery ships no type hints
 
+from ...errors import BrokerUnavailableError
 from ..metrics import serve_worker_metrics
+from .malformed import unwrap
 from .scheduler import SchedulerThread
 from .sending import DISPATCH_TASK, RUN_HANDLER_TASK
-from .worker import WorkerDelivery, requeue_on_infrastructure_error
+from .soft_time_limit import SoftTimeLimitGuard
+from .worker import WorkerDelivery
 
 logger = logging.getLogger("ormevents.delivery.celery.tasks")
 
@@ -37,13 +46,17 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
 
     @app.task(name=DISPATCH_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
     def dispatch(*args: Any, options: Any = None, due: float | None = None, **kwargs: Any) -> Any:
-        return requeue_on_infrastructure_error(delivery.dispatch, args, options=options, due=due)
+        with SoftTimeLimitGuard():  # the fan-out is never cut half-way
+            return requeue_on_infrastructure_error(delivery.dispatch, args, options=options, due=due)
 
-    @app.task(name=RUN_HANDLER_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
-    def run_handler(*args: Any, first_at: float | None = None, first_failed_at: float | None = None,
-                    options: Any = None, due: float | None = None, queue: str | None = None, **kwargs: Any) -> Any:
-        return requeue_on_infrastructure_error(delivery.run, args, first_at=first_at, first_failed_at=first_failed_at,
-                                               options=options, due=due, queue=queue)
+    @app.task(name=RUN_HANDLER_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
+    def run_handler(task: Any, *args: Any, first_at: float | None = None, first_failed_at: float | None = None,
+                    options: Any = None, due: float | None = None, queue: str | None = None, run_id: Any = None,
+                    **kwargs: Any) -> Any:
+        with SoftTimeLimitGuard() as guard:  # interrupts the handler only, never the bookkeeping
+            return requeue_on_infrastructure_error(delivery.run, args, first_at=first_at,
+                                                   first_failed_at=first_failed_at, options=options, due=due,
+                                                   queue=queue, run_id=run_id, task_id=task.request.id, guard=guard)
 
     poller: dict[str, SchedulerThread] = {}
 
@@ -68,9 +81,19 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
         if delivery.loop.running:  # solo pool: the loop lived in the main process
             delivery.process_stopping()
 
-    def task_rejected(**_: Any) -> None:
+    def park(message: Any, exc: Any = None, unknown_task: str | None = None) -> None:
+        raw, problem, queue = unwrap(message, exc, unknown_task)
+        try:
+            delivery.park(raw, problem, queue)
+        except redis.RedisError:
+            logger.exception("could not park a malformed message of queue %s (%s)", queue, problem)
+
+    def task_rejected(message: Any = None, exc: Any = None, **_: Any) -> None:
         logger.error("a message on queue %s was rejected by Celery", delivery.settings.queue_name)
-        delivery.count("rejected")
+        park(message, exc)
+
+    def task_unknown(message: Any = None, name: str | None = None, **_: Any) -> None:
+        park(message, unknown_task=str(name))
 
     uid = f"ormevents:{id(app)}"
     signals.worker_process_init.connect(process_init, weak=False, dispatch_uid=f"{uid}:pinit")
@@ -78,3 +101,20 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
     signals.worker_ready.connect(worker_ready, weak=False, dispatch_uid=f"{uid}:ready")
     signals.worker_shutdown.connect(worker_shutdown, weak=False, dispatch_uid=f"{uid}:shutdown")
     signals.task_rejected.connect(task_rejected, weak=False, dispatch_uid=f"{uid}:rejected")
+    signals.task_unknown.connect(task_unknown, weak=False, dispatch_uid=f"{uid}:unknown")
+
+
+def requeue_on_infrastructure_error(func: Any, *args: Any, pause: float = 1.0, **kwargs: Any) -> Any:
+    """Call ``func``; if Redis or the broker fail under it, requeue the message instead of losing it.
+
+    With late acks a task that raises is still acknowledged, which would drop the event when
+    ormevents' own bookkeeping (schedule, results, failed jobs, fan-out sends) cannot reach
+    Redis or the broker. Those errors become ``Reject(requeue=True)`` after ``pause`` seconds
+    (no hot loop while the outage lasts). Handler errors never get here: they are retried.
+    """
+    try:
+        return func(*args, **kwargs)
+    except (redis.RedisError, BrokerUnavailableError) as exc:
+        logger.error("infrastructure error, requeueing the message in %.1f s: %r", pause, exc)
+        time.sleep(pause)
+        raise Reject(repr(exc), requeue=True) from exc

@@ -1,12 +1,18 @@
-"""kombu's Redis transport, hardened against list entries that are not kombu envelopes.
+"""kombu's Redis transport, hardened against queue entries that are not kombu envelopes.
 
-kombu decodes each entry it pops from a Redis queue list as JSON *before* Celery sees it;
-an entry that is not JSON (something else pushed onto the list) raises out of the consumer
-loop and the worker stops with "Unrecoverable error" (kombu 5.7). This transport drops
-such an entry with an error log line instead, and the worker keeps consuming. Messages
-with a valid envelope but a bad body are already handled by Celery (rejected, logged).
+kombu decodes each entry it pops from a Redis queue list as JSON and builds a message from its
+``properties`` *before* Celery sees it. An entry that is not JSON, or JSON that is not an
+envelope (``{"foo": 1}``, ``[1, 2]``, a body that is not the base64 it claims to be), raises out
+of the consumer loop: the worker reconnects, requeues the messages its pool is still running
+(which then run twice), or stops with "Unrecoverable error" (kombu 5.7). This transport turns
+such an entry into a small, well-formed message carrying the entry's text and what is wrong
+with it (``{"ormevents_malformed": {"raw": ..., "problem": ...}}``, no task name). Celery rejects
+it as an unknown message and the worker parks it as a failed job with reason
+``malformed_message`` (:func:`ormevents.delivery.celery.malformed.unwrap`); nothing else is disturbed.
 
-Workers use it automatically for ``redis://`` brokers (``broker_transport`` setting):
+Workers use it automatically for ``redis://`` brokers (``broker_transport`` setting). It
+overrides private kombu methods (``Channel._brpop_read``, ``Channel._get``,
+``Transport._deliver``), so ``pyproject.toml`` bounds kombu's version.
 
 Example::
 
@@ -15,9 +21,11 @@ Example::
 
 from __future__ import annotations
 
+import binascii
 import json
 import logging
-from queue import Empty
+import uuid
+from base64 import b64decode
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
@@ -25,31 +33,76 @@ from kombu.transport import redis as kombu_redis
 logger = logging.getLogger("ormevents.delivery.celery.transport")
 
 _UNDECODABLE = (json.JSONDecodeError, UnicodeDecodeError)
+MALFORMED_KEY = "ormevents_malformed"
+"""The body key of a wrapped malformed entry."""
+
+
+def envelope_problem(payload: Any) -> str | None:
+    """What keeps ``payload`` (a decoded queue entry) from being a kombu message, or ``None``."""
+    if not isinstance(payload, dict):
+        return f"a JSON {type(payload).__name__}, not a kombu envelope (an object with properties)"
+    properties = payload.get("properties")
+    if not isinstance(properties, dict):
+        return "no 'properties' object: not a kombu envelope"
+    if not isinstance(properties.get("delivery_tag"), str):
+        return "no 'properties.delivery_tag' string: not a kombu envelope"
+    if not isinstance(properties.get("delivery_info", {}), dict) or not isinstance(payload.get("headers", {}), dict):
+        return "'properties.delivery_info' and 'headers' must be objects"
+    body = payload.get("body")
+    if body is not None and not isinstance(body, str):
+        return "'body' must be a string"
+    for name in ("content-type", "content-encoding"):
+        if payload.get(name) is not None and not isinstance(payload[name], str):
+            return f"{name!r} must be a string"
+    if body and properties.get("body_encoding") == "base64":
+        try:
+            b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            return "'body' is not the base64 its 'properties.body_encoding' claims"
+    return None
+
+
+def wrap(raw: str | bytes, problem: str, queue: str) -> dict[str, Any]:
+    """A well-formed kombu message (no task name) carrying a malformed entry of ``queue``."""
+    text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
+    logger.error("rejecting malformed message: a Redis queue entry is not a kombu message (%s); parking it", problem)
+    body = json.dumps({MALFORMED_KEY: {"raw": text[:20000], "problem": problem, "queue": queue}})
+    return {"body": body, "content-type": "application/json", "content-encoding": "utf-8", "headers": {},
+            "properties": {"delivery_tag": str(uuid.uuid4()), "priority": 0,
+                           "delivery_info": {"exchange": "", "routing_key": queue}}}
+
+
+def _raw_of(exc: Exception) -> str | bytes:
+    return exc.doc if isinstance(exc, json.JSONDecodeError) else exc.object  # type: ignore[attr-defined]  # UnicodeDecodeError
 
 
 class Channel(kombu_redis.Channel):
-    """A Redis channel that drops undecodable queue entries (see module doc)."""
+    """A Redis channel that wraps undecodable queue entries (see module doc)."""
 
     def _brpop_read(self, **options: Any) -> Any:
         try:
             return super()._brpop_read(**options)  # type: ignore[no-untyped-call]  # kombu is untyped
         except _UNDECODABLE as exc:
-            _dropped(exc)
+            # kombu rotated the queue the entry came from to the end of its cycle before decoding it
+            items = getattr(self._queue_cycle, "items", None) or list(self._active_queues)
+            queue = items[-1] if items else ""
+            self.connection._deliver(wrap(_raw_of(exc), f"not JSON text ({exc})", queue), queue)
             return True
 
     def _get(self, queue: str, timeout: Any = None) -> Any:
         try:
             return super()._get(queue)  # type: ignore[no-untyped-call]  # kombu is untyped
         except _UNDECODABLE as exc:
-            _dropped(exc)
-            raise Empty() from None
+            return wrap(_raw_of(exc), f"not JSON text ({exc})", queue)
 
 
 class Transport(kombu_redis.Transport):
-    """kombu's Redis transport with :class:`Channel`."""
+    """kombu's Redis transport with :class:`Channel`; wraps decoded entries that are not envelopes."""
 
     Channel = Channel
 
-
-def _dropped(exc: Exception) -> None:
-    logger.error("rejecting malformed message: a Redis queue entry is not a kombu message (%s); dropped", exc)
+    def _deliver(self, message: Any, queue: str) -> Any:
+        problem = envelope_problem(message)
+        if problem is not None:
+            message = wrap(json.dumps(message), problem, queue)
+        return super()._deliver(message, queue)  # type: ignore[no-untyped-call]  # kombu is untyped

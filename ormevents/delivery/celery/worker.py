@@ -5,7 +5,10 @@
   (``stats.unmatched``) and acknowledged. Handlers that already completed this event are
   skipped, so a redelivered dispatch does not run them again.
 * :meth:`WorkerDelivery.run` — run one handler (sync in the task thread, async on the
-  process's :class:`~ormevents.delivery.celery.runtime.WorkerLoop`). On success its JSON result and
+  process's :class:`~ormevents.delivery.celery.runtime.WorkerLoop`). Each delivery is counted first in
+  the :class:`~ormevents.delivery.celery.run_ledger.RunLedger`: a message whose earlier delivery died
+  with its process is a failed attempt (retried by the policy, then a failed job with reason
+  ``worker_lost``), never an endless loop. On success its JSON result and
   the events it returned are written in ONE Redis transaction (result under
   ``done:<event id>``, children into the schedule, due now), so a redelivered task sees the
   result and neither runs again nor republishes. On failure: a retry goes into the Redis
@@ -14,15 +17,19 @@
 Every state change (queued, running, succeeded, retrying, failed) is written to the event's
 status (:mod:`ormevents.jobs.status`) in the same pipeline as the bookkeeping it goes with, logged
 with ``extra={"event_id", "handler", "attempt", "state"}``, and counted in the Prometheus
-metrics when they are enabled (:mod:`ormevents.delivery.metrics`).
+metrics when they are enabled (:mod:`ormevents.ops.metrics`).
 
-Malformed messages raise Celery's ``Reject(requeue=False)`` (logged, counted as
-``stats.rejected``); the worker keeps running.
+Malformed messages are parked as failed jobs with reason ``malformed_message`` (see
+:mod:`ormevents.delivery.celery.malformed`; counted as ``stats.rejected``) and then rejected; the worker
+keeps running. Nothing in a message is ever imported: handler names are looked up in the
+registry, and a retry policy carried by a message resolves exception names only among classes
+the worker has loaded (:meth:`~ormevents.handlers.retry.RetryPolicy.from_message`).
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
 import socket
@@ -39,15 +46,19 @@ from ...events.event import Event
 from ...handlers.registry import Handler, HandlerRegistry
 from ...handlers.results import split_result
 from ...handlers.retry import RetryPolicy
+from ...jobs.records import FailedJob
 from ...jobs.redis_store import FailedJobStore
 from ...jobs.status import StatusWriter
 from ..metrics import metrics
 from ..tracing import handler_span
 from .config import DeliverySettings
+from .malformed import malformed_job
 from .outcomes import Run, RunOutcomes
+from .run_ledger import RunLedger
 from .runtime import WorkerLoop, as_coroutine, hooks
 from .scheduler import RedisSchedule
 from .sending import Sender, run_message
+from .soft_time_limit import SoftTimeLimitGuard
 
 logger = logging.getLogger("ormevents.delivery.celery.worker")
 
@@ -68,6 +79,7 @@ class WorkerDelivery:
         self._redis: redis.Redis | None = None
         self._sender: Sender | None = None
         self._store: FailedJobStore | None = None
+        self._ledger: RunLedger | None = None
         self.outcomes = RunOutcomes(self)
 
     # ----- per-process resources (never shared across fork) ------------------------------
@@ -87,6 +99,13 @@ class WorkerDelivery:
         return self._sender
 
     @property
+    def ledger(self) -> RunLedger:
+        """This process's :class:`RunLedger` (deliveries of run_handler messages)."""
+        self._ensure_process()
+        assert self._ledger is not None
+        return self._ledger
+
+    @property
     def store(self) -> FailedJobStore:
         """This process's :class:`FailedJobStore`."""
         self._ensure_process()
@@ -100,6 +119,7 @@ class WorkerDelivery:
         self._redis = client
         self._sender = Sender(self.app, RedisSchedule(client, self.keys), self.settings)
         self._store = FailedJobStore(client, self.settings.queue_name, self.settings.failed_jobs)
+        self._ledger = RunLedger(client, self.keys, self.settings.result_ttl)
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self._pid = os.getpid()
 
@@ -152,13 +172,19 @@ class WorkerDelivery:
         return names
 
     def run(self, args: tuple[Any, ...], first_at: float | None = None, first_failed_at: float | None = None,
-            options: Any = None, due: float | None = None, queue: str | None = None) -> Any:
-        """Body of ``ormevents.run_handler``: run one handler on one event (``queue``: the one it was sent to)."""
+            options: Any = None, due: float | None = None, queue: str | None = None, run_id: Any = None,
+            task_id: str | None = None, guard: SoftTimeLimitGuard | None = None) -> Any:
+        """Body of ``ormevents.run_handler``: run one handler on one event (``queue``: the one it was
+        sent to; ``run_id``: names the message in the run ledger, else ``task_id`` does; ``guard``
+        lets Celery's soft time limit interrupt the handler only)."""
+        guard = guard or SoftTimeLimitGuard()
         event, policy_cfg = self._parse(args, 3, "run_handler")
         name, attempt = args[1], args[2]
         if not isinstance(name, str) or not isinstance(attempt, int) or attempt < 0:
-            self._reject(f"run_handler needs (event, handler name, attempt >= 0), got {args[1:3]!r}")
+            self._reject(f"run_handler needs (event, handler name, attempt >= 0), got {args[1:3]!r}",
+                         "run_handler", args)
         run = Run(event, name, attempt, policy_cfg, first_at, first_failed_at, *self.settings.options_from(options))
+        run.run_id = run_id if isinstance(run_id, str) and run_id else task_id or f"{run.event_id}:{name}:{attempt}"
         run.queue = queue if isinstance(queue, str) and queue else None
         handler = self.registry.get(name)
         if handler is None:
@@ -166,27 +192,40 @@ class WorkerDelivery:
                          extra=run.extra("failed"))
             self.count("unknown_handler")
             self.outcomes.fail(run, "UnknownHandler", f"no handler named {name!r} is registered in the worker; "
-                               "check ORMEVENTS_IMPORTS", "", ran=False)
+                               "check ORMEVENTS_IMPORTS", "", ran=False, reason="unknown_handler")
             return None
         run.queue = handler.queue  # the handler's current routing wins over the message's
-        if self.redis.hexists(self.keys.done(run.event_id), name):
-            logger.info("handler %s already completed event %s; skipping the redelivery", name, run.event_id,
+        run.policy = handler.retry or self._policy(policy_cfg)
+        state, starts = self.ledger.begin(run.run_id, run.event_id, name, run.waiting)
+        if state in ("finished", "done"):
+            logger.info("handler %s already %s event %s; skipping the redelivery", name,
+                        "completed" if state == "done" else "recorded its outcome for", run.event_id,
                         extra=run.extra("duplicate"))
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.hincrby(self.keys.stats, "duplicates", 1)
-            self.status.gauge(pipe, name, **run.dequeued())
-            pipe.execute()
             return None
+        if state == "lost":
+            self.outcomes.lost(run, run.policy, starts)
+            return None
+        try:
+            return self._run(run, handler, due, guard)
+        except (redis.RedisError, BrokerUnavailableError):
+            try:  # the message is about to be requeued: let its next delivery run the handler again
+                self.ledger.abandon(run.run_id, run.event_id, name, run.waiting)
+            except redis.RedisError:
+                logger.warning("could not undo the start of %s on event %s; its next delivery counts a lost run",
+                               name, run.event_id, extra=run.extra("running"))
+            raise
+
+    def _run(self, run: Run, handler: Handler, due: float | None, guard: SoftTimeLimitGuard) -> Any:
         started = self.outcomes.started(run, due)
         try:
-            with handler_span(event, name, attempt) as attach:
-                result = self._invoke(handler, event, attach)
-            children, value = split_result(result, event, name)
+            with guard.interruptible(), handler_span(run.event, run.name, run.attempt) as attach:
+                result = self._invoke(handler, run.event, attach)
+            children, value = split_result(result, run.event, run.name)
         except Exception as exc:
-            metrics().duration.labels(handler=name).observe(time.time() - started)
-            self.outcomes.failed_attempt(run, handler.retry or self._policy(policy_cfg), exc)
+            metrics().duration.labels(handler=run.name).observe(time.time() - started)
+            self.outcomes.failed_attempt(run, run.policy or self.settings.retry_policy, exc)
             return None
-        metrics().duration.labels(handler=name).observe(time.time() - started)
+        metrics().duration.labels(handler=run.name).observe(time.time() - started)
         self.outcomes.complete(run, value, children)
         return value
 
@@ -206,11 +245,13 @@ class WorkerDelivery:
     # ----- helpers ----------------------------------------------------------------------
 
     def _policy(self, config: Any) -> RetryPolicy:
+        """The default policy an event carries (data only, see :meth:`RetryPolicy.from_message`), else the worker's."""
         if isinstance(config, dict):
             try:
-                return RetryPolicy.model_validate(config)
-            except ValidationError:
-                logger.warning("invalid retry policy in message %r; using the worker default", config)
+                return RetryPolicy.from_message(config)
+            except ValidationError as exc:
+                logger.warning("unusable retry policy in message %.300r (%s); using the worker default", config,
+                               "; ".join(error["msg"] for error in exc.errors()))
         return self.settings.retry_policy
 
     def _done_handlers(self, event_id: str) -> set[str]:
@@ -218,30 +259,27 @@ class WorkerDelivery:
 
     def _parse(self, args: tuple[Any, ...], policy_index: int, task: str) -> tuple[Event, Any]:
         if len(args) <= policy_index or not isinstance(args[0], dict):
-            self._reject(f"{task} got malformed arguments {args!r:.300}")
+            self._reject(f"{task} got malformed arguments {args!r:.300}", task, args)
         try:
             event = Event.from_dict(args[0])
         except (ValidationError, OrmEventsError, KeyError, TypeError, ValueError) as exc:
-            self._reject(f"{task} got an invalid event {args[0]!r:.300}: {exc}")
+            self._reject(f"{task} got an invalid event {args[0]!r:.300}: {exc}", task, args)
         return event, args[policy_index]
 
-    def _reject(self, reason: str) -> Any:
+    def _reject(self, reason: str, task: str, args: tuple[Any, ...]) -> Any:
         logger.error("rejecting malformed message: %s", reason)
-        self.count("rejected")
+        self.park(json.dumps({"task": f"ormevents.{task}", "args": list(args)}, default=repr), reason, None)
         raise Reject(reason, requeue=False)
 
-
-def requeue_on_infrastructure_error(func: Any, *args: Any, pause: float = 1.0, **kwargs: Any) -> Any:
-    """Call ``func``; if Redis or the broker fail under it, requeue the message instead of losing it.
-
-    With late acks a task that raises is still acknowledged, which would drop the event when
-    ormevents' own bookkeeping (schedule, results, failed jobs, fan-out sends) cannot reach
-    Redis or the broker. Those errors become ``Reject(requeue=True)`` after ``pause`` seconds
-    (no hot loop while the outage lasts). Handler errors never get here: they are retried.
-    """
-    try:
-        return func(*args, **kwargs)
-    except (redis.RedisError, BrokerUnavailableError) as exc:
-        logger.error("infrastructure error, requeueing the message in %.1f s: %r", pause, exc)
-        time.sleep(pause)
-        raise Reject(repr(exc), requeue=True) from exc
+    def park(self, raw: str, problem: str, broker_queue: str | None) -> FailedJob:
+        """Keep a message this worker cannot use as a failed job with reason ``malformed_message``
+        (see :mod:`ormevents.delivery.celery.malformed`), counted as ``stats.rejected``."""
+        now = time.time()
+        job = malformed_job(raw, problem, self.settings.queue_name, self.worker_name, broker_queue, now)
+        pipe = self.redis.pipeline(transaction=True)
+        self.store.record(job, pipe=pipe, now=now)
+        pipe.hincrby(self.keys.stats, "rejected", 1)
+        pipe.execute()
+        logger.error("parked a malformed message as failed job %s: %s", job.id, problem,
+                     extra={"job_id": job.id, "state": "failed"})
+        return job

@@ -4,8 +4,9 @@ Built on click and rich (``pip install 'ormevents[cli]'``). Connection: ``--redi
 ``ORMEVENTS_REDIS_URL``; queue: ``--queue`` or ``ORMEVENTS_QUEUE``; broker (for retries):
 ``--broker-url`` or ``ORMEVENTS_BROKER_URL`` (default: the Redis URL).
 
-Exit codes: 0 ok, 1 not found / nothing matched, 2 usage error (bad date, bad filter),
-3 cannot reach Redis or the broker (one line on stderr, never a traceback).
+Exit codes: 0 ok, 1 not found / nothing matched / already retried / not retryable / declined,
+2 usage error (bad date, bad filter, malformed URL, a bulk change without ``--yes`` where no one
+can be asked), 3 cannot reach Redis or the broker (one line on stderr, never a traceback).
 
 Imported only by the ``ormevents`` script (and ``python -m ormevents``); sub-commands share
 :mod:`.plumbing`, never this module.
@@ -44,7 +45,13 @@ def build() -> Any:
     @click.pass_context
     def cli(ctx: click.Context, redis_url: str, queue: str, broker_url: str | None) -> None:
         """Inspect and operate ormevents: failed jobs, event status, handlers, stats, workers."""
-        ctx.obj = Connection(redis_url, queue, broker_url)
+        from ...errors import ConfigurationError
+
+        try:
+            ctx.obj = Connection(redis_url, queue, broker_url)
+        except ConfigurationError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
 
     for command in (failed, events, handlers, stats, worker):
         cli.add_command(command)

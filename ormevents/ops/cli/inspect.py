@@ -18,7 +18,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .plumbing import EXIT_NOT_FOUND, EXIT_USAGE, Connection, guarded
+from .plumbing import EXIT_NOT_FOUND, EXIT_USAGE, Connection, guarded, literal
 
 
 @click.group()
@@ -48,9 +48,9 @@ def event_status(conn: Connection, event_id: str, as_json: bool) -> None:
     click.echo(f"event {event_id} {name}: {status.state}{due}")
     table = Table("handler", "state", "attempts", "last error", "result", "updated")
     for handler in status.handlers.values():
-        table.add_row(handler.handler, handler.state, str(handler.attempts), handler.last_error or "",
-                      json.dumps(handler.result)[:60] if handler.result is not None else "",
-                      handler.updated_at.isoformat(timespec="seconds") if handler.updated_at else "")
+        table.add_row(*map(literal, (handler.handler, handler.state, handler.attempts, handler.last_error or "",
+                                     json.dumps(handler.result)[:60] if handler.result is not None else "",
+                                     handler.updated_at.isoformat(timespec="seconds") if handler.updated_at else "")))
     if status.handlers:
         Console().print(table)
 
@@ -95,8 +95,8 @@ def list_handlers(modules: tuple[str, ...], as_json: bool) -> None:
         for row in rows:
             retry = row["retry"]
             policy = f"max_retries={retry['max_retries']} {retry['backoff']}" if retry else "(default)"
-            table.add_row(row["name"], row["pattern"], "async" if row["async"] else "sync", row["condition"] or "",
-                          policy, row["queue"] or "(event queue)")
+            table.add_row(*map(literal, (row["name"], row["pattern"], "async" if row["async"] else "sync",
+                                         row["condition"] or "", policy, row["queue"] or "(event queue)")))
         Console().print(table)
     if not rows:
         click.echo("no handlers registered: pass --import or set ORMEVENTS_IMPORTS", err=True)
@@ -135,7 +135,7 @@ def stats(conn: Connection, as_json: bool) -> None:
                f"{data['scheduled']} scheduled (delayed events and retries), {data['failed']} failed job(s)")
     table = Table("handler", "queued", "scheduled", "running", "failed", title="per handler")
     for name, row in data["handlers"].items():
-        table.add_row(name, *(str(row[k]) for k in ("queued", "scheduled", "running", "failed")))
+        table.add_row(literal(name), *(str(row[k]) for k in ("queued", "scheduled", "running", "failed")))
     Console().print(table)
     if data["counters"]:
         click.echo("counters: " + ", ".join(f"{k}={v}" for k, v in sorted(data["counters"].items())))

@@ -1,8 +1,12 @@
 """What every ``ormevents`` sub-command shares: the connection, exit codes, error handling.
 
 Sub-commands import this module, never the root command (:mod:`ormevents.ops.cli`).
-Exit codes: 0 ok, 1 not found / nothing matched, 2 usage error (bad date, bad filter),
-3 cannot reach Redis or the broker (one line on stderr, never a traceback).
+Exit codes: 0 ok, 1 not found / nothing matched / already retried / not retryable / declined,
+2 usage error (bad date, bad filter, malformed URL, a bulk change without ``--yes`` where no one
+can be asked), 3 cannot reach Redis or the broker (one line on stderr, never a traceback).
+
+Data is printed as it is: text from failed jobs, events and handler names that looks like Rich
+markup (``[bold]``, ``[/]``) is never interpreted (:func:`literal`).
 """
 
 from __future__ import annotations
@@ -11,8 +15,51 @@ import sys
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
+from urllib.parse import urlsplit
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+def check_url(option: str, url: str) -> None:
+    """Raise :class:`~ormevents.errors.ConfigurationError` (one line: what is wrong, what to use)
+    if ``url`` cannot be a ``--redis-url`` (``redis://``, ``rediss://``, ``unix://``) or a
+    ``--broker-url`` (a kombu transport, e.g. ``redis://``, ``amqp://``). Nothing is imported
+    or connected to.
+
+    Example::
+
+        >>> check_url("--redis-url", "redis://localhost:6379/0")
+    """
+    from ...errors import ConfigurationError
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        if option == "--redis-url":
+            if parts.scheme not in ("redis", "rediss", "unix"):
+                raise ValueError("use redis://host:port/db, rediss://... or unix:///path.sock")
+            database = parts.path.strip("/") if parts.scheme != "unix" else ""
+            if database and not database.isdigit():
+                raise ValueError(f"the database {database!r} is not a number (redis://host:port/0)")
+            import redis.connection
+
+            redis.connection.parse_url(url)
+        else:
+            from kombu.transport import TRANSPORT_ALIASES
+
+            if parts.scheme not in TRANSPORT_ALIASES:
+                raise ValueError(f"unknown broker transport {parts.scheme!r}: use redis://... or amqp://...")
+    except ValueError as exc:
+        from ...delivery.celery.sending import _safe
+
+        raise ConfigurationError(f"{option} {_safe(url)!r} is not a valid URL: {exc}") from None
+
+
+def literal(value: Any) -> Any:
+    """``value`` as Rich text that is printed as it is (markup in data is never interpreted)."""
+    from rich.text import Text
+
+    return Text("" if value is None else str(value))
 
 
 class Connection:
@@ -21,6 +68,9 @@ class Connection:
     def __init__(self, redis_url: str, queue: str, broker_url: str | None) -> None:
         from ...delivery.celery.config import DeliverySettings
 
+        check_url("--redis-url", redis_url)
+        if broker_url:
+            check_url("--broker-url", broker_url)
         self.settings = DeliverySettings(redis_url=redis_url, queue_name=queue, broker_url=broker_url)
 
     @cached_property
@@ -60,13 +110,14 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
         ConfigurationError,
         InvalidFilterError,
         JobNotFoundError,
+        JobNotRetryableError,
     )
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except JobNotFoundError as exc:
+        except (JobNotFoundError, JobNotRetryableError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_NOT_FOUND)
         except (InvalidFilterError, ConfigurationError) as exc:
