@@ -50,9 +50,9 @@ def check_url(option: str, url: str) -> None:
             if parts.scheme not in TRANSPORT_ALIASES:
                 raise ValueError(f"unknown broker transport {parts.scheme!r}: use redis://... or amqp://...")
     except ValueError as exc:
-        from ...delivery.celery.sending import _safe
+        from ...urls import redact_url
 
-        raise ConfigurationError(f"{option} {_safe(url)!r} is not a valid URL: {exc}") from None
+        raise ConfigurationError(f"{option} {redact_url(url)!r} is not a valid URL: {exc}") from None
 
 
 def literal(value: Any) -> Any:
@@ -104,7 +104,7 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
     import click
     import redis
 
-    from ...delivery.celery.sending import _safe
+    from ...urls import redact_url
     from ...errors import (
         BrokerUnavailableError,
         ConfigurationError,
@@ -125,7 +125,7 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(EXIT_USAGE)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             conn = click.get_current_context().obj
-            url = _safe(conn.settings.redis_url) if hasattr(conn, "settings") else "the configured URL"
+            url = redact_url(conn.settings.redis_url) if hasattr(conn, "settings") else "the configured URL"
             click.echo(f"error: cannot reach Redis at {url}: {exc}", err=True)
             sys.exit(EXIT_UNREACHABLE)
         except BrokerUnavailableError as exc:
