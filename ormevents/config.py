@@ -11,6 +11,23 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
+class OutboxConfig(BaseModel):
+    """How the outbox hands events over and keeps them (``event_config={"outbox": {...}}``).
+
+    ``history_seconds``: how long sent events stay in ``_oe_events`` as the event history
+    (default 7 days; ``0`` keeps none; ``None`` keeps them forever).
+    ``cleanup_interval``: seconds between the batched clean-ups of sent records (default 1).
+    ``queue_limit``: events waiting in memory for their hand-off, per event loop; beyond it
+    an event is left to the relay (default 10,000).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    history_seconds: float | None = Field(default=7 * 24 * 3600, ge=0)
+    cleanup_interval: float = Field(default=1.0, gt=0)
+    queue_limit: int = Field(default=10_000, ge=1)
+
+
 class EventConfig(BaseModel):
     """Event delivery settings.
 
@@ -24,6 +41,10 @@ class EventConfig(BaseModel):
     see :class:`~ormevents.jobs.records.FailedJobRetention`); ``None`` keeps the default.
     ``status_ttl``: seconds the per-event delivery status is kept (default 7 days).
     Both travel with each event to the worker, like ``retry_policy``.
+    ``max_event_bytes``: the largest event (as JSON) a write may produce, default 1 MiB; a
+    larger one raises :class:`~ormevents.errors.EventTooLargeError` before anything is written.
+    ``outbox``: the outbox's settings (:class:`OutboxConfig` fields), used when events go
+    through a broker (``init(redis_uri=...)``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -33,6 +54,8 @@ class EventConfig(BaseModel):
     publish_retry: dict[str, Any] | None = None
     failed_jobs: dict[str, Any] | None = None
     status_ttl: int = Field(default=7 * 24 * 3600, ge=1)
+    max_event_bytes: int = Field(default=1024 * 1024, ge=1024)
+    outbox: OutboxConfig = Field(default_factory=lambda: OutboxConfig())
 
     @field_validator("failed_jobs")
     @classmethod

@@ -3,13 +3,14 @@ runs lifecycle hooks and emits events.
 
 Write path (``save``/``update``/``delete``)::
 
-    snapshot + diff -> before-hooks -> conditional driver write ($set/$unset of the changed
-    paths, only where they still hold what this instance read) -> Event -> publisher
-    -> after-hooks
+    snapshot + diff -> before-hooks -> Event (+ its outbox record, before any I/O)
+    -> conditional driver write ($set/$unset of the changed paths, only where they still hold
+       what this instance read; the outbox record in the same write) -> hand-off -> after-hooks
+    -> after_commit hooks (at once, or when the transaction commits)
 
 The driver write and the hand-off of its event are one unit a cancellation cannot split; a
 write whose expectation no longer holds raises :class:`~ormevents.errors.ConflictError` and
-changes nothing (see :mod:`ormevents.model.write`).
+changes nothing (see :mod:`ormevents.model.write` and :mod:`ormevents.model.storage`).
 
 Reads (``get``/``find_one``/``find``/``count``) live in :mod:`ormevents.model.query`.
 """
@@ -34,12 +35,11 @@ from ..errors import (
 from ..events import codec
 from ..events.event import Event, validate_action
 from ..events.redaction import redact_document, redact_value
-from ..runtime import get_runtime
 from . import write
 from .context import current_metadata, hooks_are_disabled
 from .meta import EventModelConfig, ModelMeta, model_meta
 from .query import QueryMixin
-from .storage import to_bson
+from .bson_form import to_bson
 from .types import ObjectIdField
 
 logger = logging.getLogger("ormevents.model.base")
@@ -103,13 +103,13 @@ class EventModel(QueryMixin, BaseModel):
     # ----- writes ------------------------------------------------------------------------
 
     @classmethod
-    async def create(cls, **fields: Any) -> Self:
-        """Validate ``fields``, insert the document and emit ``<model>.created``."""
+    async def create(cls, *, session: Any = None, **fields: Any) -> Self:
+        """Validate ``fields``, insert the document and emit ``<model>.created`` (``session``: see :meth:`save`)."""
         instance = cls(**fields)
-        await instance.save()
+        await instance.save(session=session)
         return instance
 
-    async def save(self, *, skip_hooks: bool = False, emit: bool = True) -> Self:
+    async def save(self, *, skip_hooks: bool = False, emit: bool = True, session: Any = None) -> Self:
         """Insert when new, else write the changed paths only (no change: no write, no hook, no event).
 
         ``skip_hooks=True`` skips lifecycle hooks; ``emit=False`` emits no event. A save of the
@@ -121,16 +121,24 @@ class EventModel(QueryMixin, BaseModel):
         instance, the database and the event stream are as they were (``reload()`` and retry).
         Cancelled once the write is sent, the save still completes the write and hands off its
         event, then re-raises the cancellation (its after-hooks do not run).
+
+        With a broker (``init(redis_uri=...)``) the event is recorded in the same write (the
+        outbox) and handed to the broker right after it: an acknowledged save always has its
+        event, even if the broker is down or the process dies. ``session``: a driver
+        ``ClientSession``; in a transaction, the event is handed off and the ``after_commit``
+        hooks run only when it commits (see :func:`ormevents.transaction`). Inside an
+        ``ormevents.transaction()`` block, writes join it without ``session=``.
         """
         self._ensure_writable()
         run = not (skip_hooks or self._in_after_hooks or hooks_are_disabled(type(self)))
         if self.is_new:
-            await write.insert(self, run, emit)
+            await write.insert(self, run, emit, session)
         else:
-            await write.update(self, run, emit)
+            await write.update(self, run, emit, session)
         return self
 
-    async def update(self, *, skip_hooks: bool = False, emit: bool = True, **fields: Any) -> Self:
+    async def update(self, *, skip_hooks: bool = False, emit: bool = True, session: Any = None,
+                     **fields: Any) -> Self:
         """Set ``fields`` and save.
 
         The instance with ``fields`` applied is validated once, as a whole (field and model
@@ -149,24 +157,25 @@ class EventModel(QueryMixin, BaseModel):
         self.__dict__.update({name: validated.__dict__[name] for name in changed})
         self.__pydantic_fields_set__.update(fields)
         try:
-            return await self.save(skip_hooks=skip_hooks, emit=emit)
+            return await self.save(skip_hooks=skip_hooks, emit=emit, session=session)
         except (ConflictError, DocumentNotFoundError):
             self.__dict__.update(previous)
             self.__pydantic_fields_set__ = fields_set
             raise
 
-    async def delete(self, *, skip_hooks: bool = False, emit: bool = True) -> None:
+    async def delete(self, *, skip_hooks: bool = False, emit: bool = True, session: Any = None) -> None:
         """Delete the document and emit ``<model>.deleted`` carrying the state that was deleted.
 
         The delete applies only if every field still holds what this instance last read or
         wrote, so the event's values are exactly what was removed; otherwise
-        :class:`~ormevents.errors.ConflictError` (``reload()`` and delete again).
+        :class:`~ormevents.errors.ConflictError` (``reload()`` and delete again). ``session``:
+        see :meth:`save`.
         """
         self._ensure_writable()
         if self._snapshot is None:
             raise DocumentNotFoundError(f"{type(self).__name__} was never saved; there is nothing to delete")
         run = not (skip_hooks or self._in_after_hooks or hooks_are_disabled(type(self)))
-        await write.delete(self, run, emit)
+        await write.delete(self, run, emit, session)
 
     async def emit(
         self,
@@ -176,10 +185,17 @@ class EventModel(QueryMixin, BaseModel):
         metadata: dict[str, Any] | None = None,
         delay: float | None = None,
         eta: datetime | None = None,
+        session: Any = None,
     ) -> Event:
-        """Publish a custom ``<model>.<action>`` event (see :meth:`build_event`); returns it."""
+        """Publish a custom ``<model>.<action>`` event (see :meth:`build_event`); returns it.
+
+        With a broker, the event is first recorded in MongoDB (``_oe_events``; in the
+        transaction of ``session`` or of the enclosing ``ormevents.transaction()``, if any),
+        so it is delivered even if the broker is down; ``delay``/``eta`` go through the Redis
+        schedule once it is handed off.
+        """
         event = self.build_event(action, data=data, metadata=metadata)
-        await get_runtime().publisher.publish(event, delay=delay, eta=eta)
+        await write.emit(self, event, delay, eta, session)
         return event
 
     def build_event(self, action: str, *, data: dict[str, Any] | None = None,

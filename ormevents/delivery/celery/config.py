@@ -38,6 +38,7 @@ from ...errors import ConfigurationError
 from ...handlers.retry import PublishRetryPolicy, RetryPolicy
 from ...jobs.keys import Keys
 from ...jobs.records import FailedJobRetention
+from ...urls import redact_url
 
 DEFAULT_QUEUE = "ormevents:events"
 
@@ -57,6 +58,14 @@ class DeliverySettings:
     result_ttl: int = 7 * 24 * 3600
     failed_jobs: FailedJobRetention = field(default_factory=FailedJobRetention)
     status_ttl: int = 7 * 24 * 3600
+
+    def __repr__(self) -> str:
+        """The settings with the passwords of their URLs hidden (:func:`~ormevents.urls.redact_url`)."""
+        shown = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        for name in ("redis_url", "broker_url", "mongo_url"):
+            if shown.get(name):
+                shown[name] = redact_url(shown[name])
+        return f"DeliverySettings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @property
     def broker(self) -> str:
