@@ -38,7 +38,7 @@ from ...urls import redact_url
 from ..metrics import metrics
 from ..outbox.records import PendingEvent, build_pending
 from ..tracing import with_trace_context
-from .config import DeliverySettings
+from .config import DeliverySettings, publishing_app
 from .failed_api import FailedJobsMixin
 from .outbox import CeleryOutbox
 
@@ -64,12 +64,11 @@ class CeleryPublisher(FailedJobsMixin):
         # Celery and redis-py load here, not when `import ormevents` runs (~0.3 s saved).
         import redis
 
-        from .app import create_app
         from .scheduler import RedisSchedule
         from .sending import Sender
 
         settings = self.settings
-        self.app = create_app(settings, main="ormevents-publisher")
+        self.app = publishing_app(settings, main="ormevents-publisher")
         timeout = settings.publish_retry.timeout
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self.sender = Sender(self.app, RedisSchedule(self.redis, settings.keys), settings)

@@ -1,4 +1,5 @@
-"""The ``ormevents`` command line: failed jobs, event status, handlers, stats, a worker.
+"""The ``ormevents`` command line: failed jobs, event status, handlers, stats, a worker, the outbox
+(``outbox status``) and its relay (``relay``).
 
 Built on click and rich (``pip install 'ormevents[cli]'``). Connection: ``--redis-url`` or
 ``ORMEVENTS_REDIS_URL``; queue: ``--queue`` or ``ORMEVENTS_QUEUE``; broker (for retries):
@@ -16,6 +17,7 @@ Example::
     ormevents failed list --handler billing.activate --since 2h --json
     ormevents failed retry --all --exception builtins.TimeoutError --dry-run
     ormevents events status 0b6f6c1e-...
+    ormevents outbox status --mongo-url mongodb://db:27017 --database shop --json
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def build() -> Any:
     from ...delivery.celery.config import DEFAULT_QUEUE
     from .failed import failed
     from .inspect import events, handlers, stats
+    from .outbox import outbox, relay
     from .worker import worker
 
     @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,7 +47,7 @@ def build() -> Any:
                   help="broker for retries (default: the Redis URL) [env ORMEVENTS_BROKER_URL]")
     @click.pass_context
     def cli(ctx: click.Context, redis_url: str, queue: str, broker_url: str | None) -> None:
-        """Inspect and operate ormevents: failed jobs, event status, handlers, stats, workers."""
+        """Inspect and operate ormevents: failed jobs, event status, handlers, stats, workers, the outbox."""
         from ...errors import ConfigurationError
 
         try:
@@ -53,7 +56,7 @@ def build() -> Any:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_USAGE)
 
-    for command in (failed, events, handlers, stats, worker):
+    for command in (failed, events, handlers, stats, worker, outbox, relay):
         cli.add_command(command)
     return cli
 

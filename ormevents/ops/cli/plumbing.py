@@ -22,8 +22,9 @@ EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 def check_url(option: str, url: str) -> None:
     """Raise :class:`~ormevents.errors.ConfigurationError` (one line: what is wrong, what to use)
-    if ``url`` cannot be a ``--redis-url`` (``redis://``, ``rediss://``, ``unix://``) or a
-    ``--broker-url`` (a kombu transport, e.g. ``redis://``, ``amqp://``). Nothing is imported
+    if ``url`` cannot be a ``--redis-url`` (``redis://``, ``rediss://``, ``unix://``), a
+    ``--mongo-url`` (``mongodb://``, ``mongodb+srv://``) or a ``--broker-url`` (a kombu
+    transport, e.g. ``redis://``, ``amqp://``). Nothing is imported
     or connected to.
 
     Example::
@@ -35,7 +36,10 @@ def check_url(option: str, url: str) -> None:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-        if option == "--redis-url":
+        if option == "--mongo-url":
+            if parts.scheme not in ("mongodb", "mongodb+srv"):
+                raise ValueError("use mongodb://host:port or mongodb+srv://...")
+        elif option == "--redis-url":
             if parts.scheme not in ("redis", "rediss", "unix"):
                 raise ValueError("use redis://host:port/db, rediss://... or unix:///path.sock")
             database = parts.path.strip("/") if parts.scheme != "unix" else ""
