@@ -39,14 +39,8 @@ def redact_url(url: Any) -> str:
     text = str(url)
     scheme, separator, rest = text.partition("://")
     if separator:
-        query = len(rest)
-        for mark in "?#":
-            found = rest.find(mark)
-            if found != -1:
-                query = min(query, found)
-        at = rest.rfind("@", 0, query)
-        if at == -1 and query < len(rest):  # an unencoded '?' or '#' inside the password
-            at = rest.rfind("@")
+        slash = rest.find("/")  # the path starts after the hosts; a password may hold '@', '?' or '#'
+        at = rest.rfind("@", 0, slash if slash != -1 else len(rest))
         if at != -1:
             user, colon, _password = rest[:at].partition(":")
             rest = f"{user}:{MASK}{rest[at:]}" if colon else rest

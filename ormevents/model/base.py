@@ -29,6 +29,8 @@ from ..errors import (
     ConflictError,
     DocumentDeletedError,
     DocumentNotFoundError,
+    DocumentTooLargeError,
+    EventTooLargeError,
     IdChangedError,
     ModelDefinitionError,
 )
@@ -144,7 +146,8 @@ class EventModel(QueryMixin, BaseModel):
         The instance with ``fields`` applied is validated once, as a whole (field and model
         validators); if that fails, or a name is unknown, nothing changes. Values a model
         validator adjusted in other fields are taken over too. If the write is refused
-        (:class:`~ormevents.errors.ConflictError`, document gone), the fields are put back.
+        (:class:`~ormevents.errors.ConflictError`, document gone, an event or document over its
+        size limit), the fields are put back.
         """
         self._ensure_writable()
         validated = type(self).model_validate({**self._fields_document(), "id": self.id, **fields})
@@ -158,7 +161,7 @@ class EventModel(QueryMixin, BaseModel):
         self.__pydantic_fields_set__.update(fields)
         try:
             return await self.save(skip_hooks=skip_hooks, emit=emit, session=session)
-        except (ConflictError, DocumentNotFoundError):
+        except (ConflictError, DocumentNotFoundError, EventTooLargeError, DocumentTooLargeError):
             self.__dict__.update(previous)
             self.__pydantic_fields_set__ = fields_set
             raise

@@ -54,13 +54,16 @@ def translate(error: BaseException, what: str, document: Mapping[str, Any] | Non
 
 
 def largest_fields(document: Mapping[str, Any], count: int = 3) -> tuple[tuple[str, int], ...]:
-    """The ``count`` largest top-level fields of ``document`` as ``(name, BSON bytes)``, largest first."""
+    """The ``count`` largest top-level fields of ``document`` as ``(name, BSON bytes)``, largest first
+    (the model's fields only: the outbox's own fields and operators are left out)."""
     import bson
 
     sizes = []
     for name, value in document.items():
-        if name.startswith("$") and isinstance(value, Mapping):  # an update: its $set values
+        if name in ("$set", "$setOnInsert") and isinstance(value, Mapping):  # an update: its values
             sizes.extend(largest_fields(value, count))
+            continue
+        if name.startswith(("$", "_oe_")):
             continue
         try:
             sizes.append((name, len(bson.encode({"v": value}))))

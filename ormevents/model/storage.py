@@ -23,7 +23,6 @@ Driver errors become ormevents errors with the cause chained (:mod:`.driver_erro
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from collections.abc import Awaitable, Callable, Mapping
@@ -43,6 +42,7 @@ from ..delivery.outbox.records import (
 from ..events.event import Event
 from ..runtime import get_runtime
 from .driver_errors import retryable_in_transaction, translate
+from .shield import run_shielded
 
 logger = logging.getLogger("ormevents.model.storage")
 T = TypeVar("T")
@@ -80,6 +80,7 @@ class Unit:
         self.records: list[PendingEvent] = []
         self.events: list[PublishedEvent] = []
         self.touched: dict[int, Touched] = {}
+        self.unindexed: set[str] = set()
 
     # ----- building records (before any I/O) ---------------------------------------------------
 
@@ -183,8 +184,12 @@ class Unit:
 
     async def indexed(self, collection: str) -> None:
         """Create the outbox indexes of ``collection`` if this runtime has not yet (the relay finds
-        the collections holding records by them)."""
+        the collections holding records by them). In a transaction, right after the commit: a
+        catalog change while it is open would abort it."""
         if collection in self.runtime.indexed:
+            return
+        if self.transactional:
+            self.unindexed.add(collection)
             return
         target = self.database[collection]
         for keys, options in indexes(collection):
@@ -222,17 +227,7 @@ class Unit:
                 return result, None
             return result, await self._hand_off(records, event)
 
-        task = asyncio.ensure_future(unit())
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError as cancelled:  # the caller's: the write may already be applied
-            while not task.done():
-                try:
-                    await asyncio.wait({task})
-                except asyncio.CancelledError:
-                    continue  # cancelled again: still wait, one CancelledError is re-raised below
-            _log_unseen(task, event)
-            raise cancelled
+        return await run_shielded(unit(), event)
 
     async def _hand_off(self, records: list[PendingEvent], event: Event | None) -> BaseException | None:
         if self.transactional:
@@ -259,7 +254,13 @@ class Unit:
         """The transaction committed: hand over its records (or publish its events), then run the
         after-commit work. Errors (a publish error, then a hook's) reach the caller afterwards."""
         self.open = False
+        self.transactional = False  # what follows runs outside the (finished) transaction
         errors: list[BaseException] = []
+        for collection in sorted(self.unindexed):
+            try:
+                await self.indexed(collection)
+            except Exception as error:  # the next write to the collection creates them
+                logger.warning("could not create the outbox index of %s after a commit: %r", collection, error)
         if self.outbox is not None and self.records:
             self.outbox.submit(self.records)
         for item in self.events:
@@ -284,16 +285,3 @@ class Unit:
         self.records.clear()
         self.events.clear()
         self.touched.clear()
-
-
-def _log_unseen(task: asyncio.Future[Outcome], event: Event | None) -> None:
-    """What a cancelled caller will not see: a failed write or an event that was not handed off."""
-    if task.cancelled():
-        return
-    error = task.exception()
-    if error is None:
-        error = task.result()[1]
-        if error is None:
-            return
-    what = f"event {event.name} {event.id}" if event is not None else "a write"
-    logger.error("a cancelled save could not complete %s: %r", what, error)

@@ -32,7 +32,6 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-import weakref
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar
@@ -44,7 +43,7 @@ from .storage import Unit
 logger = logging.getLogger("ormevents.model.transaction")
 T = TypeVar("T")
 _session: ContextVar[Any] = ContextVar("ormevents_session", default=None)
-_units: weakref.WeakKeyDictionary[Any, Unit] = weakref.WeakKeyDictionary()
+_UNIT = "_ormevents_unit"  # the attribute holding a session's unit (Motor sessions are not hashable)
 _COMMIT_RETRY_SECONDS = 120.0  # PyMongo's with_transaction limit
 
 
@@ -59,7 +58,7 @@ def unit_for(session: Any = None) -> Unit:
     session = session if session is not None else _session.get()
     if session is None:
         return Unit()
-    unit = _units.get(session)
+    unit = getattr(session, _UNIT, None)
     if unit is not None and unit.open:
         return unit
     if not getattr(session, "in_transaction", False):
@@ -103,13 +102,12 @@ def _attach(session: Any, unit: Unit) -> None:
     session.commit_transaction = commit_transaction
     session.abort_transaction = abort_transaction
     session.start_transaction = start_transaction
-    _units[session] = unit
+    setattr(session, _UNIT, unit)
 
 
 def _detach(session: Any, unit: Unit) -> None:
-    if _units.get(session) is unit:
-        del _units[session]
-        for name in ("commit_transaction", "abort_transaction", "start_transaction"):
+    if getattr(session, _UNIT, None) is unit:
+        for name in (_UNIT, "commit_transaction", "abort_transaction", "start_transaction"):
             session.__dict__.pop(name, None)
 
 
@@ -175,13 +173,16 @@ class Transaction:
     async def _open(self) -> None:
         if self.session is not None:
             return
-        client = getattr(get_runtime().database, "client", None)
-        start = getattr(client, "start_session", None)
-        if start is None or "mongomock" in type(client).__module__:
+        database = get_runtime().database
+        start = getattr(getattr(database, "client", None), "start_session", None)
+        try:
+            if start is None:
+                raise NotImplementedError
+            self.session = await _maybe_await(start())
+        except NotImplementedError:  # mongomock
             raise ConfigurationError(
-                f"transactions need a MongoDB replica set (or SecantusDB) through PyMongo or Motor; "
-                f"the runtime's database is a {type(get_runtime().database).__name__}")
-        self.session = await _maybe_await(start())
+                "transactions need a MongoDB replica set (or SecantusDB) through PyMongo or Motor; the runtime's "
+                f"database is a {type(database).__module__}.{type(database).__name__}, which has no sessions") from None
 
     async def _close(self) -> None:
         if self._own and self.session is not None:

@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from ...config import OutboxConfig
+from ...urls import redact_url
 from ..outbox.cleanup import Cleaner
 from ..outbox.records import PendingEvent
 
@@ -157,5 +158,5 @@ def _still_running() -> None:
 
 
 def _short(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}"
+    text = redact_url(f"{type(error).__name__}: {error}")
     return text if len(text) < 200 else text[:200] + "..."

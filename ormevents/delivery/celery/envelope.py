@@ -33,7 +33,7 @@ _dumps = json.JSONEncoder(separators=(",", ":")).encode
 _HEAD = ('{"body":"%s","content-encoding":"utf-8","content-type":"application/json","headers":{"lang":"py",'
          '"task":"' + DISPATCH_TASK + '","id":"%s","shadow":null,"eta":null,"expires":null,"group":null,'
          '"group_index":null,"retries":0,"timelimit":[null,null],"root_id":"%s","parent_id":null,'
-         '"argsrepr":"<' + DISPATCH_TASK + ' %s>","kwargsrepr":"{}","origin":%s,"ignore_result":true,'
+         '"argsrepr":"<' + DISPATCH_TASK + ' %s>","kwargsrepr":"{}","origin":%s,"ignore_result":null,'
          '"replaced_task_nesting":0,"stamped_headers":null,"stamps":{}},"properties":{"correlation_id":"%s",'
          '"reply_to":"","delivery_mode":2,"delivery_info":{"exchange":"","routing_key":%s},"priority":0,'
          '"body_encoding":"base64","delivery_tag":"%s"}}')

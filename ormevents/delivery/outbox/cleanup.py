@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from ...urls import redact_url
 from .records import EVENTS_COLLECTION, OUTBOX_FIELD, PENDING_FIELD, PendingEvent, history_row, now
 
 logger = logging.getLogger("ormevents.delivery.outbox.cleanup")
@@ -84,7 +85,8 @@ class Cleaner:
         except Exception as error:  # keep them for the next round; the relay covers a dead process
             self._waiting[:0] = records
             if not self._failing:
-                logger.warning("cleaning up %d sent outbox records failed (%r); retrying every round", len(records), error)
+                logger.warning("cleaning up %d sent outbox records failed (%s); retrying every round", len(records),
+                               redact_url(repr(error)))
             self._failing = True
             return 0
         if self._failing:

@@ -34,6 +34,7 @@ from datetime import timedelta
 from typing import Any
 
 from ...jobs.keys import Keys
+from ...urls import redact_url
 from ..metrics import metrics
 from .cleanup import Cleaner
 from .lease import Lease, new_owner
@@ -87,7 +88,8 @@ class Relay:
                     await self.run_once(cleanup=False)
                 except Exception as error:  # the broker or MongoDB is down: try again next pass
                     if not self._failing:
-                        logger.warning("outbox relay pass failed (%r); retrying every %.1f s", error, self.poll)
+                        logger.warning("outbox relay pass failed (%s); retrying every %.1f s", redact_url(repr(error)),
+                                       self.poll)
                     self._failing = True
                 else:
                     if self._failing:
