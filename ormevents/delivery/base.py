@@ -61,6 +61,15 @@ class Outbox(Protocol):
         record that cannot be handed over now stays pending for the relay)."""
         ...
 
+    def sent_entries(self, home: str, key: Any) -> list[str]:
+        """Ids of the entries of document ``key`` (collection ``home``) handed over and not yet
+        cleaned up: the document's next write drops them in the same update."""
+        ...
+
+    def dropped_entries(self, home: str, key: Any, ids: list[str]) -> None:
+        """That write went through: entries ``ids`` are gone from the document already."""
+        ...
+
     async def flush(self, cleanup: bool = False) -> None:
         """Wait until the records submitted on this loop were handed over (``cleanup``: and
         marked sent in MongoDB)."""

@@ -55,31 +55,47 @@ async def finish(instance: Tracked, kinds: tuple[HookKind, ...], changes: Change
         raise publish_error
 
 
-def joined(unit: Unit, instance: Tracked, run: bool) -> Callable[[Mapping[str, Any] | None], Awaitable[None]]:
-    """Register ``instance`` with ``unit`` before its write; returns ``done(document_after)``,
-    to await once the write took effect (``None`` after a delete). Outside a transaction,
-    ``done`` runs the ``after_commit`` hooks at once; inside one, they run on commit."""
+Done = Callable[[Mapping[str, Any] | None, ChangeSet], Awaitable[None]]
+
+
+def joined(unit: Unit, instance: Tracked, run: bool) -> Done:
+    """Register ``instance`` with ``unit`` before its write; returns ``done(document_after,
+    changes)``, to await once the write took effect (``None`` after a delete). Outside a
+    transaction, ``done`` runs the ``after_commit`` hooks at once on the write's changes; inside
+    one, they run on commit, on the cumulative changes."""
+    if not unit.transactional:
+        if not run or not type(instance).__ormevents__.hooks[HookKind.AFTER_COMMIT]:
+            return _nothing
+        work = commit_work(instance, run)
+
+        async def committed(document: Mapping[str, Any] | None, changes: ChangeSet) -> None:
+            await work(Touched(lambda: None, None, work, None if document is None else dict(document)), changes)
+
+        return committed
     touched = unit.touched.get(id(instance))
     if touched is None:
         before = None if instance._snapshot is None else dict(instance._snapshot)
         touched = unit.touched[id(instance)] = Touched(tracking_restore(instance), before, commit_work(instance, run))
 
-    async def done(document: Mapping[str, Any] | None) -> None:
+    async def done(document: Mapping[str, Any] | None, changes: ChangeSet) -> None:
         touched.after = None if document is None else dict(document)
-        if not unit.transactional:
-            await touched.work(touched)
 
     return done
 
 
-def commit_work(instance: Tracked, run: bool) -> Callable[[Touched], Awaitable[None]]:
-    """The ``after_commit`` hooks of ``instance`` on its cumulative ChangeSet (see module doc)."""
+async def _nothing(document: Mapping[str, Any] | None, changes: ChangeSet) -> None:
+    return None
 
-    async def work(touched: Touched) -> None:
+
+def commit_work(instance: Tracked, run: bool) -> Callable[..., Awaitable[None]]:
+    """The ``after_commit`` hooks of ``instance`` on its cumulative ChangeSet (see module doc):
+    ``work(touched)`` diffs its first and last state; ``work(touched, changes)`` takes the changes."""
+
+    async def work(touched: Touched, changes: ChangeSet | None = None) -> None:
         hooks = type(instance).__ormevents__.hooks[HookKind.AFTER_COMMIT]
         if not run or not hooks:
             return
-        changes = diff(touched.before, touched.after)
+        changes = diff(touched.before, touched.after) if changes is None else changes
         if not changes:
             return
         frozen = ChangeContext(changes, touched.after or {})

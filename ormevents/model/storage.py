@@ -5,8 +5,10 @@ work. Each model write goes through :meth:`Unit.insert`, :meth:`Unit.update`,
 :meth:`Unit.delete` or :meth:`Unit.record`:
 
 * **Outbox** (the runtime's publisher has one, e.g. ``init(redis_uri=...)``): the pending event is
-  written by the same single-document write (``$push`` to ``_oe_outbox`` and ``$min`` of
-  ``_oe_pending_at``; an insert writes both fields). Deletes and custom events write an
+  written by the same single-document write (``$set _oe_outbox.<event id>`` and ``$min`` of
+  ``_oe_pending_at``; an insert writes both fields); the same update drops the document's
+  entries this process already handed over (``$unset``), so a document written again and
+  again never accumulates them. Deletes and custom events write an
   ``_oe_events`` row instead: in the transaction when there is one, else an *intent* row before
   the delete, which the relay publishes only if the document is gone. After the commit the
   record is submitted to the outbox (a non-blocking hand-off; see ``docs/guarantees.md``).
@@ -36,12 +38,12 @@ from ..delivery.outbox.records import (
     PendingEvent,
     build_pending,
     indexes,
-    moved,
     too_large,
 )
 from ..events.event import Event
 from ..runtime import get_runtime
 from .driver_errors import retryable_in_transaction, translate
+from .deletes import delete_with_record
 from .shield import run_shielded
 
 logger = logging.getLogger("ormevents.model.storage")
@@ -57,7 +59,7 @@ class Touched:
 
     restore: Callable[[], None]
     before: dict[str, Any] | None
-    work: Callable[[Touched], Awaitable[None]]
+    work: Callable[..., Awaitable[None]]
     after: dict[str, Any] | None = None
 
 
@@ -106,7 +108,7 @@ class Unit:
         """``insert_one(document)``, with ``pending`` in its outbox fields."""
         if pending is not None:
             await self.indexed(collection)
-            document = {**document, OUTBOX_FIELD: [pending.entry()], PENDING_FIELD: pending.at}
+            document = {**document, OUTBOX_FIELD: {pending.id: pending.entry()}, PENDING_FIELD: pending.at}
         target = self.database[collection]
         return await self.shielded(lambda: self.call(target.insert_one, document, what=what, document=document),
                                    took_effect, [pending] if pending else [], event)
@@ -114,13 +116,26 @@ class Unit:
     async def update(self, collection: str, condition: dict[str, Any], update: dict[str, Any],
                      took_effect: Callable[[Any], bool], pending: PendingEvent | None, event: Event | None,
                      what: str) -> Outcome:
-        """``update_one(condition, update)``, pushing ``pending`` into the document's outbox."""
+        """``update_one(condition, update)``, adding ``pending`` to the document's outbox and dropping
+        the entries of it this process already handed over."""
+        sent: list[str] = []
         if pending is not None:
             await self.indexed(collection)
-            update = {**update, "$push": {OUTBOX_FIELD: pending.entry()}, "$min": {PENDING_FIELD: pending.at}}
+            sent = self.outbox.sent_entries(collection, condition["_id"]) if self.outbox is not None else []
+            drop = {f"{OUTBOX_FIELD}.{event_id}": "" for event_id in sent}
+            update = {**update, "$set": {**update.get("$set", {}), pending.path: pending.entry()},
+                      "$min": {PENDING_FIELD: pending.at}}
+            if drop:
+                update["$unset"] = {**update.get("$unset", {}), **drop}
         target = self.database[collection]
+
+        def applied(result: Any) -> bool:
+            if sent and result.matched_count and self.outbox is not None:
+                self.outbox.dropped_entries(collection, condition["_id"], sent)
+            return took_effect(result)
+
         return await self.shielded(lambda: self.call(target.update_one, condition, update, what=what, document=update),
-                                   took_effect, [pending] if pending else [], event)
+                                   applied, [pending] if pending else [], event)
 
     async def delete(self, collection: str, condition: dict[str, Any], object_id: Any,
                      took_effect: Callable[[Any], bool], pending: PendingEvent | None, event: Event | None,
@@ -137,8 +152,8 @@ class Unit:
             target = self.database[collection]
             return await self.shielded(lambda: self.call(target.delete_one, condition, what=what),
                                        took_effect, records, event)
-        return await self.shielded(lambda: self._delete_with_record(collection, condition, object_id, pending,
-                                                                    records, what), took_effect, records, event)
+        return await self.shielded(lambda: delete_with_record(self, collection, condition, object_id, pending,
+                                                              records, what), took_effect, records, event)
 
     async def record(self, pending: PendingEvent, collection: str, object_id: Any, event: Event | None,
                      what: str) -> Outcome:
@@ -148,39 +163,6 @@ class Unit:
         events = self.database[EVENTS_COLLECTION]
         return await self.shielded(lambda: self.call(events.insert_one, row, what=what, document=row),
                                    lambda _: True, [pending], event)
-
-    async def _delete_with_record(self, collection: str, condition: dict[str, Any], object_id: Any,
-                                  pending: PendingEvent, records: list[PendingEvent], what: str) -> Any:
-        events, target = self.database[EVENTS_COLLECTION], self.database[collection]
-        intent = not self.transactional
-        await self.call(events.insert_one, pending.row(collection, object_id, intent=intent), what=what)
-        result = await self.call(target.delete_one, {**condition, PENDING_FIELD: {"$exists": False}}, what=what)
-        copied = None
-        for _ in range(10):  # the document still holds pending events: keep them, then delete it
-            if result.deleted_count:
-                break
-            found = await self.call(target.find_one, {"_id": condition["_id"], PENDING_FIELD: {"$exists": True}},
-                                    {OUTBOX_FIELD: 1}, what=what)
-            entries = None if found is None else found.get(OUTBOX_FIELD)
-            if entries is None or entries == copied:  # gone, or the document itself changed: refused
-                break
-            kept = [moved(entry) for entry in entries]
-            await self._keep_rows(kept, collection, object_id, what)
-            records[:0] = [r for r in kept if r not in records]  # written before the delete: handed over first
-            copied = entries
-            result = await self.call(target.delete_one, {**condition, OUTBOX_FIELD: entries}, what=what)
-        if not result.deleted_count:
-            await self.call(events.delete_one, {"_id": pending.id}, what=what)
-            del records[:]
-        return result
-
-    async def _keep_rows(self, kept: list[PendingEvent], collection: str, object_id: Any, what: str) -> None:
-        from pymongo import UpdateOne
-
-        if kept:
-            operations = [UpdateOne({"_id": r.id}, {"$setOnInsert": r.row(collection, object_id)}, upsert=True)
-                          for r in kept]
-            await self.call(self.database[EVENTS_COLLECTION].bulk_write, operations, what=what)
 
     async def indexed(self, collection: str) -> None:
         """Create the outbox indexes of ``collection`` if this runtime has not yet (the relay finds

@@ -61,7 +61,7 @@ async def insert(instance: Tracked, run: bool, emit: bool, session: Any = None) 
     _, publish_error = await unit.insert(meta.collection, document, inserted, pending, event,
                                          f"insert of {model.__name__} {instance.id}")
     await finish(instance, (HookKind.AFTER_CREATE, HookKind.AFTER_WRITE) if run else (), changes, current, publish_error)
-    await done(current)
+    await done(current, changes)
 
 
 async def update(instance: Tracked, run: bool, emit: bool, session: Any = None) -> None:
@@ -105,7 +105,7 @@ async def update(instance: Tracked, run: bool, emit: bool, session: Any = None) 
     if outcome[0]:
         after = (HookKind.AFTER_UPDATE, HookKind.AFTER_WRITE) if run else ()
         await finish(instance, after, changes, current, publish_error)
-        await done(current)
+        await done(current, changes)
 
 
 async def delete(instance: Tracked, run: bool, emit: bool, session: Any = None) -> None:
@@ -139,7 +139,7 @@ async def delete(instance: Tracked, run: bool, emit: bool, session: Any = None) 
         restore()
         raise await refusal(unit, instance, expected)
     await finish(instance, (HookKind.AFTER_DELETE,) if run else (), removal, {}, publish_error)
-    await done(None)
+    await done(None, removal)
 
 
 async def emit(instance: Tracked, event: Event, delay: float | None, eta: Any, session: Any = None) -> None:

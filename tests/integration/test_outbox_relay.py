@@ -127,7 +127,7 @@ async def test_events_already_handed_over_are_not_published_again(
     records = []
     for i in range(20):
         record = build_pending(Event(name="parcel.created", object_id=i, data={"code": f"Q{i}"}), home="parcels", key=i)
-        await database["parcels"].insert_one({"_id": i, "code": f"Q{i}", "_oe_outbox": [record.entry()],
+        await database["parcels"].insert_one({"_id": i, "code": f"Q{i}", "_oe_outbox": {record.id: record.entry()},
                                               "_oe_pending_at": record.at})
         records.append(record)
     handed = await publisher.publish_many(records)  # the writer's hand-off; it died before its clean-up

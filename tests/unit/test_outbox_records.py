@@ -61,7 +61,7 @@ def test_a_record_carries_the_wire_json_and_its_entry_round_trips() -> None:
     event = Event(name="user.updated", object_id=7, data={"name": "ann"}, changes={"name": ("an", "ann")})
     pending = build_pending(event, home="users", key=7)
     assert pending.wire == event.to_json() and pending.id == str(event.id) and pending.embedded
-    back = from_entry(pending.entry(), "users", 7)
+    back = from_entry(pending.id, pending.entry(), "users", 7)
     assert back.to_event() == event and back.event is None and back == pending
     row = build_pending(event, home=EVENTS_COLLECTION)
     assert row.key == str(event.id) and not row.embedded
@@ -123,9 +123,9 @@ def test_the_envelope_is_the_message_celery_builds() -> None:
 
 def test_the_clean_up_pipeline_removes_only_sent_entries() -> None:
     pipeline = removal(["a", "b"])
-    first = pipeline[0]["$set"]["_oe_outbox"]["$filter"]
-    assert first["cond"] == {"$not": [{"$in": ["$$e._id", ["a", "b"]]}]}
+    assert pipeline[0] == {"$unset": ["_oe_outbox.a", "_oe_outbox.b"]}
     assert pipeline[1]["$set"]["_oe_pending_at"]["$cond"][1] == "$$REMOVE"
+    assert removal([]) == pipeline[1:], "no entry to remove: only the marker is set exactly"
 
 
 def test_the_dispatcher_logs_one_warning_per_outage(caplog: pytest.LogCaptureFixture) -> None:
@@ -169,3 +169,16 @@ def test_the_dispatcher_logs_one_warning_per_outage(caplog: pytest.LogCaptureFix
     infos = [r for r in mine if r.levelno == logging.INFO and "is back" in r.getMessage()]
     assert len(warnings) == 1 and len(infos) == 1, [r.getMessage() for r in caplog.records]
     assert "pw@" not in caplog.text and left == 50 and handed == 1, (handed, left)
+
+
+def test_the_cleaner_tells_a_write_which_entries_it_may_drop_once() -> None:
+    from ormevents.delivery.outbox.cleanup import Cleaner
+
+    cleaner = Cleaner(lambda: None)
+    first, second = (build_pending(Event(name="user.updated"), home="users", key=7) for _ in range(2))
+    other = build_pending(Event(name="user.updated"), home="users", key=8)
+    cleaner.add([first, second, other])
+    assert cleaner.sent("users", 7) == [first.id, second.id] and cleaner.sent("users", 9) == []
+    cleaner.dropped("users", 7, [first.id])
+    assert cleaner.sent("users", 7) == [second.id], "an entry a write dropped must not be dropped again by the next"
+    assert cleaner.sent("users", {"unhashable": 1}) == []

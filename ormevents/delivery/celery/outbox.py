@@ -98,6 +98,17 @@ class CeleryOutbox:
         """Queue committed records for this loop's dispatcher (never waits, never raises)."""
         self._dispatcher().submit(records)
 
+    def sent_entries(self, home: str, key: Any) -> list[str]:
+        """Ids of the entries of document ``key`` this loop handed over and has not cleaned up yet."""
+        state = self._dispatchers.get(id(asyncio.get_running_loop()))
+        return state.dispatcher.cleaner.sent(home, key) if state is not None else []
+
+    def dropped_entries(self, home: str, key: Any, ids: list[str]) -> None:
+        """A write of document ``key`` removed entries ``ids`` itself (see :meth:`Cleaner.dropped`)."""
+        state = self._dispatchers.get(id(asyncio.get_running_loop()))
+        if state is not None:
+            state.dispatcher.cleaner.dropped(home, key, ids)
+
     async def flush(self, cleanup: bool = False) -> None:
         """Wait for this loop's dispatcher (see :meth:`Dispatcher.flush`)."""
         state = self._dispatchers.get(id(asyncio.get_running_loop()))
@@ -191,8 +202,10 @@ class CeleryOutbox:
         from ...errors import BrokerUnavailableError
 
         timeout = self.settings.publish_retry.timeout
+        # One connection per loop, held (no pool round trip per push); its lock serialises the
+        # dispatcher and any publish_many on this loop.
         client = redis.asyncio.Redis.from_url(self.settings.redis_url, socket_timeout=timeout,
-                                              socket_connect_timeout=timeout)
+                                              socket_connect_timeout=timeout, single_connection_client=True)
         if self.database is None:
             raise RuntimeError("the outbox is not bound to a database: ormevents.init() binds it")
         state = _LoopState(weakref.ref(loop), client, client.register_script(PUSH), client.register_script(SCHEDULE))

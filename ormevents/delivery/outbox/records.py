@@ -3,9 +3,15 @@
 Layout (MongoDB)::
 
     model document, while events are pending:
-      _oe_outbox:     [{_id: "<event id>", n: "user.updated", at: ISODate, w: "<event JSON>", due?: <epoch s>}]
-      _oe_pending_at: ISODate            # min(_oe_outbox.at); absent when nothing is pending
+      _oe_outbox:     {"<event id>": {n: "user.updated", at: ISODate, w: "<event JSON>", due?: <epoch s>}}
+      _oe_pending_at: ISODate            # <= min(_oe_outbox.*.at); absent when nothing is pending
       index oe_pending {_oe_pending_at: 1} sparse
+
+An object keyed by event id, not an array: one update can add its own entry (``$set
+_oe_outbox.<id>``) and drop entries already handed over (``$unset _oe_outbox.<id>``) without a
+path conflict, so a document written again and again carries only the entries still in flight
+(an array would grow until the next clean-up, and every write would rewrite it).
+``_oe_pending_at`` only ever moves down on a write (``$min``); the clean-up sets it exactly.
 
     _oe_events (deletes, custom events, and the sent history):
       {_id: "<event id>", n, at, w, due?, c: "<model collection>", o: <document id>,
@@ -21,7 +27,7 @@ Example::
     >>> from ormevents.events.event import Event
     >>> pending = build_pending(Event(name="user.created"), home="users", key=1)
     >>> sorted(pending.entry())
-    ['_id', 'at', 'n', 'w']
+    ['at', 'n', 'w']
 """
 
 from __future__ import annotations
@@ -83,16 +89,21 @@ class PendingEvent:
         """True when the record is an entry of a model document's ``_oe_outbox``."""
         return self.home != EVENTS_COLLECTION
 
+    @property
+    def path(self) -> str:
+        """Where the entry lives in its document: ``_oe_outbox.<event id>``."""
+        return f"{OUTBOX_FIELD}.{self.id}"
+
     def entry(self) -> dict[str, Any]:
-        """The ``_oe_outbox`` entry of this record."""
-        entry: dict[str, Any] = {"_id": self.id, "n": self.name, "at": self.at, "w": self.wire}
+        """The ``_oe_outbox`` entry of this record (its key is the event id)."""
+        entry: dict[str, Any] = {"n": self.name, "at": self.at, "w": self.wire}
         if self.due is not None:
             entry["due"] = self.due
         return entry
 
     def row(self, collection: str, object_id: Any, *, intent: bool = False) -> dict[str, Any]:
         """The pending ``_oe_events`` row of this record, for ``object_id`` of ``collection``."""
-        row = {**self.entry(), "c": collection, "o": object_id, "pending_at": self.at}
+        row = {"_id": self.id, **self.entry(), "c": collection, "o": object_id, "pending_at": self.at}
         if intent:
             row["intent"] = True
         return row
@@ -129,15 +140,15 @@ def build_pending(event: Event, due: float | None = None, *, home: str = "", key
     return PendingEvent(str(event.id), event.name, wire, now(), due, home, key, event)
 
 
-def from_entry(entry: dict[str, Any], home: str, key: Any) -> PendingEvent:
+def from_entry(event_id: str, entry: dict[str, Any], home: str, key: Any) -> PendingEvent:
     """A record read back from a model document's ``_oe_outbox``."""
-    return PendingEvent(str(entry["_id"]), entry.get("n", ""), entry["w"], entry["at"], entry.get("due"), home, key)
+    return PendingEvent(event_id, entry.get("n", ""), entry["w"], entry["at"], entry.get("due"), home, key)
 
 
-def moved(entry: dict[str, Any]) -> PendingEvent:
+def moved(event_id: str, entry: dict[str, Any]) -> PendingEvent:
     """A document's ``_oe_outbox`` entry as the ``_oe_events`` row it is copied to (before a delete)."""
-    return PendingEvent(str(entry["_id"]), entry.get("n", ""), entry["w"], entry["at"], entry.get("due"),
-                        EVENTS_COLLECTION, str(entry["_id"]))
+    return PendingEvent(event_id, entry.get("n", ""), entry["w"], entry["at"], entry.get("due"), EVENTS_COLLECTION,
+                        event_id)
 
 
 def from_row(row: dict[str, Any]) -> PendingEvent:
@@ -149,7 +160,7 @@ def from_row(row: dict[str, Any]) -> PendingEvent:
 def history_row(pending: PendingEvent, collection: str, object_id: Any, sent_at: datetime,
                 retention: float | None) -> dict[str, Any]:
     """The ``_oe_events`` history row of a sent embedded record (``retention`` seconds; ``None``: forever)."""
-    row = {**pending.entry(), "c": collection, "o": object_id, "sent_at": sent_at}
+    row = {"_id": pending.id, **pending.entry(), "c": collection, "o": object_id, "sent_at": sent_at}
     if retention is not None:
         row["expire_at"] = sent_at + timedelta(seconds=retention)
     return row

@@ -171,8 +171,14 @@ class Relay:
 
     async def _records(self, name: str, documents: list[dict[str, Any]], cutoff: Any) -> list[PendingEvent]:
         if name != EVENTS_COLLECTION:
-            return [from_entry(entry, name, document["_id"]) for document in documents
-                    for entry in document.get(OUTBOX_FIELD) or [] if entry.get("at") is None or entry["at"] <= cutoff]
+            records = []
+            for document in documents:
+                due = [from_entry(event_id, entry, name, document["_id"])
+                       for event_id, entry in (document.get(OUTBOX_FIELD) or {}).items() if entry["at"] <= cutoff]
+                if not due:  # written again since: its marker only moved down; set it exactly
+                    self.cleaner.recompute(name, document["_id"])
+                records.extend(due)
+            return records
         intents = [row for row in documents if row.get("intent")]
         standing = await self._standing(intents) if intents else set()
         if standing:
