@@ -26,8 +26,9 @@ import logging
 import os
 import uuid
 import weakref
-from concurrent.futures import ThreadPoolExecutor
+from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -105,9 +106,9 @@ class CeleryPublisher(FailedJobsMixin):
         except (redis.RedisError, OSError) as exc:
             raise BrokerUnavailableError(f"could not publish {len(events)} events to {redact_url(self.settings.broker)}: "
                                          f"{exc}") from exc
-        if metrics().enabled:
-            for item in [*records, *plain]:
-                metrics().published.labels(event=item.name).inc()
+        if metrics().enabled and handed:
+            for name, count in Counter(item.name for item in [*records, *plain]).items():
+                metrics().published.labels(event=name).inc(count)
         return handed
 
     async def _send_many(self, messages: list[dict[str, Any]]) -> None:
