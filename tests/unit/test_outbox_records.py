@@ -182,3 +182,34 @@ def test_the_cleaner_tells_a_write_which_entries_it_may_drop_once() -> None:
     cleaner.dropped("users", 7, [first.id])
     assert cleaner.sent("users", 7) == [second.id], "an entry a write dropped must not be dropped again by the next"
     assert cleaner.sent("users", {"unhashable": 1}) == []
+
+
+def test_outbox_settings_and_bad_values() -> None:
+    from pydantic import ValidationError
+
+    from ormevents import ConfigurationError
+    from ormevents.config import parse_event_config
+    from ormevents.delivery.celery.relay_runner import relay_settings_problem
+    from ormevents.ops.cli.plumbing import check_url
+
+    env = {"ORMEVENTS_REDIS_URL": "redis://h/0"}
+    settings = DeliverySettings.from_env(env)
+    assert settings.relay and settings.relay_grace == 5.0 and settings.history_seconds == 7 * 86400
+    assert "ORMEVENTS_MONGO_URL" in (relay_settings_problem(settings) or "")
+    full = DeliverySettings.from_env({**env, "ORMEVENTS_MONGO_URL": "mongodb://db/", "ORMEVENTS_DATABASE": "app",
+                                      "ORMEVENTS_RELAY_GRACE": "2.5", "ORMEVENTS_HISTORY_SECONDS": "forever"})
+    assert relay_settings_problem(full) is None and full.relay_grace == 2.5 and full.history_seconds is None
+    off = DeliverySettings.from_env({**env, "ORMEVENTS_RELAY": "off", "ORMEVENTS_MONGO_URL": "mongodb://db/",
+                                     "ORMEVENTS_DATABASE": "app"})
+    assert "ORMEVENTS_RELAY=off" in (relay_settings_problem(off) or "")
+    for name, value in (("ORMEVENTS_RELAY_GRACE", "soon"), ("ORMEVENTS_RELAY_GRACE", "-1"),
+                        ("ORMEVENTS_HISTORY_SECONDS", "a week")):
+        with pytest.raises(ConfigurationError, match=name):
+            DeliverySettings.from_env({**env, name: value})
+    with pytest.raises(ConfigurationError, match="mongodb://"):
+        check_url("--mongo-url", "http://user:pw@db/")
+    with pytest.raises(ValidationError):
+        parse_event_config({"max_event_bytes": 10})
+    with pytest.raises(ValidationError, match="typo"):
+        parse_event_config({"outbox": {"typo": 1}})
+    assert parse_event_config({"outbox": {"history_seconds": 0}}).outbox.history_seconds == 0
