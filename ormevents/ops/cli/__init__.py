@@ -33,6 +33,7 @@ def build() -> Any:
     from ...delivery.celery.config import DEFAULT_QUEUE
     from .failed import failed
     from .inspect import events, handlers, stats
+    from .web import web
     from .worker import worker
 
     @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,7 +54,7 @@ def build() -> Any:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_USAGE)
 
-    for command in (failed, events, handlers, stats, worker):
+    for command in (failed, events, handlers, stats, worker, web):
         cli.add_command(command)
     return cli
 
