@@ -99,7 +99,7 @@ class Chart:
     per_minute: float
 
 
-def chart(minutes: Sequence[Minute], width: int = 600, height: int = 120) -> Chart:
+def chart(minutes: Sequence[Minute], width: int = 1200, height: int = 140) -> Chart:
     """Lay out ``minutes`` (oldest first) as stacked bars: succeeded below, failed/retried above."""
     peak = max([1, *(m.counts.get("dispatched", 0) for m in minutes),
                 *(m.counts.get("succeeded", 0) + m.counts.get("failed", 0) + m.counts.get("retried", 0)
