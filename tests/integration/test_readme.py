@@ -32,7 +32,7 @@ def readme_code() -> tuple[str, str]:
 def test_the_readme_example_runs_as_a_file_with_the_worker_command_as_shown(
         tmp_path: Path, mongo_uri: str, redis_uri: str) -> None:
     code, command = readme_code()
-    redis_db = redis_uri.rsplit("/", 1)[0] + "/7"  # a database of its own: the default queue name is shared
+    redis_db = redis_uri.rsplit("/", 1)[0] + "/11"  # a database of its own: the default queue name is shared
     (tmp_path / "app.py").write_text(code.replace("mongodb://localhost:27017", mongo_uri)
                                      .replace("redis://localhost:6379/0", redis_db))
     words = shlex.split(command.replace("redis://localhost:6379/0", redis_db))
