@@ -32,6 +32,7 @@ from celery.exceptions import Reject  # type: ignore[import-untyped]  # celery s
 
 from ...errors import BrokerUnavailableError
 from ..metrics import serve_worker_metrics
+from ..tracing import instrument_celery
 from .heartbeat import Heartbeat, consumed_queues
 from .malformed import unwrap
 from .scheduler import SchedulerThread
@@ -62,12 +63,14 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
     poller: dict[str, SchedulerThread | Heartbeat] = {}
 
     def process_init(**_: Any) -> None:
+        instrument_celery()  # Celery's task spans, per process as the instrumentation asks
         delivery.process_started()
 
     def process_shutdown(**_: Any) -> None:
         delivery.process_stopping()
 
     def worker_ready(sender: Any = None, **_: Any) -> None:
+        instrument_celery()  # a solo or threads pool runs tasks in this process
         if delivery.metrics_port is not None:
             serve_worker_metrics(delivery.metrics_port)
         thread = SchedulerThread(delivery.sender.schedule, delivery.sender.send, delivery.settings.scheduler_poll)

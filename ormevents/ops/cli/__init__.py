@@ -1,6 +1,7 @@
 """The ``ormevents`` command line: failed jobs, event status, handlers, stats, a worker.
 
-Built on click and rich (``pip install 'ormevents[cli]'``). Connection: ``--redis-url`` or
+Built on click and rich, both dependencies of ormevents (a plain ``pip install ormevents``
+gives the command; ``web`` needs the ``web`` extra). Connection: ``--redis-url`` or
 ``ORMEVENTS_REDIS_URL``; queue: ``--queue`` or ``ORMEVENTS_QUEUE``; broker (for retries):
 ``--broker-url`` or ``ORMEVENTS_BROKER_URL`` (default: the Redis URL).
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         import click  # noqa: F401
         import rich  # noqa: F401
     except ImportError as exc:
-        sys.stderr.write(f"ormevents: the command line needs click and rich ({exc.name} is missing): "
-                         "pip install 'ormevents[cli]'\n")
+        sys.stderr.write(f"ormevents: the command line needs click and rich, dependencies of ormevents "
+                         f"({exc.name} is missing: a broken install?): pip install --force-reinstall ormevents\n")
         sys.exit(EXIT_USAGE)
     build()(args=argv, prog_name="ormevents")
