@@ -20,7 +20,6 @@ Example::
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -167,8 +166,3 @@ def _json(raw: Any) -> Any:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def now() -> float:
-    """The current epoch time (the views use it to say "in 3 min")."""
-    return time.time()
