@@ -15,7 +15,6 @@ Imported by :mod:`ormevents.ops.web.app`.
 
 from __future__ import annotations
 
-import uuid
 from urllib.parse import urlencode
 
 from starlette.exceptions import HTTPException
@@ -24,7 +23,7 @@ from starlette.responses import RedirectResponse, Response
 
 from ...errors import JobNotFoundError
 from .security import check_csrf
-from .views import filter_query, job_filter, render
+from .views import event_id_of, filter_query, job_filter, render
 
 ACTIONS = ("retry", "remove")
 
@@ -81,11 +80,7 @@ async def bulk(request: Request) -> Response:
 async def cancel(request: Request) -> Response:
     """``/delayed/cancel/<event id>``: confirm (GET), then cancel the delayed event (POST)."""
     dashboard = request.app.state.dashboard
-    event_id = request.path_params["event_id"]
-    try:
-        event_id = str(uuid.UUID(event_id))
-    except ValueError:
-        raise HTTPException(400, f"{event_id!r} is not an event id (a UUID)") from None
+    event_id = event_id_of(request)
     if request.method == "POST":
         await check_csrf(request)
         sender = dashboard.requeue.sender

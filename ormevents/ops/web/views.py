@@ -59,6 +59,15 @@ def filter_query(params: Any) -> dict[str, str]:
     return {name: params[name].strip() for name in FILTERS if isinstance(params.get(name), str) and params[name].strip()}
 
 
+def event_id_of(request: Request) -> str:
+    """The ``event_id`` path parameter as a canonical UUID; HTTP 400 for anything else."""
+    raw = request.path_params["event_id"]
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise HTTPException(400, f"{raw!r} is not an event id (a UUID)") from None
+
+
 async def overview_page(request: Request) -> Response:
     """The overview (see module doc)."""
     dashboard = request.app.state.dashboard
@@ -103,11 +112,7 @@ async def job_page(request: Request) -> Response:
 async def event_page(request: Request) -> Response:
     """An event's status, runs and results (400 for a malformed id, 404 for an unknown one)."""
     dashboard = request.app.state.dashboard
-    event_id = request.path_params["event_id"]
-    try:
-        event_id = str(uuid.UUID(event_id))
-    except ValueError:
-        raise HTTPException(400, f"{event_id!r} is not an event id (a UUID)") from None
+    event_id = event_id_of(request)
     detail = await dashboard.call(reads.event_detail, dashboard.redis, dashboard.store, event_id)
     if detail.status is None and not detail.results and not detail.failed:
         raise HTTPException(404, f"no status for event {event_id} in queue {dashboard.settings.queue_name!r}: "
