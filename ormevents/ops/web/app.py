@@ -18,9 +18,10 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import redis
@@ -120,7 +121,12 @@ def create_app(settings: DeliverySettings, *, auth: WebAuth | None = None, secre
         redis.ConnectionError: _error(503, redis_url=settings.redis_url),
         redis.TimeoutError: _error(503, redis_url=settings.redis_url),
     }
-    app = Starlette(routes=routes, exception_handlers=handlers,
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield  # a mounted app gets no lifespan events: its connections go with the process
+        await run_in_threadpool(dashboard.close)
+
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan,
                     middleware=[Middleware(Guard, auth=auth or WebAuth(), secret=key)])
     app.state.dashboard = dashboard
     app.state.templates = templates()
