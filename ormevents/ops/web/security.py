@@ -123,7 +123,7 @@ class Guard(BaseHTTPMiddleware):
         if refused is not None:
             return self._finish(request, refused, None)
         cookie = request.cookies.get(CSRF_COOKIE, "")
-        fresh = None if len(cookie) == 43 else secrets.token_urlsafe(32)
+        fresh = None if len(cookie) == 43 else secrets.token_urlsafe(32)  # 32 random bytes are 43 characters
         request.state.csrf = _sign(self.secret, f"csrf:{fresh or cookie}")
         request.state.csrf_cookie = fresh or cookie
         return self._finish(request, await call_next(request), fresh)
