@@ -194,3 +194,42 @@ async def test_delayed_events_are_listed_and_cancelled_after_confirmation(
 async def test_state_changes_are_never_reachable_by_get_on_page_urls(dash: httpx.AsyncClient) -> None:
     for path in ("/", "/failed", "/delayed", f"/events/{uuid.uuid4()}"):
         assert (await dash.post(path, data={})).status_code == 405
+
+
+async def test_bulk_retry_reruns_every_match_on_the_worker(
+        dash: httpx.AsyncClient, ops_bus: Any, ops_redis: redis.Redis, ops_queue: str) -> None:
+    model = f"dash{uuid.uuid4().hex[:6]}"
+    tags = [tag(), tag()]
+    for t in tags:
+        await failed_switch(ops_bus, ops_redis, ops_queue, t, name=f"{model}.switch")
+        ops_redis.set(f"{ops_queue}:switch:{t}", 1)
+    confirm = await dash.get("/failed/retry-all", params={"model": model})
+    assert "Retry 2 failed job(s) matching model=" in confirm.text
+    done = await dash.post("/failed/retry-all", data={"model": model, "csrf_token": csrf_of(confirm.text)})
+    assert done.status_code == 303 and "done=retried&count=2" in done.headers["location"]
+    for t in tags:
+        await wait_for(lambda t=t: len(records(ops_redis, ops_queue, "t.switch", t)) == 4)  # type: ignore[misc]
+    assert 'id="total">0</strong>' in (await dash.get("/failed", params={"model": model})).text
+
+
+async def test_a_malformed_message_can_be_read_and_removed_not_retried(
+        dash: httpx.AsyncClient, ops_redis: redis.Redis, ops_queue: str, redis_uri: str) -> None:
+    from ormevents.delivery.celery.malformed import malformed_job
+
+    job = malformed_job('{"oops": <b>1</b>}', "not JSON text", ops_queue, "host:1", None, time.time())
+    store = FailedJobStore(redis.Redis.from_url(redis_uri), ops_queue)
+    store.record(job)
+    page = await dash.get(f"/failed/job/{job.id}")
+    assert "not retryable" in page.text and 'id="retry"' not in page.text
+    assert "&lt;b&gt;1&lt;/b&gt;" in page.text and "<b>1</b>" not in page.text  # data is escaped, never markup
+    confirm = await dash.get(f"/failed/remove/{job.id}")
+    refused = await dash.post(f"/failed/retry/{job.id}", data={"csrf_token": csrf_of(confirm.text)})
+    assert refused.status_code == 409 and "malformed message" in refused.text
+    removed = await dash.post(f"/failed/remove/{job.id}", data={"csrf_token": csrf_of(confirm.text)})
+    assert removed.status_code == 303 and not ops_redis.hexists(f"{ops_queue}:failed:jobs", job.id)
+    store.client.close()
+
+
+async def test_a_bulk_confirmation_with_a_bad_filter_is_a_400(dash: httpx.AsyncClient) -> None:
+    response = await dash.get("/failed/retry-all", params={"since": "soonish"})
+    assert response.status_code == 400 and "is not a date" in response.text
