@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from ormevents.delivery.celery.scheduler import RedisSchedule, SchedulerThread
+from ormevents.delivery.celery.poller import SchedulerThread
+from ormevents.delivery.celery.scheduler import RedisSchedule
 from ormevents.jobs.keys import Keys
 
 pytestmark = pytest.mark.integration

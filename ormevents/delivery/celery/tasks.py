@@ -33,7 +33,7 @@ from celery.exceptions import Reject  # type: ignore[import-untyped]  # celery s
 from ...errors import BrokerUnavailableError
 from ..metrics import serve_worker_metrics
 from .malformed import unwrap
-from .scheduler import SchedulerThread
+from .poller import SchedulerThread
 from .sending import DISPATCH_TASK, RUN_HANDLER_TASK
 from .soft_time_limit import SoftTimeLimitGuard
 from .worker import WorkerDelivery
