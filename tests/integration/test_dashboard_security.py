@@ -144,3 +144,8 @@ def test_cli_refuses_a_non_local_bind_without_auth(redis_uri: str, host: str) ->
 def test_cli_rejects_a_short_token_in_one_line(redis_uri: str) -> None:
     result = _cli("--redis-url", redis_uri, "web", "--host", "0.0.0.0", env={"ORMEVENTS_WEB_TOKEN": "short"})
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "16 characters" in result.stderr
+
+
+def test_cli_rejects_a_malformed_redis_url_in_one_line() -> None:
+    result = _cli("--redis-url", "http://nope", "web")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "is not a valid URL" in result.stderr

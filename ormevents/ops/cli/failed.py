@@ -29,6 +29,7 @@ from ...jobs.records import FailedJob, FailedJobFilter
 from ...jobs.records import parse_since as since_filter
 from .plumbing import EXIT_NOT_FOUND, EXIT_USAGE, Connection, guarded, literal
 
+
 def parse_since(value: str | None) -> datetime | None:
     """``2h``, ``30m``, ``7d``, ``45s`` ago, or an ISO date/datetime (naive = UTC); see
     :func:`ormevents.jobs.records.parse_since` (a bad value is a usage error).
@@ -193,14 +194,10 @@ def _confirm(verb: str, count: int, filters: dict[str, Any]) -> None:
 
 def _walk(conn: Connection, verb: str, filters: FailedJobFilter, expected: int, show_progress: bool) -> int:
     """Retry or remove every match, page by page; a progress bar on a terminal (stderr)."""
-    step = conn.requeue.retry_batch if verb == "retry" else conn.requeue.remove_batch
+    pages = conn.requeue.each_page(verb, filters)
     console = Console(stderr=True)
     if not (show_progress and console.is_terminal):
-        total, cursor = step(filters, None)
-        while cursor is not None:
-            done, cursor = step(filters, cursor)
-            total += done
-        return int(total)
+        return sum(pages)
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -210,16 +207,13 @@ def _walk(conn: Connection, verb: str, filters: FailedJobFilter, expected: int, 
     )
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    total = 0
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("retrying" if verb == "retry" else "removing", total=expected)
-        total, cursor = step(filters, None)
-        progress.update(task, completed=total)
-        while cursor is not None:
-            done, cursor = step(filters, cursor)
+        for done in pages:
             total += done
             progress.update(task, completed=total)
-        progress.update(task, total=max(expected, total), completed=max(expected, total))
-    return int(total)
+    return total
 
 
 def _get(conn: Connection, job_id: str) -> FailedJob:

@@ -44,13 +44,14 @@ def web(conn: Connection, host: str, port: int, token: str | None, basic_auth: s
                    err=True)
         sys.exit(EXIT_USAGE)
     try:
+        settings = conn.settings  # checks the URLs
         auth = WebAuth.from_options(token, basic_auth)
         check_bind(host, auth)
     except ConfigurationError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
-    app = create_app(conn.settings, auth=auth, refresh=refresh)
+    app = create_app(settings, auth=auth, refresh=refresh)
     shown = f"[{host}]" if ":" in host else host
     link = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
-    click.echo(f"ormevents dashboard for queue {conn.settings.queue_name}: {link}", err=True)
+    click.echo(f"ormevents dashboard for queue {settings.queue_name}: {link}", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)

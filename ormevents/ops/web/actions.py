@@ -63,8 +63,8 @@ async def bulk(request: Request) -> Response:
     if request.method == "POST":
         form = await check_csrf(request)
         filters = job_filter(form)
-        step = dashboard.requeue.retry_matching if action == "retry" else dashboard.requeue.remove_matching
-        count = await dashboard.call(step, filters)
+        requeue = dashboard.requeue
+        count = await dashboard.call(lambda: sum(requeue.each_page(action, filters)))
         return _redirect(request, "/failed", done="retried" if action == "retry" else "removed", count=str(count),
                          **filter_query(form))
     filters = job_filter(request.query_params)
