@@ -79,7 +79,7 @@ def test_handler_span_keeps_the_write_as_parent_and_links_the_celery_task_span(e
             event = with_trace_context(Event(name="a.b"))
         app = Celery("traced", set_as_current=False)
 
-        @app.task(name="ormevents.run_handler")
+        @app.task(name="traced.run_handler")
         def run_handler() -> None:
             with handler_span(event, "h", 0):
                 pass
@@ -89,7 +89,7 @@ def test_handler_span_keeps_the_write_as_parent_and_links_the_celery_task_span(e
     finally:
         CeleryInstrumentor().uninstrument()
     spans = {span.name: span for span in exporter.get_finished_spans()}
-    task, handle = spans["run/ormevents.run_handler"], spans["ormevents.handle h"]
+    task, handle = spans["run/traced.run_handler"], spans["ormevents.handle h"]
     assert handle.parent.span_id == write.get_span_context().span_id
     assert handle.context.trace_id == write.get_span_context().trace_id != task.context.trace_id
     assert [link.context.span_id for link in handle.links] == [task.context.span_id]
