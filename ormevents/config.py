@@ -6,7 +6,7 @@ documented keys; ours validates them).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -24,6 +24,10 @@ class EventConfig(BaseModel):
     see :class:`~ormevents.jobs.records.FailedJobRetention`); ``None`` keeps the default.
     ``status_ttl``: seconds the per-event delivery status is kept (default 7 days).
     Both travel with each event to the worker, like ``retry_policy``.
+    ``redis_check``: what ``init(redis_uri=...)`` does when Redis does not answer a PING at
+    start-up: ``"error"`` (the default) raises :class:`~ormevents.errors.BrokerUnavailableError`;
+    ``"warn"`` logs a warning and starts anyway (writes then fail to publish until Redis is
+    back); ``"skip"`` does not ask.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -33,6 +37,7 @@ class EventConfig(BaseModel):
     publish_retry: dict[str, Any] | None = None
     failed_jobs: dict[str, Any] | None = None
     status_ttl: int = Field(default=7 * 24 * 3600, ge=1)
+    redis_check: Literal["error", "warn", "skip"] = "error"
 
     @field_validator("failed_jobs")
     @classmethod

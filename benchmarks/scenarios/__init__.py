@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-ORDER = ("s06_diff", "s07_failed_paging", "s01_write_latency", "s09_loop_lag", "s10_document_size", "s08_beanie",
+ORDER = ("s06_diff", "s07_failed_paging", "s12_dashboard", "s01_write_latency", "s09_loop_lag", "s10_document_size", "s08_beanie",
          "s04_handler_latency", "s02_delivery", "s11_fanout", "s03_bulk", "s05_delayed")
 
 

@@ -85,6 +85,7 @@ class EagerPublisher(EagerFailedJobsMixin):
         self.clock = SimulatedClock()
         self.published: list[PublishedEvent] = []
         self.runs: list[HandlerRun] = []
+        self.unmatched: list[Event] = []  # delivered events no handler matched (logged at debug)
         self.failed_store = EagerFailedStore(failed_jobs)
         self._scheduled: list[_Scheduled] = []
         self._order = itertools.count()
@@ -168,7 +169,12 @@ class EagerPublisher(EagerFailedJobsMixin):
     async def _deliver(self, event: Event) -> None:
         self._depth += 1
         try:
-            for handler in self.registry.match(event):
+            matched = self.registry.match(event)
+            if not matched:
+                self.unmatched.append(event)  # as a worker counts stats.unmatched
+                logger.debug("eager: event %s %s matched no handler", event.name, event.id,
+                             extra={"event_id": str(event.id), "state": "unmatched"})
+            for handler in matched:
                 await self._rerun(handler, handler.name, event)
         finally:
             self._depth -= 1

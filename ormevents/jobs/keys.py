@@ -89,6 +89,25 @@ class Keys:
         """HASH ``<queued|scheduled|running>|<handler>`` -> how many runs are in that state."""
         return f"{self.prefix}:gauges"
 
+    @property
+    def workers(self) -> str:
+        """HASH worker name -> JSON heartbeat (queues, pid, last seen) of the workers of this queue."""
+        return f"{self.prefix}:workers"
+
+    @property
+    def handler_totals(self) -> str:
+        """HASH ``<succeeded|retried|failed>|<handler>`` -> how many runs ended so (since the start)."""
+        return f"{self.prefix}:stats:handlers"
+
+    def activity(self, minute: int) -> str:
+        """HASH counter -> count of the minute ``minute`` (epoch seconds // 60), see :mod:`ormevents.jobs.activity`."""
+        return f"{self.prefix}:activity:{minute}"
+
+    def failed_values(self, kind: str) -> str:
+        """SET of the values of ``kind`` (event, model, exception) that have failed jobs (handlers:
+        :attr:`failed_handlers`)."""
+        return f"{self.prefix}:failed:values:{kind}"
+
     def status(self, event_id: str) -> str:
         """HASH of the delivery status of ``event_id`` (see :mod:`ormevents.jobs.status`)."""
         return f"{self.prefix}:status:{event_id}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -240,3 +241,11 @@ async def test_a_page_of_failed_jobs_iterates_like_a_sequence_in_eager_mode(eage
     assert seen == [job.event["data"]["n"] for job in page.items] and len(page) == len(seen) == 2, \
         f"iterated {len(seen)} job(s), len(page) = {len(page)}"
     assert page.next_cursor is not None and list(await event_bus.get_failed_jobs(cursor=page.next_cursor))
+
+
+async def test_an_event_no_handler_matches_is_counted_and_logged(eager: EagerPublisher,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="ormevents.delivery.eager"):
+        await ormevents.event_bus.publish(Event(name="nobody.listens", data={}))
+    assert [e.name for e in eager.unmatched] == ["nobody.listens"]
+    assert any("matched no handler" in r.getMessage() for r in caplog.records)

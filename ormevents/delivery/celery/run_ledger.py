@@ -18,7 +18,8 @@ failed job) was *recorded*. :meth:`RunLedger.begin` decides, atomically, what a 
   event through another message: nothing to do (counted as ``duplicates``).
 
 :meth:`RunLedger.end` is queued on each outcome's pipeline; it moves the gauges and counts the
-outcome only the first time, so a redelivered message never moves them twice. When Redis or the
+outcome only the first time (also per handler and per minute, :mod:`ormevents.jobs.activity`), so a
+redelivered message never moves them twice. When Redis or the
 broker fails under the bookkeeping, the worker requeues the message; :meth:`RunLedger.abandon`
 first undoes the start, so that delivery runs the handler again. If Redis is still unreachable
 then, the next delivery counts the run as lost: one attempt of the policy is used up (the event
@@ -32,10 +33,12 @@ Example::
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import redis
 
+from ...jobs.activity import ACTIVITY_TTL, minute_of
 from ...jobs.keys import Keys
 
 # KEYS: runs, done, gauges, stats; ARGV: run id, ttl, handler, the gauge the run leaves (queued|scheduled).
@@ -59,12 +62,16 @@ redis.call('HINCRBY', KEYS[3], 'running|' .. ARGV[3], 1)
 return {'run', starts}
 """
 
-# KEYS: runs, gauges, stats; ARGV: run id, ttl, stats counter, then gauge field / delta pairs.
+# KEYS: runs, gauges, stats, handler totals, this minute's activity (ormevents.jobs.activity);
+# ARGV: run id, ttl, stats counter, handler, activity ttl, then gauge field / delta pairs.
 _END = """
 if redis.call('HSETNX', KEYS[1], ARGV[1] .. ':end', 1) == 0 then return 0 end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
-for i = 4, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('HINCRBY', KEYS[4], ARGV[3] .. '|' .. ARGV[4], 1)
+redis.call('HINCRBY', KEYS[5], ARGV[3], 1)
+redis.call('EXPIRE', KEYS[5], ARGV[5])
+for i = 6, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]) end
 return 1
 """
 
@@ -105,7 +112,9 @@ class RunLedger:
             moves += [f"{state}|{handler}", delta]
         # EVAL, not a registered script: on a pipeline redis-py would first ask SCRIPT EXISTS, one
         # more round trip per outcome (measured: +1 of the 2 per successful run)
-        pipe.eval(_END, 3, self.keys.runs(event_id), self.keys.gauges, self.keys.stats, run_id, self.ttl, stat, *moves)
+        minute = self.keys.activity(minute_of(time.time()))
+        pipe.eval(_END, 5, self.keys.runs(event_id), self.keys.gauges, self.keys.stats, self.keys.handler_totals,
+                  minute, run_id, self.ttl, stat, handler, ACTIVITY_TTL, *moves)
 
     def abandon(self, run_id: str, event_id: str, handler: str, waiting: str) -> bool:
         """Undo this delivery's start (best effort, before the message is requeued because Redis

@@ -113,6 +113,7 @@ class Sender:
                 argsrepr=f"<{message['task']} {message['id']}>",
                 kwargsrepr="{}",
                 queue=(message.get("kwargs") or {}).get("queue") or self.settings.queue_name,
+                serializer="json",  # messages are data: JSON even on an app whose own tasks use another
                 retry=True,
                 retry_policy=self.settings.publish_retry.as_celery(),
             )

@@ -8,8 +8,8 @@ Celery's soft time limit interrupts a handler only, never ormevents' bookkeeping
 Signals: ``worker_process_init`` starts the process's event loop and the
 :func:`~ormevents.delivery.celery.runtime.on_worker_start` hooks; ``worker_process_shutdown`` runs the
 stop hooks and closes the loop; ``worker_ready`` starts the schedule poller thread in the
-main worker process (and, with ``ORMEVENTS_METRICS_PORT``, the metrics endpoint) and
-``worker_shutdown`` stops it; ``task_rejected`` and ``task_unknown`` (a message Celery itself
+main worker process, its heartbeat (:mod:`ormevents.delivery.celery.heartbeat`) and, with
+``ORMEVENTS_METRICS_PORT``, the metrics endpoint; ``worker_shutdown`` stops them; ``task_rejected`` and ``task_unknown`` (a message Celery itself
 could not use, or whose task it does not know) park the message as a failed job with reason
 ``malformed_message`` (:mod:`ormevents.delivery.celery.malformed`), counted as ``stats.rejected``.
 
@@ -32,6 +32,8 @@ from celery.exceptions import Reject  # type: ignore[import-untyped]  # celery s
 
 from ...errors import BrokerUnavailableError
 from ..metrics import serve_worker_metrics
+from ..tracing import instrument_celery
+from .heartbeat import Heartbeat, consumed_queues
 from .malformed import unwrap
 from .poller import SchedulerThread
 from .sending import DISPATCH_TASK, RUN_HANDLER_TASK
@@ -59,26 +61,33 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
                                                    first_failed_at=first_failed_at, options=options, due=due,
                                                    queue=queue, run_id=run_id, task_id=task.request.id, guard=guard)
 
-    poller: dict[str, SchedulerThread] = {}
+    poller: dict[str, SchedulerThread | Heartbeat] = {}
 
     def process_init(**_: Any) -> None:
+        instrument_celery()  # Celery's task spans, per process as the instrumentation asks
         delivery.process_started()
 
     def process_shutdown(**_: Any) -> None:
         delivery.process_stopping()
 
     def worker_ready(sender: Any = None, **_: Any) -> None:
+        instrument_celery()  # a solo or threads pool runs tasks in this process
         if delivery.metrics_port is not None:
             serve_worker_metrics(delivery.metrics_port)
         thread = SchedulerThread(delivery.sender.schedule, delivery.sender.send, delivery.settings.scheduler_poll)
         thread.start()
         poller["thread"] = thread
+        beat = Heartbeat(delivery.redis, delivery.keys, str(getattr(sender, "hostname", delivery.worker_name)),
+                         consumed_queues(app))
+        beat.start()
+        poller["heartbeat"] = beat
         logger.info("ormevents schedule poller started for queue %s", delivery.settings.queue_name)
 
     def worker_shutdown(**_: Any) -> None:
-        thread = poller.pop("thread", None)
-        if thread is not None:
-            thread.stop()
+        for name in ("thread", "heartbeat"):
+            thread = poller.pop(name, None)
+            if thread is not None:
+                thread.stop()
         if delivery.loop.running:  # solo pool: the loop lived in the main process
             delivery.process_stopping()
 

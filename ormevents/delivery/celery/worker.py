@@ -46,6 +46,7 @@ from ...events.event import Event
 from ...handlers.registry import Handler, HandlerRegistry
 from ...handlers.results import split_result
 from ...handlers.retry import RetryPolicy
+from ...jobs import activity
 from ...jobs.records import FailedJob
 from ...jobs.redis_store import FailedJobStore
 from ...jobs.status import StatusWriter
@@ -152,6 +153,7 @@ class WorkerDelivery:
         if not selected:
             self.status.event(pipe, wire, "unmatched", ttl)
             pipe.hincrby(self.keys.stats, "unmatched", 1)
+            activity.count(pipe, self.keys, "unmatched")
             pipe.execute()
             logger.info("event %s %s matched no handler", event.name, event.id,
                         extra={"event_id": str(event.id), "state": "unmatched"})
@@ -163,6 +165,7 @@ class WorkerDelivery:
         for name in names:
             self.status.gauge(pipe, name, queued=1)
         pipe.hincrby(self.keys.stats, "dispatched", 1)
+        activity.count(pipe, self.keys, "dispatched")
         pipe.execute()
         for handler in pending:
             self.sender.send(run_message(wire, handler.name, 0, policy, time.time(), queue=handler.queue,

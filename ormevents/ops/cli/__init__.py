@@ -1,6 +1,7 @@
 """The ``ormevents`` command line: failed jobs, event status, handlers, stats, a worker.
 
-Built on click and rich (``pip install 'ormevents[cli]'``). Connection: ``--redis-url`` or
+Built on click and rich, both dependencies of ormevents (a plain ``pip install ormevents``
+gives the command; ``web`` needs the ``web`` extra). Connection: ``--redis-url`` or
 ``ORMEVENTS_REDIS_URL``; queue: ``--queue`` or ``ORMEVENTS_QUEUE``; broker (for retries):
 ``--broker-url`` or ``ORMEVENTS_BROKER_URL`` (default: the Redis URL).
 
@@ -33,6 +34,7 @@ def build() -> Any:
     from ...delivery.celery.config import DEFAULT_QUEUE
     from .failed import failed
     from .inspect import events, handlers, stats
+    from .web import web
     from .worker import worker
 
     @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,7 +49,7 @@ def build() -> Any:
         """Inspect and operate ormevents: failed jobs, event status, handlers, stats, workers."""
         ctx.obj = Connection(redis_url, queue, broker_url)
 
-    for command in (failed, events, handlers, stats, worker):
+    for command in (failed, events, handlers, stats, worker, web):
         cli.add_command(command)
     return cli
 
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         import click  # noqa: F401
         import rich  # noqa: F401
     except ImportError as exc:
-        sys.stderr.write(f"ormevents: the command line needs click and rich ({exc.name} is missing): "
-                         "pip install 'ormevents[cli]'\n")
+        sys.stderr.write(f"ormevents: the command line needs click and rich, dependencies of ormevents "
+                         f"({exc.name} is missing: a broken install?): pip install --force-reinstall ormevents\n")
         sys.exit(EXIT_USAGE)
     build()(args=argv, prog_name="ormevents")
