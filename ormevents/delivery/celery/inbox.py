@@ -16,6 +16,12 @@ is aborted before the handler runs, and the worker records the first run's resul
 (:class:`InboxOutcome` with ``applied=False``). A concurrent duplicate first gets a write
 conflict (``TransientTransactionError``) and, once the other commits, the same collision.
 
+The session is opened before the run takes its lease, and its id travels in the lease's token
+(:func:`~ormevents.delivery.celery.leases.new_token`): when a worker takes over the run of a
+process that died (:func:`~ormevents.delivery.celery.leases.holder_is_dead`), it first kills
+that session (``killSessions``), which aborts the dead run's open transaction at once, instead
+of leaving its inbox record locked until the server's transaction lifetime (60 s) runs out.
+
 The loop is PyMongo's own ``with_transaction``: a ``TransientTransactionError`` on the body or
 the commit runs the whole body again after a short random back-off, an
 ``UnknownTransactionCommitResult`` retries the commit, and it gives up after 120 s (the error
@@ -27,7 +33,8 @@ first use.
 Example::
 
     inbox = MongoInbox("mongodb://localhost:27017/?replicaSet=rs0", "app")
-    outcome = inbox.apply_sync(key, lambda session: handler(event, session), event, "billing.charge")
+    session = inbox.open_sync()
+    outcome = inbox.apply_sync(key, lambda s: handler(event, s), event, "billing.charge", session)
     outcome.applied          # False: this (event, handler) had committed already
 """
 
@@ -53,6 +60,17 @@ class InboxOutcome(NamedTuple):
     applied: bool
 
 
+def session_hex(session: Any) -> str:
+    """The id of a PyMongo session as 32 hex digits (what a run's lease token carries)."""
+    return bytes(session.session_id["id"]).hex()
+
+
+def _lsid(session_id: str) -> dict[str, Any]:
+    from bson.binary import Binary
+
+    return {"id": Binary(bytes.fromhex(session_id), 4)}
+
+
 class _AlreadyApplied(Exception):
     """The inbox record exists: raised inside the transaction to abort it (not transient)."""
 
@@ -69,14 +87,28 @@ class MongoInbox:
 
     # ----- sync handlers: the task thread ------------------------------------------------
 
-    def apply_sync(self, key: str, call: Callable[[Any], Any], event: Event, handler: str) -> InboxOutcome:
-        """Run ``call(session)`` (the handler) in a transaction with the inbox record ``key``."""
+    def _sync_client(self) -> Any:
         from pymongo import MongoClient
-        from pymongo.errors import DuplicateKeyError
 
         if self._sync is None:
             self._sync = MongoClient(self.url, tz_aware=True, uuidRepresentation="standard")
-        inbox = self._sync[self.database][INBOX_COLLECTION]
+        return self._sync
+
+    def open_sync(self) -> Any:
+        """A new ``ClientSession`` for a sync handler's run (no round trip)."""
+        return self._sync_client().start_session()
+
+    def kill_sync(self, session_id: str) -> None:
+        """Kill the session ``session_id`` (hex), aborting its open transaction."""
+        self._sync_client().admin.command("killSessions", [_lsid(session_id)])
+
+    def apply_sync(self, key: str, call: Callable[[Any], Any], event: Event, handler: str,
+                   session: Any) -> InboxOutcome:
+        """Run ``call(session)`` (the handler) in a transaction with the inbox record ``key``;
+        ends ``session``."""
+        from pymongo.errors import DuplicateKeyError
+
+        inbox = self._sync_client()[self.database][INBOX_COLLECTION]
         if "sync" not in self._indexed:
             inbox.create_index([("at", 1)], expireAfterSeconds=INBOX_TTL, name="oe_inbox_ttl")
             self._indexed.add("sync")
@@ -92,7 +124,7 @@ class MongoInbox:
             return value, children
 
         try:
-            with self._sync.start_session() as session:
+            with session:
                 value, children = session.with_transaction(body)
         except _AlreadyApplied:
             return InboxOutcome(*decode_outcome(inbox.find_one({"_id": key})), applied=False)
@@ -100,15 +132,28 @@ class MongoInbox:
 
     # ----- async handlers: the worker loop -----------------------------------------------
 
-    async def apply_async(self, key: str, call: Callable[[Any], Awaitable[Any]], event: Event,
-                          handler: str) -> InboxOutcome:
-        """Await ``call(session)`` (the handler) in a transaction with the inbox record ``key``."""
+    def _async_client(self) -> Any:
         from pymongo import AsyncMongoClient
-        from pymongo.errors import DuplicateKeyError
 
         if self._async is None:
             self._async = AsyncMongoClient(self.url, tz_aware=True, uuidRepresentation="standard")
-        inbox = self._async[self.database][INBOX_COLLECTION]
+        return self._async
+
+    async def open_async(self) -> Any:
+        """A new ``AsyncClientSession`` for an async handler's run (no round trip)."""
+        return self._async_client().start_session()
+
+    async def kill_async(self, session_id: str) -> None:
+        """Kill the session ``session_id`` (hex), aborting its open transaction."""
+        await self._async_client().admin.command("killSessions", [_lsid(session_id)])
+
+    async def apply_async(self, key: str, call: Callable[[Any], Awaitable[Any]], event: Event, handler: str,
+                          session: Any) -> InboxOutcome:
+        """Await ``call(session)`` (the handler) in a transaction with the inbox record ``key``;
+        ends ``session``."""
+        from pymongo.errors import DuplicateKeyError
+
+        inbox = self._async_client()[self.database][INBOX_COLLECTION]
         if "async" not in self._indexed:
             await inbox.create_index([("at", 1)], expireAfterSeconds=INBOX_TTL, name="oe_inbox_ttl")
             self._indexed.add("async")
@@ -125,7 +170,7 @@ class MongoInbox:
             return value, children
 
         try:
-            async with self._async.start_session() as session:
+            async with session:
                 value, children = await session.with_transaction(body)
         except _AlreadyApplied:
             return InboxOutcome(*decode_outcome(await inbox.find_one({"_id": key})), applied=False)

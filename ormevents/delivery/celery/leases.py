@@ -41,9 +41,18 @@ import redis
 logger = logging.getLogger("ormevents.delivery.celery.leases")
 
 
-def new_token() -> str:
-    """A token naming one run in its lease: ``<host>:<pid>:<random>``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+def new_token(session_id: str = "") -> str:
+    """A token naming one run in its lease: ``<host>:<pid>:<random>``, then ``:<session id>`` when
+    the run's handler writes in a MongoDB transaction (see :func:`session_of`)."""
+    token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+    return f"{token}:{session_id}" if session_id else token
+
+
+def session_of(token: str) -> str:
+    """The MongoDB session id (hex) a run's token carries, or ``""``: a worker taking over the run
+    of a dead process kills that session, aborting the transaction it left open."""
+    parts = token.split(":")
+    return parts[3] if len(parts) == 4 and len(parts[3]) == 32 else ""
 
 
 def holder_is_dead(token: str, wait: float = 0.5) -> bool:

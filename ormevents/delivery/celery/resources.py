@@ -17,18 +17,20 @@ import logging
 import os
 import socket
 
+from typing import Any
+
 import redis
 from celery import Celery  # type: ignore[import-untyped]  # celery ships no type hints
 
 from ...errors import ConfigurationError
-from ...handlers.registry import HandlerRegistry
+from ...handlers.registry import Handler, HandlerRegistry
 from ...jobs.redis_store import FailedJobStore
 from ...jobs.status import StatusWriter
 from .config import DeliverySettings
 from .inbox import MongoInbox
-from .leases import LeaseKeeper
+from .leases import LeaseKeeper, session_of
 from .run_ledger import RunLedger
-from .runtime import WorkerLoop, hooks
+from .runtime import WorkerLoop, as_coroutine, hooks
 from .scheduler import RedisSchedule
 from .sending import Sender
 
@@ -146,6 +148,45 @@ class WorkerResources:
             self.redis.hincrby(self.keys.stats, stat, amount)
         except redis.RedisError:
             logger.warning("could not count %s in Redis", stat, exc_info=True)
+
+    def open_session(self, handler: Handler) -> Any:
+        """A MongoDB session for a run of ``handler`` if it takes one (else ``None``): sync handlers
+        get a ``ClientSession``, async ones an ``AsyncClientSession`` of the worker loop's client."""
+        if not handler.wants_session:
+            return None
+        if not handler.is_async:
+            return self.inbox.open_sync()
+        self._ensure_loop()
+        return self.loop.run(self.inbox.open_async())
+
+    def end_session(self, handler: Handler, session: Any) -> None:
+        """End ``session`` (a no-op once the run's transaction ended it)."""
+        try:
+            if handler.is_async:
+                self.loop.run(as_coroutine(session.end_session()))
+            else:
+                session.end_session()
+        except Exception:  # the session is only returned to the driver's pool: never fail the run for it
+            logger.warning("could not end a MongoDB session of handler %s", handler.name, exc_info=True)
+
+    def abort_orphan(self, handler: Handler, holder: str, extra: dict[str, Any]) -> None:
+        """Kill the MongoDB session of a dead run (from its lease ``holder`` token): the transaction it
+        left open, which holds its inbox record, is aborted now instead of after the server's
+        transaction lifetime (60 s by default)."""
+        session_id = session_of(holder)
+        if not session_id:
+            return
+        try:
+            if handler.is_async:
+                self.loop.run(self.inbox.kill_async(session_id))
+            else:
+                self.inbox.kill_sync(session_id)
+        except Exception:
+            logger.warning("could not kill the MongoDB session %s of the dead run %s; its open transaction ends "
+                           "with the server's transaction lifetime", session_id, holder, exc_info=True, extra=extra)
+            return
+        logger.info("aborted the open transaction of the dead run %s of handler %s (killed session %s)", holder,
+                    handler.name, session_id, extra=extra)
 
     def _ensure_loop(self) -> None:
         if not self.loop.running:  # solo/threads pools send no worker_process_init

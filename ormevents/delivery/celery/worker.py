@@ -55,7 +55,7 @@ from ...jobs.status import handler_fields
 from ..metrics import metrics
 from ..tracing import handler_span
 from .config import DeliverySettings
-from .inbox import InboxOutcome
+from .inbox import InboxOutcome, session_hex
 from .leases import holder_is_dead, new_token
 from .malformed import malformed_job
 from .outcomes import Run, RunOutcomes
@@ -127,7 +127,16 @@ class WorkerDelivery(WorkerResources):
             return None
         run.queue = handler.queue  # the handler's current routing wins over the message's
         run.policy = handler.retry or self._policy(policy_cfg)
-        run.token, run.inbox = new_token(), handler.wants_session
+        session = self.open_session(handler)  # before the lease: its id travels in the token
+        run.token, run.inbox = new_token(session_hex(session) if session is not None else ""), handler.wants_session
+        try:
+            return self._begin(run, handler, due, guard, session)
+        finally:
+            if session is not None:
+                self.end_session(handler, session)
+
+    def _begin(self, run: Run, handler: Handler, due: float | None, guard: SoftTimeLimitGuard, session: Any) -> Any:
+        name = run.name
         begun = self.ledger.begin(run.run_id, run.event_id, name, run.waiting, run.token, run.ttl,
                                   self.outcomes.running_status(run))
         if begun.state == "busy" and holder_is_dead(begun.holder):  # its process died on this host
@@ -141,11 +150,13 @@ class WorkerDelivery(WorkerResources):
         if begun.state == "busy":
             self.outcomes.busy(run, begun, due)
             return None
+        if begun.holder and session is not None:  # took over from a dead run: abort its open transaction
+            self.abort_orphan(handler, begun.holder, run.extra("running"))
         if begun.state == "lost":
-            self.outcomes.lost(run, run.policy, begun.starts)
+            self.outcomes.lost(run, run.policy or self.settings.retry_policy, begun.starts)
             return None
         try:
-            return self._run(run, handler, due, guard)
+            return self._run(run, handler, due, guard, session)
         except (redis.RedisError, BrokerUnavailableError):
             try:  # the message is about to be requeued: let its next delivery run the handler again
                 self.ledger.abandon(run.run_id, run.event_id, name, run.waiting, run.token)
@@ -154,12 +165,12 @@ class WorkerDelivery(WorkerResources):
                                name, run.event_id, extra=run.extra("running"))
             raise
 
-    def _run(self, run: Run, handler: Handler, due: float | None, guard: SoftTimeLimitGuard) -> Any:
+    def _run(self, run: Run, handler: Handler, due: float | None, guard: SoftTimeLimitGuard, session: Any) -> Any:
         started = self.outcomes.started(run, due)
         with self.leases.hold(self.keys.lease(run.event_id, run.name), run.token):
             try:
                 with guard.interruptible(), handler_span(run.event, run.name, run.attempt) as attach:
-                    outcome = self._execute(handler, run, attach)
+                    outcome = self._execute(handler, run, attach, session)
             except Exception as exc:
                 metrics().duration.labels(handler=run.name).observe(time.time() - started)
                 self.outcomes.failed_attempt(run, run.policy or self.settings.retry_policy, exc)
@@ -168,21 +179,20 @@ class WorkerDelivery(WorkerResources):
             self.outcomes.complete(run, outcome)
         return outcome.value
 
-    def _execute(self, handler: Handler, run: Run, attach: Any) -> InboxOutcome:
+    def _execute(self, handler: Handler, run: Run, attach: Any, session: Any = None) -> InboxOutcome:
         """Call the handler; one taking a session runs in a transaction with its inbox record."""
-        if not handler.wants_session:
+        if session is None:
             children, value = split_result(self._invoke(handler, run.event, attach), run.event, run.name)
             return InboxOutcome(value, children, applied=True)
         inbox, key, argument = self.inbox, run.event.idempotency_key(run.name), handler.argument(run.event)
         if not handler.is_async:
-            return inbox.apply_sync(key, lambda session: handler.func(argument, session), run.event, run.name)
+            return inbox.apply_sync(key, lambda tx: handler.func(argument, tx), run.event, run.name, session)
 
-        async def call(session: Any) -> Any:
-            result = handler.func(argument, session)
+        async def call(tx: Any) -> Any:
+            result = handler.func(argument, tx)
             return await result if inspect.isawaitable(result) else result
 
-        self._ensure_loop()
-        applying = inbox.apply_async(key, call, run.event, run.name)
+        applying = inbox.apply_async(key, call, run.event, run.name, session)
         return self.loop.run(as_coroutine(attach(applying) if attach else applying))
 
     def _invoke(self, handler: Handler, event: Event, attach: Any = None) -> Any:
