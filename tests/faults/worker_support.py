@@ -143,6 +143,10 @@ class Scenario:
         """Event id -> how many runs of its handler started."""
         return {key: int(value) for key, value in self.rdb.hgetall(f"{self.queue}:fault:runs").items()}
 
+    def completed(self, events: list[Event]) -> int:
+        """How many of ``events`` had their handler complete (a result recorded)."""
+        return sum(self.rdb.exists(f"{self.queue}:done:{event.id}") for event in events)
+
     def collisions(self) -> int:
         """How many times an effect was about to be applied a second time."""
         return int(self.rdb.get(f"{self.queue}:fault:collisions") or 0)
