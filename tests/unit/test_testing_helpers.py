@@ -66,6 +66,12 @@ def chain(event: Event) -> list[dict[str, Any]]:
     return [{"name": "email.sent", "payload": {"to": "a@x"}}]
 
 
+@event_handler("member.paid", registry=local, name="t.ledger")
+async def ledger(event: Event, session: Any) -> str:
+    SEEN.append(("ledger", session))
+    return "credited"
+
+
 @pytest.fixture
 async def eager() -> AsyncIterator[EagerPublisher]:
     SEEN.clear()
@@ -240,3 +246,8 @@ async def test_a_page_of_failed_jobs_iterates_like_a_sequence_in_eager_mode(eage
     assert seen == [job.event["data"]["n"] for job in page.items] and len(page) == len(seen) == 2, \
         f"iterated {len(seen)} job(s), len(page) = {len(page)}"
     assert page.next_cursor is not None and list(await event_bus.get_failed_jobs(cursor=page.next_cursor))
+
+
+async def test_a_handler_taking_a_session_gets_none_in_eager_mode(eager: EagerPublisher) -> None:
+    await event_bus.publish(Event(name="member.paid"))
+    assert SEEN == [("ledger", None)] and eager.results_for("member.paid") == ["credited"], (SEEN, eager.runs)
