@@ -133,7 +133,8 @@ return 0
 """
 
 CLAIM_TTL = 60.0
-"""Seconds a retry claim holds a job while its message is sent (sends are bounded well below)."""
+"""The shortest time a retry claim holds a job while its message is sent; a retry asks for
+more when its publish-retry policy allows longer sends."""
 
 RETRIED_TTL = 3600
 """Seconds a retried job is remembered, so a late second retry hears "already retried"."""

@@ -128,6 +128,9 @@ JUNK = [
     b'\xff\xfe not even text',
     b'{"body": "***", "headers": {}, "content-type": "application/json", "properties": '
     b'{"body_encoding": "base64", "delivery_tag": "t1", "delivery_info": {}}}',   # an envelope with a broken body
+    b'{"body": "e30=", "headers": {}, "properties": {"body_encoding": "rot13", "delivery_tag": "t2"}}',  # unknown codec
+    b'{"body": "e30=", "headers": {}, "properties": {"body_encoding": 5, "delivery_tag": "t3"}}',   # not a name
+    b"[" * 100_000 + b"]" * 100_000,                             # JSON nested too deep for the decoder
 ]
 
 

@@ -38,7 +38,7 @@ from celery.exceptions import Reject  # type: ignore[import-untyped]  # celery s
 from ...errors import BrokerUnavailableError
 from ..metrics import serve_worker_metrics
 from .malformed import unwrap
-from .scheduler import SchedulerThread
+from .poller import SchedulerThread
 from .sending import DISPATCH_TASK, RUN_HANDLER_TASK
 from .soft_time_limit import SoftTimeLimitGuard
 from .worker import WorkerDelivery
@@ -49,12 +49,13 @@ logger = logging.getLogger("ormevents.delivery.celery.tasks")
 def install(app: Celery, delivery: WorkerDelivery) -> None:
     """Register the tasks on ``app`` and connect the worker signals for ``delivery``."""
 
-    @app.task(name=DISPATCH_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
+    @app.task(name=DISPATCH_TASK, acks_late=True, reject_on_worker_lost=True, acks_on_timeout=False, ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
     def dispatch(*args: Any, options: Any = None, due: float | None = None, **kwargs: Any) -> Any:
         with SoftTimeLimitGuard():  # the fan-out is never cut half-way
             return requeue_on_infrastructure_error(delivery.dispatch, args, options=options, due=due)
 
-    @app.task(name=RUN_HANDLER_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
+    @app.task(name=RUN_HANDLER_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, acks_on_timeout=False,
+              ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
     def run_handler(task: Any, *args: Any, first_at: float | None = None, first_failed_at: float | None = None,
                     options: Any = None, due: float | None = None, queue: str | None = None, run_id: Any = None,
                     **kwargs: Any) -> Any:

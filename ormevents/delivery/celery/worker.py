@@ -23,7 +23,7 @@
 Every state change (queued, running, succeeded, retrying, failed) is written to the event's
 status (:mod:`ormevents.jobs.status`) in the same round trip as the bookkeeping it goes with,
 logged with ``extra={"event_id", "handler", "attempt", "state"}``, and counted in the Prometheus
-metrics when they are enabled (:mod:`ormevents.ops.metrics`).
+metrics when they are enabled (:mod:`ormevents.delivery.metrics`).
 
 Malformed messages are parked as failed jobs with reason ``malformed_message`` (see
 :mod:`ormevents.delivery.celery.malformed`; counted as ``stats.rejected``) and then rejected; the worker

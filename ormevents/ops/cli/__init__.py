@@ -45,13 +45,7 @@ def build() -> Any:
     @click.pass_context
     def cli(ctx: click.Context, redis_url: str, queue: str, broker_url: str | None) -> None:
         """Inspect and operate ormevents: failed jobs, event status, handlers, stats, workers."""
-        from ...errors import ConfigurationError
-
-        try:
-            ctx.obj = Connection(redis_url, queue, broker_url)
-        except ConfigurationError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_USAGE)
+        ctx.obj = Connection(redis_url, queue, broker_url)
 
     for command in (failed, events, handlers, stats, worker):
         cli.add_command(command)

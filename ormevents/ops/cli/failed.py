@@ -201,14 +201,10 @@ def _confirm(verb: str, count: int, filters: dict[str, Any]) -> None:
 
 def _walk(conn: Connection, verb: str, filters: FailedJobFilter, expected: int, show_progress: bool) -> int:
     """Retry or remove every match, page by page; a progress bar on a terminal (stderr)."""
-    step = conn.requeue.retry_batch if verb == "retry" else conn.requeue.remove_batch
+    pages = conn.requeue.each_page(verb, filters)
     console = Console(stderr=True)
     if not (show_progress and console.is_terminal):
-        total, cursor = step(filters, None)
-        while cursor is not None:
-            done, cursor = step(filters, cursor)
-            total += done
-        return int(total)
+        return sum(pages)
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -218,16 +214,13 @@ def _walk(conn: Connection, verb: str, filters: FailedJobFilter, expected: int, 
     )
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    total = 0
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("retrying" if verb == "retry" else "removing", total=expected)
-        total, cursor = step(filters, None)
-        progress.update(task, completed=total)
-        while cursor is not None:
-            done, cursor = step(filters, cursor)
+        for done in pages:
             total += done
             progress.update(task, completed=total)
-        progress.update(task, total=max(expected, total), completed=max(expected, total))
-    return int(total)
+    return total
 
 
 def _get(conn: Connection, job_id: str) -> FailedJob:
