@@ -85,8 +85,11 @@ async def test_a_copy_of_a_running_message_waits_for_the_lease_instead_of_runnin
     await bus.publish(event)
     await wait_for(lambda: records(rdb, queue, "t.status_block", t))
     copy = run_message(event.to_dict(), "t.status_block", 0, None, time.time(), run_id=dispatch_run_id("t.status_block"))
-    await asyncio.to_thread(publisher().sender.send, copy)                 # kombu handed the message out again
-    await wait_for(lambda: "is already running on event " + str(event.id) in worker.log(), timeout=10)
+    for _ in range(2):                                                      # kombu handed the message out again, twice
+        await asyncio.to_thread(publisher().sender.send, copy)
+    await wait_for(lambda: worker.log().count("is already running on event " + str(event.id)) == 2, timeout=10)
+    waiting = [m for m in rdb.zrange(f"{queue}:schedule", 0, -1) if m.startswith(f"recheck:{event.id}:")]
+    assert len(waiting) == 1, f"schedule entries of the two copies: {waiting} (copies of one message wait as one)"
     await wait_for(lambda: rdb.hget(f"{queue}:done:{event.id}", "t.status_block"), timeout=15)
     await asyncio.sleep(2.5)                                                # the copy comes back after the lease
     runs = len(records(rdb, queue, "t.status_block", t))
@@ -159,6 +162,56 @@ def test_a_worker_with_a_session_handler_and_no_mongodb_refuses_to_start(queue: 
     message = str(info.value)
     assert "Unrecoverable error: ConfigurationError" in message and "ORMEVENTS_MONGO_URL" in message, message[-2000:]
     assert "t.inbox_async" in message
+
+
+def test_a_completion_whose_lease_was_taken_over_is_reported_as_fenced(
+        redis_uri: str, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from ormevents.delivery.celery.config import DeliverySettings
+    from ormevents.delivery.celery.worker import WorkerDelivery
+    from ormevents.handlers import HandlerRegistry, event_handler
+
+    reg, settings = HandlerRegistry(), DeliverySettings(redis_url=redis_uri, queue_name=f"fe{tag()}")
+    client = redis.Redis.from_url(redis_uri)
+
+    @event_handler("a.b", name="usurped", registry=reg)
+    def usurped(event: Event) -> str:            # meanwhile its lease lapsed and another run took it
+        client.set(settings.keys.lease(str(event.id), "usurped"), "elsewhere:1:0123456789ab")
+        return "done"
+
+    delivery = WorkerDelivery(settings, reg, app=None)  # type: ignore[arg-type]  # run() sends nothing here
+    event = Event(name="a.b")
+    with caplog.at_level(logging.INFO, logger="ormevents.delivery.celery.worker"):
+        assert delivery.run((event.to_dict(), "usurped", 0, None)) == "done"
+    fenced = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "fenced" in r.getMessage()]
+    stats = {k.decode(): int(v) for k, v in client.hgetall(settings.keys.stats).items()}
+    assert len(fenced) == 1 and stats.get("fenced") == 1, f"fenced warnings: {fenced}; counters: {stats}"
+    assert "elsewhere:1:0123456789ab" in fenced[0] and "may have happened twice" in fenced[0]
+    client.close()
+    delivery.redis.close()
+
+
+def test_a_session_handler_run_without_mongodb_is_a_failed_job_naming_the_variables(redis_uri: str) -> None:
+    from ormevents.delivery.celery.config import DeliverySettings
+    from ormevents.delivery.celery.worker import WorkerDelivery
+    from ormevents.errors import ConfigurationError
+    from ormevents.handlers import HandlerRegistry, event_handler
+
+    reg = HandlerRegistry()
+
+    @event_handler("a.b", name="needs.session", registry=reg)
+    async def needs(event: Event, session: Any) -> None: ...
+
+    delivery = WorkerDelivery(DeliverySettings(redis_url=redis_uri, queue_name=f"ns{tag()}"), reg, app=None)  # type: ignore[arg-type]  # run() sends nothing here
+    with pytest.raises(ConfigurationError, match="needs.session take a MongoDB session"):
+        delivery.check_startup()
+    event = Event(name="a.b")
+    assert delivery.run((event.to_dict(), "needs.session", 0, None)) is None
+    job = delivery.store.get(f"{event.id}:needs.session")
+    assert job is not None and job.error_type == "ormevents.errors.ConfigurationError", job
+    assert "ORMEVENTS_MONGO_URL" in job.error_message and "ORMEVENTS_DATABASE" in job.error_message
+    delivery.redis.close()
 
 
 async def test_a_retried_failed_job_whose_handler_completed_meanwhile_is_skipped(

@@ -45,10 +45,10 @@ from celery import Celery  # type: ignore[import-untyped]  # celery ships no typ
 from celery.exceptions import Reject  # type: ignore[import-untyped]  # celery ships no type hints
 from pydantic import ValidationError
 
-from ...errors import BrokerUnavailableError, OrmEventsError
+from ...errors import BrokerUnavailableError, ConfigurationError, OrmEventsError
 from ...events.event import Event
 from ...handlers.registry import Handler, HandlerRegistry
-from ...handlers.results import split_result
+from ...handlers.results import qualname, split_result
 from ...handlers.retry import RetryPolicy
 from ...jobs.records import FailedJob
 from ...jobs.status import handler_fields
@@ -127,6 +127,12 @@ class WorkerDelivery(WorkerResources):
             return None
         run.queue = handler.queue  # the handler's current routing wins over the message's
         run.policy = handler.retry or self._policy(policy_cfg)
+        if handler.wants_session and not (self.settings.mongo_url and self.settings.database):
+            # a worker started by `celery worker` refuses to start like this (check_startup); kept as a failed job
+            problem = ConfigurationError(self._inbox_missing())
+            logger.error("%s; recorded as failed", problem, extra=run.extra("failed"))
+            self.outcomes.fail(run, qualname(ConfigurationError), str(problem), "", ran=False)
+            return None
         session = self.open_session(handler)  # before the lease: its id travels in the token
         run.token, run.inbox = new_token(session_hex(session) if session is not None else ""), handler.wants_session
         try:
