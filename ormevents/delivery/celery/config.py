@@ -60,7 +60,7 @@ class DeliverySettings:
     result_ttl: int = 7 * 24 * 3600
     failed_jobs: FailedJobRetention = field(default_factory=FailedJobRetention)
     status_ttl: int = 7 * 24 * 3600
-    mongo_url: str | None = field(default=None, repr=False)  # may hold a password
+    mongo_url: str | None = field(default=None, repr=False)  # may hold a password (12a: a redacting __repr__)
     database: str | None = None
     run_lease: float = 30.0
 
