@@ -6,7 +6,8 @@ conditions, retry policies and failed-job behaviour as a worker (``event_bus.get
 retries and delays never sleep: a
   retry moves the clock by the policy's delay at once, and delayed events wait until the clock
   passes them (:meth:`EagerPublisher.advance`, or a retry moving it). Handler queues
-  (``queue=``) are ignored: everything runs in-process.
+  (``queue=``) are ignored: everything runs in-process. A handler that takes a MongoDB session
+  gets ``session=None``: no transaction and no inbox in eager mode.
 
 Example::
 
@@ -206,7 +207,8 @@ class EagerPublisher(EagerFailedJobsMixin):
         delays: list[float] = []
         for attempt in itertools.count():
             try:
-                result = handler.func(handler.argument(event))
+                argument = handler.argument(event)  # a handler taking a session gets None: no transaction here
+                result = handler.func(argument, None) if handler.wants_session else handler.func(argument)
                 if inspect.isawaitable(result):
                     result = await result
                 children, _ = split_result(result, event, handler.name)  # a bad result fails the attempt

@@ -51,6 +51,11 @@ class Keys:
         outcome) of ``event_id``'s run_handler messages (see :mod:`ormevents.delivery.celery.run_ledger`)."""
         return f"{self.prefix}:runs:{event_id}"
 
+    def lease(self, event_id: str, handler: str) -> str:
+        """STRING: the token of the run of ``handler`` on ``event_id`` in progress (expires unless
+        renewed; see :mod:`ormevents.delivery.celery.run_ledger`)."""
+        return f"{self.prefix}:lease:{event_id}:{handler}"
+
     @property
     def failed_jobs(self) -> str:
         """HASH job id -> FailedJob JSON."""

@@ -44,7 +44,17 @@ from .records import (
 
 logger = logging.getLogger("ormevents.jobs.redis_store")
 
-from .redis_scripts import CLAIM, CLAIM_TTL, EVICT_BATCH, RECORD, RELEASE, REMOVE, RETRIED, RETRIED_TTL
+from .redis_scripts import (
+    CLAIM,
+    CLAIM_TTL,
+    EVICT_BATCH,
+    RECORD,
+    RELEASE,
+    REMOVE,
+    RETRIED,
+    RETRIED_TTL,
+)
+
 
 class FailedJobStore:
     """Failed jobs of one queue in Redis (see module doc). Thread-safe; sync client.

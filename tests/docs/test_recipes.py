@@ -22,7 +22,7 @@ import pytest
 import ormevents
 from ormevents import Event
 from tests.docs.doc_blocks import DOCS, project_files
-from tests.support.servers import free_port, stop, wait_for_port
+from tests.support.servers import free_port, stop
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent

@@ -142,7 +142,7 @@ async def test_filter_open_and_retry_a_failed_job_in_a_browser(
         await page.click("#retry")
         await page.wait_for_selector("text=Yes, retry")
         await page.click("#confirm")
-        await page.wait_for_url(f"**/events/*?done=retried")
+        await page.wait_for_url("**/events/*?done=retried")
         # the worker runs it again; the page follows without a reload (htmx polls every second)
         await page.wait_for_selector("tr:has-text('shop.notify_carrier') .state-succeeded")
         await page.wait_for_selector("tr:has-text('shop.notify_carrier') >> text=label printed")

@@ -11,7 +11,6 @@ import sys
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse

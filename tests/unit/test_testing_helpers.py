@@ -67,6 +67,12 @@ def chain(event: Event) -> list[dict[str, Any]]:
     return [{"name": "email.sent", "payload": {"to": "a@x"}}]
 
 
+@event_handler("member.paid", registry=local, name="t.ledger")
+async def ledger(event: Event, session: Any) -> str:
+    SEEN.append(("ledger", session))
+    return "credited"
+
+
 @pytest.fixture
 async def eager() -> AsyncIterator[EagerPublisher]:
     SEEN.clear()
@@ -249,3 +255,8 @@ async def test_an_event_no_handler_matches_is_counted_and_logged(eager: EagerPub
         await ormevents.event_bus.publish(Event(name="nobody.listens", data={}))
     assert [e.name for e in eager.unmatched] == ["nobody.listens"]
     assert any("matched no handler" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_handler_taking_a_session_gets_none_in_eager_mode(eager: EagerPublisher) -> None:
+    await event_bus.publish(Event(name="member.paid"))
+    assert SEEN == [("ledger", None)] and eager.results_for("member.paid") == ["credited"], (SEEN, eager.runs)

@@ -9,8 +9,8 @@ import pytest
 
 from ormevents import ConfigurationError
 from ormevents.jobs.activity import Minute
-from ormevents.ops.web.render import chart, diff_rows, is_redacted, show, stamp
 from ormevents.ops.web.render import ago as ago_text
+from ormevents.ops.web.render import chart, diff_rows, is_redacted, show, stamp
 from ormevents.ops.web.security import WebAuth, check_bind, is_loopback
 
 NOW = datetime(2030, 1, 2, 12, 0, tzinfo=UTC)

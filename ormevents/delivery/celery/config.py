@@ -14,6 +14,9 @@ A worker reads them from the environment (:meth:`DeliverySettings.from_env`):
 | ``ORMEVENTS_SCHEDULER_POLL``      | longest sleep of the schedule poller (default 0.05 s)          |
 | ``ORMEVENTS_FAILED_JOBS``         | JSON of :class:`~ormevents.jobs.records.FailedJobRetention` fields (fallback; events carry the publisher's ``failed_jobs``) |
 | ``ORMEVENTS_STATUS_TTL``          | seconds event status records are kept (default 7 days; events carry the publisher's ``status_ttl``) |
+| ``ORMEVENTS_MONGO_URL``           | MongoDB of the handlers that take a session (their inbox; a replica set: transactions) |
+| ``ORMEVENTS_DATABASE``            | the database of that inbox (``_oe_inbox``)                     |
+| ``ORMEVENTS_RUN_LEASE``           | seconds a handler run's lease lasts unless renewed (default 30) |
 
 The queue name must be the same for the publisher (``event_config["queue_name"]``) and the
 worker, since it names both the Celery queue and the Redis keys.
@@ -57,6 +60,9 @@ class DeliverySettings:
     result_ttl: int = 7 * 24 * 3600
     failed_jobs: FailedJobRetention = field(default_factory=FailedJobRetention)
     status_ttl: int = 7 * 24 * 3600
+    mongo_url: str | None = field(default=None, repr=False)  # may hold a password (12a: a redacting __repr__)
+    database: str | None = None
+    run_lease: float = 30.0
 
     @property
     def broker(self) -> str:
@@ -90,6 +96,9 @@ class DeliverySettings:
             imports=tuple(m.strip() for m in (env.get("ORMEVENTS_IMPORTS") or "").split(",") if m.strip()),
             failed_jobs=FailedJobRetention.model_validate(_json_env(env, "ORMEVENTS_FAILED_JOBS")),
             status_ttl=int(env.get("ORMEVENTS_STATUS_TTL") or 7 * 24 * 3600),
+            mongo_url=env.get("ORMEVENTS_MONGO_URL") or None,
+            database=env.get("ORMEVENTS_DATABASE") or None,
+            run_lease=_positive(env, "ORMEVENTS_RUN_LEASE", 30.0),
         )
 
     def message_options(self) -> dict[str, Any]:
@@ -147,4 +156,17 @@ def _json_env(env: Mapping[str, str], name: str) -> dict[str, Any]:
         raise ConfigurationError(f"{name} must be a JSON object: {exc}") from None
     if not isinstance(value, dict):
         raise ConfigurationError(f"{name} must be a JSON object, got {raw!r}")
+    return value
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise ConfigurationError(f"{name} must be a positive number of seconds, got {raw!r}")
     return value

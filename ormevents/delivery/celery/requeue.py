@@ -10,8 +10,9 @@ it and when. If the broker does not accept the message
 stays. The claim keeps the record stored while the message is sent, so a retrying process
 that dies half-way loses nothing: its claim expires after 60 s. The removal is a
 compare-and-delete, so a retried run that fails again before the removal keeps its new record.
-The handler's completion marker for that event (``done:<event id>``) is cleared first, so the
-duplicate guard cannot skip the retried run.
+The handler's completion record for that event (``done:<event id>``) is kept: if another run of
+the handler completed the event meanwhile, the retried run is skipped (and says so in the
+worker's log) instead of applying the effect a second time.
 
 Bulk operations walk the filter's pages by cursor and skip jobs removed or retried meanwhile, and
 parked malformed messages (:class:`~ormevents.errors.JobNotRetryableError` when retried alone).
@@ -124,8 +125,7 @@ class Requeue:
 
     def _retry(self, job: FailedJob, raw: bytes) -> None:
         client = self.store.client
-        pipe = client.pipeline(transaction=True)
-        pipe.hdel(self.store.keys.done(job.event_id), job.handler)
+        pipe = client.pipeline(transaction=True)  # a handler that completed meanwhile keeps its result: the run skips it
         self.status.handler(pipe, job.event_id, job.handler, self.status_ttl, state="queued", attempts=0,
                             last_error=None, next_attempt_at=None)
         self.status.gauge(pipe, job.handler, queued=1)

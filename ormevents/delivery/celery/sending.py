@@ -55,14 +55,16 @@ def dispatch_message(event_wire: dict[str, Any], retry_policy: dict[str, Any] | 
 
 def run_message(
     event_wire: dict[str, Any], handler: str, attempt: int, retry_policy: dict[str, Any] | None,
-    first_at: float | None = None, *, queue: str | None = None, **extra: Any,
+    first_at: float | None = None, *, queue: str | None = None, run_id: str | None = None, **extra: Any,
 ) -> dict[str, Any]:
     """The message that runs ``handler`` on ``event_wire`` (``attempt`` counts from 0).
 
     ``first_at`` (epoch seconds of the first attempt) rides along for the failed-job record,
     and so do ``extra`` keywords (``first_failed_at``, ``options``, ``due``) that are not ``None``.
-    ``run_id`` (random) names this message in the worker's run ledger: its redeliveries share
-    it, a new message (a retry, a retried failed job) never does.
+    ``run_id`` names this message in the worker's run ledger: its redeliveries share it, a new
+    message (a retry, a retried failed job) gets a random one; a dispatch passes
+    :func:`~ormevents.delivery.celery.run_ledger.dispatch_run_id`, so a duplicate event's runs are
+    copies of one message, and a run rescheduled because another run held its lease keeps its own.
     ``queue`` (the handler's own broker queue, if it has one) is kept in the keywords: the
     :class:`Sender` sends the message there (a retry waiting in the schedule too), and a worker
     that does not know the handler still records it in the failed job.
@@ -71,7 +73,7 @@ def run_message(
         "task": RUN_HANDLER_TASK,
         "args": [event_wire, handler, attempt, retry_policy],
         "kwargs": {"first_at": first_at, **{k: v for k, v in extra.items() if v is not None},
-                   "run_id": uuid.uuid4().hex[:16]},
+                   "run_id": run_id or uuid.uuid4().hex[:16]},
         "id": f"{event_wire['id']}:{handler}:{attempt}",
     }
     if queue:
@@ -87,6 +89,12 @@ def event_member(event_id: uuid.UUID | str) -> str:
 def retry_member(event_id: str, handler: str, attempt: int) -> str:
     """The schedule member of a handler retry."""
     return f"run:{event_id}:{handler}:{attempt}"
+
+
+def recheck_member(event_id: str, handler: str, run_id: str) -> str:
+    """The schedule member of a run message waiting for another run's lease to end (copies of
+    one message share it: they wait as one entry)."""
+    return f"recheck:{event_id}:{handler}:{run_id}"
 
 
 class Sender:

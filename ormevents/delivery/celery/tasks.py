@@ -13,6 +13,11 @@ main worker process, its heartbeat (:mod:`ormevents.delivery.celery.heartbeat`) 
 could not use, or whose task it does not know) park the message as a failed job with reason
 ``malformed_message`` (:mod:`ormevents.delivery.celery.malformed`), counted as ``stats.rejected``.
 
+A worker bootstep checks the handlers before any message is consumed: a handler that takes a
+MongoDB session on a worker without ``ORMEVENTS_MONGO_URL``/``ORMEVENTS_DATABASE`` stops the
+worker at startup ("Unrecoverable error: ConfigurationError(...)", exit code 1), so its events
+wait in the queue instead of failing one by one.
+
 Example::
 
     app = Celery("ormevents")
@@ -27,7 +32,7 @@ import time
 from typing import Any
 
 import redis
-from celery import Celery, signals  # type: ignore[import-untyped]  # celery ships no type hints
+from celery import Celery, bootsteps, signals  # type: ignore[import-untyped]  # celery ships no type hints
 from celery.exceptions import Reject  # type: ignore[import-untyped]  # celery ships no type hints
 
 from ...errors import BrokerUnavailableError
@@ -104,6 +109,14 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
 
     def task_unknown(message: Any = None, name: str | None = None, **_: Any) -> None:
         park(message, unknown_task=str(name))
+
+    class CheckHandlers(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is untyped
+        """Refuses to start a worker whose handlers cannot run (see module doc)."""
+
+        def start(self, parent: Any) -> None:
+            delivery.check_startup()
+
+    app.steps["worker"].add(CheckHandlers)
 
     uid = f"ormevents:{id(app)}"
     signals.worker_process_init.connect(process_init, weak=False, dispatch_uid=f"{uid}:pinit")

@@ -135,7 +135,7 @@ def create_app(settings: DeliverySettings, *, auth: WebAuth | None = None, secre
 
 def _error(status: int | None, redis_url: str | None = None) -> Callable[[Request, Exception], Any]:
     async def handle(request: Request, exc: Exception) -> Response:
-        code = status or getattr(exc, "status_code", 500)
+        code: int = status or int(getattr(exc, "status_code", None) or 500)
         message = str(getattr(exc, "detail", "") or exc)
         if redis_url is not None:
             message = f"cannot reach Redis at {_safe(redis_url)}: {exc}"

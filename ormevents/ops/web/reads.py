@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ...jobs.activity import Minute, WorkerSeen, read_activity, read_handler_totals, read_workers
+from ...jobs.activity import (
+    Minute,
+    WorkerSeen,
+    read_activity,
+    read_handler_totals,
+    read_workers,
+)
 from ...jobs.keys import Keys
 from ...jobs.records import FailedJob
 from ...jobs.redis_store import FailedJobStore
