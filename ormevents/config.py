@@ -15,15 +15,17 @@ class EventConfig(BaseModel):
     """Event delivery settings.
 
     ``queue_name``: the Celery queue handler tasks go to (and the Redis key prefix root).
-    ``retry_policy``: default *execution* retry policy of handlers (a mapping of
-    :class:`~ormevents.handlers.retry.RetryPolicy` fields); ``None`` keeps the library default.
+    ``retry_policy``: default *execution* retry policy of handlers run in this process (eager
+    mode; a mapping of :class:`~ormevents.handlers.retry.RetryPolicy` fields); ``None`` keeps
+    the library default. Celery workers never take a policy from a message: there the default is
+    the worker's ``ORMEVENTS_RETRY_POLICY``, and a handler's own ``retry=`` always wins.
     ``publish_retry``: how sending to the broker is retried (a mapping of
     :class:`~ormevents.handlers.retry.PublishRetryPolicy` fields: ``max_retries``, ``interval_*``,
     ``timeout``); ``None`` keeps the default.
     ``failed_jobs``: retention of failed jobs (``{"max_count": 10000, "max_age_days": 30}``,
     see :class:`~ormevents.jobs.records.FailedJobRetention`); ``None`` keeps the default.
     ``status_ttl``: seconds the per-event delivery status is kept (default 7 days).
-    Both travel with each event to the worker, like ``retry_policy``.
+    Both travel with each event to the worker (data, not code).
     ``redis_check``: what ``init(redis_uri=...)`` does when Redis does not answer a PING at
     start-up: ``"error"`` (the default) raises :class:`~ormevents.errors.BrokerUnavailableError`;
     ``"warn"`` logs a warning and starts anyway (writes then fail to publish until Redis is

@@ -222,6 +222,9 @@ def _celery_publisher(config: EventConfig, redis_uri: str, broker_url: str | Non
     from .handlers.retry import PublishRetryPolicy, RetryPolicy
     from .jobs.records import FailedJobRetention
 
+    if config.retry_policy:
+        logger.warning("event_config['retry_policy'] is not sent to Celery workers (a message never sets how a "
+                       "handler is retried): set ORMEVENTS_RETRY_POLICY on the workers, or retry= on the handlers")
     settings = DeliverySettings(
         redis_url=redis_uri,
         broker_url=broker_url,

@@ -132,7 +132,7 @@ class Sender:
 
     def publish(self, event: Event, due: float | None, retry_policy: dict[str, Any] | None = None) -> None:
         """Deliver ``event`` now (``due`` is ``None`` or past) or at ``due`` (epoch seconds)."""
-        message = dispatch_message(event.to_dict(), retry_policy or self.settings.retry_policy.to_config(),
+        message = dispatch_message(event.to_dict(), retry_policy,
                                    self.settings.message_options(), due or time.time())
         if due is None or due <= time.time():
             self.send(message)

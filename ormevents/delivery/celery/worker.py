@@ -27,9 +27,9 @@ metrics when they are enabled (:mod:`ormevents.delivery.metrics`).
 
 Malformed messages are parked as failed jobs with reason ``malformed_message`` (see
 :mod:`ormevents.delivery.celery.malformed`; counted as ``stats.rejected``) and then rejected; the worker
-keeps running. Nothing in a message is ever imported: handler names are looked up in the
-registry, and a retry policy carried by a message resolves exception names only among classes
-the worker has loaded (:meth:`~ormevents.handlers.retry.RetryPolicy.from_message`).
+keeps running. Messages are data, never code: handler names are looked up in the registry,
+and the retry policy is the handler's own (``retry=``) or the worker's default
+(``ORMEVENTS_RETRY_POLICY``), never one a message carries; nothing a message names is imported.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ from ...errors import BrokerUnavailableError, ConfigurationError, OrmEventsError
 from ...events.event import Event
 from ...handlers.registry import Handler, HandlerRegistry
 from ...handlers.results import qualname, split_result
-from ...handlers.retry import RetryPolicy
 from ...jobs import activity
 from ...jobs.records import FailedJob
 from ...jobs.status import handler_fields
@@ -128,7 +127,7 @@ class WorkerDelivery(WorkerResources):
                                "check ORMEVENTS_IMPORTS", "", ran=False, reason="unknown_handler")
             return None
         run.queue = handler.queue  # the handler's current routing wins over the message's
-        run.policy = handler.retry or self._policy(policy_cfg)
+        run.policy = handler.retry or self.settings.retry_policy  # never a policy a message names
         if handler.wants_session and not (self.settings.mongo_url and self.settings.database):
             # a worker started by `celery worker` refuses to start like this (check_startup); kept as a failed job
             problem = ConfigurationError(self._inbox_missing())
@@ -216,16 +215,6 @@ class WorkerDelivery(WorkerResources):
         return self.loop.run(as_coroutine(attach(awaitable) if attach else awaitable))
 
     # ----- helpers ----------------------------------------------------------------------
-
-    def _policy(self, config: Any) -> RetryPolicy:
-        """The default policy an event carries (data only, see :meth:`RetryPolicy.from_message`), else the worker's."""
-        if isinstance(config, dict):
-            try:
-                return RetryPolicy.from_message(config)
-            except ValidationError as exc:
-                logger.warning("unusable retry policy in message %.300r (%s); using the worker default", config,
-                               "; ".join(error["msg"] for error in exc.errors()))
-        return self.settings.retry_policy
 
     def _parse(self, args: tuple[Any, ...], policy_index: int, task: str) -> tuple[Event, Any]:
         if len(args) <= policy_index or not isinstance(args[0], dict):
