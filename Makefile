@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test docs bench bench-quick clean
+.PHONY: demo test docs bench bench-quick screenshots clean
 
 $(PY):
 	$(PYTHON) -c 'import sys; sys.exit("ormevents needs Python >= 3.11" if sys.version_info < (3, 11) else 0)'
@@ -42,3 +42,7 @@ bench-quick: $(VENV)/.dev-installed
 
 clean:
 	rm -rf $(VENV) site .pytest_cache
+
+# the dashboard's screenshots in docs/img/, taken by its browser test
+screenshots: $(VENV)/.dev-installed
+	ORMEVENTS_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q tests/integration/test_dashboard_browser.py

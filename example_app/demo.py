@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import ormevents
-from ormevents.events.redaction import redact_changes
+from ormevents import event_metadata
 from ormevents.testing.servers import stop
 
 from .models import Order, User
@@ -45,35 +45,40 @@ def start_worker(settings: Settings, log_path: str) -> subprocess.Popen[bytes]:
     )
 
 
-def show_write(label: str, model: Any) -> None:
-    shown = redact_changes(type(model), model.saved_changes)
-    changes = ", ".join(f"{p}: {o!r} -> {n!r}" for p, (o, n) in shown.items())
-    print(f"\n● {label}\n    diff: {changes or '(none)'}", flush=True)
-
-
 async def scenario(timeline: Timeline) -> None:
-    ann = await User.create(username=" ann ", email="Ann@Example.COM", password_hash="s3cret")
-    show_write("User.create(ann) -> user.created (email normalised by a before_write hook)", ann)
+    """The writes, each inside ``event_metadata(write=n)``: its events (and those its hooks emit,
+    delayed ones too) carry ``n``, so every handler run is shown under the write that caused it."""
+    with event_metadata(write=1):
+        ann = await User.create(username=" ann ", email="Ann@Example.COM", password_hash="s3cret")
+    timeline.write(1, "User.create(ann) -> user.created (email normalised by a before_write hook)", ann)
     await timeline.follow(2.0)
     try:
         await User.create(username="bob", email="not-an-email")
     except ValueError as error:
         print(f"\n● User.create(bob) rejected by a before_write hook: {error} (nothing written, no event)")
-    await ann.update(email="ann@new.example")
-    show_write("ann.update(email=...) -> user.updated", ann)
-    await ann.update(status="active")
-    show_write("ann.update(status='active') -> user.updated", ann)
+    with event_metadata(write=2):
+        await ann.update(email="ann@new.example")
+    timeline.write(2, "ann.update(email=...) -> user.updated", ann)
+    with event_metadata(write=3):
+        await ann.update(status="active")
+    timeline.write(3, "ann.update(status='active') -> user.updated", ann)
     await timeline.follow(1.5)
-    paid = await Order.create(user_id=ann.id, total=Decimal("25.00"))
-    show_write("Order.create(25.00) -> order.created (+ order.payment_reminder in 3 s)", paid)
-    unpaid = await Order.create(user_id=ann.id, total=Decimal("9.90"))
-    show_write("Order.create(9.90) -> order.created (+ order.payment_reminder in 3 s)", unpaid)
+    with event_metadata(write=4):
+        paid = await Order.create(user_id=ann.id, total=Decimal("25.00"))
+    timeline.write(4, "Order.create(25.00) -> order.created (+ order.payment_reminder in 3 s)", paid)
+    with event_metadata(write=5):
+        unpaid = await Order.create(user_id=ann.id, total=Decimal("9.90"))
+    timeline.write(5, "Order.create(9.90) -> order.created (+ order.payment_reminder in 3 s)", unpaid)
     await timeline.follow(1.0)
-    await paid.update(status="paid")
-    show_write("order.update(status='paid') -> order.updated + order.paid (after_update hook); the gateway is flaky", paid)
+    with event_metadata(write=6):
+        await paid.update(status="paid")
+    timeline.write(6, "order.update(status='paid') -> order.updated + order.paid (after_update hook); "
+                      "the gateway is flaky", paid)
     await timeline.follow(2.5)
-    await paid.update(status="shipped")
-    show_write("order.update(status='shipped') -> order.updated + order.shipped; the carrier API is down", paid)
+    with event_metadata(write=7):
+        await paid.update(status="shipped")
+    timeline.write(7, "order.update(status='shipped') -> order.updated + order.shipped; the carrier API is down",
+                   paid)
     print("\n… waiting for the delayed payment reminders", flush=True)
     await timeline.wait_for(EXPECTED, timeout=30.0)
 
@@ -101,6 +106,7 @@ async def run(settings: Settings, *, start_own_worker: bool) -> int:
             if failed:
                 await _carrier_fixed(settings, True)
                 retried = await _retry_failed_job(failed, timeline)
+            timeline.print_by_write()
             print(f"\nfinished in {time.monotonic() - started:.1f} s")
             if missing or not failed or not retried:
                 print(f"NOT HANDLED: {missing or ('no failed job for shop.notify_carrier' if not failed else 'the retry')}")

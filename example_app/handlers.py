@@ -64,6 +64,7 @@ async def note(event: Event, handler: str, outcome: str, detail: str = "", attem
     await db().timeline.insert_one({
         "at": datetime.now(UTC), "event_id": str(event.id), "event": event.name,
         "handler": handler, "attempt": attempt, "outcome": outcome, "detail": detail,
+        "write": event.metadata.get("write"),  # the demo's write that caused it (event_metadata)
     })
 
 
@@ -159,6 +160,7 @@ def notify_carrier(event: Event) -> str:
             "at": datetime.now(UTC), "event_id": str(event.id), "event": event.name,
             "handler": "shop.notify_carrier", "attempt": attempt, "outcome": "ok" if fixed else "error",
             "detail": "carrier accepted the shipment" if fixed else "carrier API rejected the shipment",
+            "write": event.metadata.get("write"),
         })
     if not fixed:
         raise RuntimeError(f"carrier API rejected the shipment (attempt {attempt})")

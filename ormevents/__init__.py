@@ -39,6 +39,7 @@ from .changes.conditions import (
 from .changes.diff import ChangeSet, FieldChange
 from .config import EventConfig
 from .delivery.base import Publisher
+from .delivery.celery.attach import attach_celery
 from .delivery.celery.runtime import on_worker_start, on_worker_stop
 from .delivery.recording import RecordingPublisher
 from .errors import (
@@ -86,6 +87,7 @@ __all__ = [
     "PublishRetryPolicy",
     "RetryPolicy",
     "AllOf",
+    "attach_celery",
     "AnyOf",
     "BrokerUnavailableError",
     "Changed",

@@ -6,7 +6,7 @@ documented keys; ours validates them).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -32,15 +32,21 @@ class EventConfig(BaseModel):
     """Event delivery settings.
 
     ``queue_name``: the Celery queue handler tasks go to (and the Redis key prefix root).
-    ``retry_policy``: default *execution* retry policy of handlers (a mapping of
-    :class:`~ormevents.handlers.retry.RetryPolicy` fields); ``None`` keeps the library default.
+    ``retry_policy``: default *execution* retry policy of handlers run in this process (eager
+    mode; a mapping of :class:`~ormevents.handlers.retry.RetryPolicy` fields); ``None`` keeps
+    the library default. Celery workers never take a policy from a message: there the default is
+    the worker's ``ORMEVENTS_RETRY_POLICY``, and a handler's own ``retry=`` always wins.
     ``publish_retry``: how sending to the broker is retried (a mapping of
     :class:`~ormevents.handlers.retry.PublishRetryPolicy` fields: ``max_retries``, ``interval_*``,
     ``timeout``); ``None`` keeps the default.
     ``failed_jobs``: retention of failed jobs (``{"max_count": 10000, "max_age_days": 30}``,
     see :class:`~ormevents.jobs.records.FailedJobRetention`); ``None`` keeps the default.
     ``status_ttl``: seconds the per-event delivery status is kept (default 7 days).
-    Both travel with each event to the worker, like ``retry_policy``.
+    Both travel with each event to the worker (data, not code).
+    ``redis_check``: what ``init(redis_uri=...)`` does when Redis does not answer a PING at
+    start-up: ``"error"`` (the default) raises :class:`~ormevents.errors.BrokerUnavailableError`;
+    ``"warn"`` logs a warning and starts anyway (model writes go on, their events wait in the
+    outbox until Redis is back; ``event_bus.publish`` fails); ``"skip"`` does not ask.
     ``max_event_bytes``: the largest event (as JSON) a write may produce, default 1 MiB; a
     larger one raises :class:`~ormevents.errors.EventTooLargeError` before anything is written.
     ``outbox``: the outbox's settings (:class:`OutboxConfig` fields), used when events go
@@ -54,6 +60,7 @@ class EventConfig(BaseModel):
     publish_retry: dict[str, Any] | None = None
     failed_jobs: dict[str, Any] | None = None
     status_ttl: int = Field(default=7 * 24 * 3600, ge=1)
+    redis_check: Literal["error", "warn", "skip"] = "error"
     max_event_bytes: int = Field(default=1024 * 1024, ge=1024)
     outbox: OutboxConfig = Field(default_factory=lambda: OutboxConfig())
 

@@ -175,6 +175,7 @@ async def init(
     await close()
     if publisher is None and redis_uri is not None:
         publisher = _celery_publisher(config, redis_uri, broker_url)
+        await _check_redis(publisher, config, redis_uri)
     if eager:
         from .delivery.eager import EagerPublisher
         from .handlers.retry import RetryPolicy
@@ -218,12 +219,38 @@ async def close() -> None:
     await runtime.release()
 
 
+async def _check_redis(publisher: Any, config: EventConfig, redis_uri: str) -> None:
+    """Start-up check of ``init(redis_uri=...)`` (``event_config["redis_check"]``): Redis answers
+    a PING within the publish timeout, asked off the event loop; else raise (closing the new
+    publisher) or, with ``"warn"``, log and go on."""
+    if config.redis_check == "skip":
+        return
+    from .errors import BrokerUnavailableError
+    from .urls import redact_url
+
+    limit = publisher.settings.publish_retry.timeout * 2 + 1
+    try:
+        await asyncio.wait_for(asyncio.to_thread(publisher.redis.ping), limit)
+    except Exception as exc:  # redis errors, OSError, TimeoutError: all mean "not answering"
+        reason = f"Redis at {redact_url(redis_uri)} does not answer ({type(exc).__name__}: {exc})"
+        if config.redis_check == "warn":
+            logger.warning("ormevents.init(): %s; starting anyway (redis_check='warn'): model writes keep their "
+                           "events in the outbox until it answers, event_bus.publish fails", reason)
+            return
+        await publisher.close()
+        raise BrokerUnavailableError(f"ormevents.init(): {reason}; start Redis or fix redis_uri=, or pass "
+                                     "event_config={'redis_check': 'warn'} to start without it") from None
+
+
 def _celery_publisher(config: EventConfig, redis_uri: str, broker_url: str | None) -> Publisher:
     from .delivery.celery.config import DeliverySettings
     from .delivery.celery.publisher import CeleryPublisher
     from .handlers.retry import PublishRetryPolicy, RetryPolicy
     from .jobs.records import FailedJobRetention
 
+    if config.retry_policy:
+        logger.warning("event_config['retry_policy'] is not sent to Celery workers (a message never sets how a "
+                       "handler is retried): set ORMEVENTS_RETRY_POLICY on the workers, or retry= on the handlers")
     settings = DeliverySettings(
         redis_url=redis_uri,
         broker_url=broker_url,

@@ -31,7 +31,7 @@ class Sizes:
     size_ops: int           # 10: operations per variant and document size
     fanout_runs: int        # 11: handler runs (tasks) per fan-out and side
     throughput_rounds: int  # rounds of every throughput comparison
-    relay_backlog: int = 20_000  # 12: pending events the relay drains, per kind and round
+    relay_backlog: int = 20_000  # 13: pending events the relay drains, per kind and round
 
     @classmethod
     def full(cls) -> Sizes:

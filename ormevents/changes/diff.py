@@ -161,15 +161,27 @@ def lookup(document: Any, path: str, default: Any = None) -> Any:
 
 
 def _diff_mapping(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str, out: dict[str, FieldChange]) -> None:
-    for key in [*new.keys(), *(k for k in old.keys() if k not in new)]:
-        path = f"{prefix}{key}"
-        before, after = old.get(key, _MISSING), new.get(key, _MISSING)
-        if not _path_safe(key):
-            if not values_equal(before, after):
-                _record_whole(old, new, prefix, out)
-                return
+    for key, after in new.items():
+        before = old.get(key, _MISSING)
+        if before is after:  # the common case: a dump shares its unchanged leaves with the snapshot
             continue
-        _diff_value(before, after, path, out)
+        if not _unchanged(before, after) and _diff_key(old, new, key, before, after, prefix, out):
+            return
+    for key, before in old.items():
+        if key not in new and _diff_key(old, new, key, before, _MISSING, prefix, out):
+            return
+
+
+def _diff_key(old: Mapping[str, Any], new: Mapping[str, Any], key: str, before: Any, after: Any, prefix: str,
+              out: dict[str, FieldChange]) -> bool:
+    """Record what changed at ``key``; ``True`` when the whole parent was recorded instead (stop)."""
+    if not _path_safe(key):
+        if values_equal(before, after):
+            return False
+        _record_whole(old, new, prefix, out)
+        return True
+    _diff_value(before, after, f"{prefix}{key}", out)
+    return False
 
 
 def _diff_value(before: Any, after: Any, path: str, out: dict[str, FieldChange]) -> None:
@@ -177,12 +189,46 @@ def _diff_value(before: Any, after: Any, path: str, out: dict[str, FieldChange])
         _diff_mapping(before, after, path + ".", out)
     elif isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
         for index, (x, y) in enumerate(zip(before, after)):
-            _diff_value(x, y, f"{path}.{index}", out)
+            if not _unchanged(x, y):
+                _diff_value(x, y, f"{path}.{index}", out)
     elif not values_equal(before, after):
         out[path] = FieldChange(
             None if before is _MISSING else before,
             None if after is _MISSING else after,
         )
+
+
+_PLAIN_LEAVES = frozenset({str, int, float, bool, type(None), bytes})
+
+
+def _unchanged(before: Any, after: Any) -> bool:
+    """A fast, exact "no change": ``True`` only where :func:`values_equal` is ``True`` too.
+
+    Equal plain values and equal containers are compared by C-level ``==``; since ``==``
+    equates ``1``, ``1.0``, ``True`` and ``Decimal(1)``, containers must also hold the same
+    types throughout (:func:`_same_types`). Anything else (datetimes, decimals, ids...) says
+    ``False`` and takes the full comparison.
+    """
+    kind = type(before)
+    if kind is not type(after):
+        return False
+    if kind in _PLAIN_LEAVES:
+        return bool(before == after)
+    if kind is dict or kind is list:
+        return bool(before == after) and _same_types(before, after)
+    return False
+
+
+def _same_types(before: Any, after: Any) -> bool:
+    """Whether two ``==``-equal values have the same type at every position."""
+    kind = type(before)
+    if kind is not type(after):
+        return False
+    if kind is dict:
+        return all(value is after[key] or _same_types(value, after[key]) for key, value in before.items())
+    if kind is list:
+        return all(x is y or _same_types(x, y) for x, y in zip(before, after))
+    return True
 
 
 def _record_whole(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str, out: dict[str, FieldChange]) -> None:

@@ -6,7 +6,8 @@ conditions, retry policies and failed-job behaviour as a worker (``event_bus.get
 retries and delays never sleep: a
   retry moves the clock by the policy's delay at once, and delayed events wait until the clock
   passes them (:meth:`EagerPublisher.advance`, or a retry moving it). Handler queues
-  (``queue=``) are ignored: everything runs in-process.
+  (``queue=``) are ignored: everything runs in-process. A handler that takes a MongoDB session
+  gets ``session=None``: no transaction and no inbox in eager mode.
 
 Example::
 
@@ -87,6 +88,7 @@ class EagerPublisher(EagerFailedJobsMixin):
         self.clock = SimulatedClock()
         self.published: list[PublishedEvent] = []
         self.runs: list[HandlerRun] = []
+        self.unmatched: list[Event] = []  # delivered events no handler matched (logged at debug)
         self.failed_store = EagerFailedStore(failed_jobs)
         self._scheduled: list[_Scheduled] = []
         self._order = itertools.count()
@@ -180,7 +182,12 @@ class EagerPublisher(EagerFailedJobsMixin):
     async def _deliver(self, event: Event) -> None:
         self._depth += 1
         try:
-            for handler in self.registry.match(event):
+            matched = self.registry.match(event)
+            if not matched:
+                self.unmatched.append(event)  # as a worker counts stats.unmatched
+                logger.debug("eager: event %s %s matched no handler", event.name, event.id,
+                             extra={"event_id": str(event.id), "state": "unmatched"})
+            for handler in matched:
                 await self._rerun(handler, handler.name, event)
         finally:
             self._depth -= 1
@@ -212,7 +219,8 @@ class EagerPublisher(EagerFailedJobsMixin):
         delays: list[float] = []
         for attempt in itertools.count():
             try:
-                result = handler.func(handler.argument(event))
+                argument = handler.argument(event)  # a handler taking a session gets None: no transaction here
+                result = handler.func(argument, None) if handler.wants_session else handler.func(argument)
                 if inspect.isawaitable(result):
                     result = await result
                 children, _ = split_result(result, event, handler.name)  # a bad result fails the attempt

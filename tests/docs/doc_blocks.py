@@ -11,6 +11,7 @@ from typing import Any
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 _FENCE = re.compile(r"^```python(?P<info>[^\n]*)\n(?P<code>.*?)^```", re.S | re.M)
+_FILE = re.compile(r'title="(?P<path>[\w./-]+\.py)"')
 
 
 @dataclass(frozen=True)
@@ -21,8 +22,15 @@ class Block:
     code: str
 
     @property
+    def file(self) -> str | None:
+        """The project path of a block titled with one (``title="shop/api.py"``): a file of the
+        reader's project, written out and run as such by ``tests/docs/test_recipes.py``."""
+        found = _FILE.search(self.info)
+        return found.group("path") if found else None
+
+    @property
     def runnable(self) -> bool:
-        return "not runnable" not in self.info
+        return "not runnable" not in self.info and self.file is None
 
 
 def blocks(page: Path) -> list[Block]:
@@ -34,7 +42,12 @@ def blocks(page: Path) -> list[Block]:
 
 
 def pages() -> list[Path]:
-    return sorted(DOCS.glob("*.md"))
+    return sorted(DOCS.glob("*.md")) + sorted((DOCS / "recipes").glob("*.md"))
+
+
+def project_files(page: Path) -> dict[str, str]:
+    """The project files a page shows (blocks titled with a ``.py`` path), by path."""
+    return {block.file: block.code for block in blocks(page) if block.file}
 
 
 async def run_block(block: Block, namespace: dict[str, Any], replacements: dict[str, str]) -> None:

@@ -281,3 +281,10 @@ def slow_finish(event: Event) -> dict[str, str]:
     if event.data.get("fail"):
         raise RuntimeError("finished badly")
     return {"finished": event.data["tag"]}
+
+
+@event_handler("hang.hard", name="t.hang_hard", retry=RetryPolicy(max_retries=1, interval_start=0.1))
+def hang_hard(event: Event) -> None:
+    """Outlives a hard ``task_time_limit``: Celery kills the pool process running it."""
+    record("t.hang_hard", event)
+    time.sleep(float(event.data["sleep"]))

@@ -187,3 +187,19 @@ def test_a_second_retry_of_a_job_says_it_was_already_retried(redis_uri: str, que
     assert first.exit_code == 0 and first.output.strip() == f"retried {job.id}", first.output
     assert second.exit_code == 1 and "was already retried by" in second.output, \
         f"second retry: exit {second.exit_code}: {second.output.strip()!r}"
+
+
+def test_a_command_that_never_talks_to_redis_is_not_refused_for_its_url() -> None:
+    done = subprocess.run([sys.executable, "-m", "ormevents", "--redis-url", "not a url", "handlers", "list",
+                           "--import", "tests.integration.delivery_handlers", "--json"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0 and json.loads(done.stdout), done.stderr
+
+
+def test_redis_refusing_a_command_is_one_line_not_a_traceback(redis_uri: str, queue: str) -> None:
+    redis.Redis.from_url(redis_uri).set(Keys(queue).failed_jobs, "not a hash")        # WRONGTYPE for HGET
+    done = subprocess.run([sys.executable, "-m", "ormevents", "--redis-url", redis_uri, "--queue", queue,
+                           "failed", "show", "x:y"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3 and "refused the command" in done.stderr and "Traceback" not in done.stderr, \
+        done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr

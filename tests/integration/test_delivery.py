@@ -29,14 +29,15 @@ def queue() -> str:
 
 @pytest.fixture(scope="module")
 def worker(queue: str, redis_uri: str, mongo_uri: str) -> Iterator[WorkerProcess]:
-    with running(WorkerProcess(queue, redis_uri, extra_env={"ORMEVENTS_TEST_MONGO_URL": mongo_uri})) as process:
+    settings = {"ORMEVENTS_TEST_MONGO_URL": mongo_uri, "ORMEVENTS_RETRY_POLICY": json.dumps(LINEAR)}
+    with running(WorkerProcess(queue, redis_uri, extra_env=settings)) as process:
         yield process
 
 
 @pytest.fixture
 async def bus(worker: WorkerProcess, queue: str, redis_uri: str, mongo_uri: str) -> AsyncIterator[Any]:
     await ormevents.init(mongo_uri=mongo_uri, database="delivery_tests", redis_uri=redis_uri,
-                         event_config={"queue_name": queue, "retry_policy": LINEAR})
+                         event_config={"queue_name": queue})
     yield event_bus
     await ormevents.close()
 

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from ormevents.delivery.celery.scheduler import RedisSchedule, SchedulerThread
+from ormevents.delivery.celery.poller import SchedulerThread
+from ormevents.delivery.celery.scheduler import RedisSchedule
 from ormevents.jobs.keys import Keys
 
 pytestmark = pytest.mark.integration
@@ -165,3 +166,40 @@ def test_a_republish_while_the_entry_is_in_flight_is_sent_too(schedule: RedisSch
         poller.stop()
     assert sent == [1, 2], f"sent {sent}: the re-publish of an entry in flight was {'dropped' if sent == [1] else 'mangled'}"
     assert schedule.pending() == 0
+
+
+def test_a_poller_stopping_mid_batch_gives_the_rest_back_and_sends_nothing_twice(
+        redis_uri: str, schedule: RedisSchedule) -> None:
+    """A warm shutdown while a slow broker takes a batch: the unsent entries go to another poller at
+    once, the entry being sent keeps its lease, and no entry is sent twice."""
+    schedule.lease = 1.5
+    other = RedisSchedule(redis.Redis.from_url(redis_uri), schedule.keys, lease=1.5)
+    for n in range(10):
+        schedule.add(f"event:{n}", {"member": f"event:{n}"}, time.time() - 1)
+    sent: list[str] = []
+    lock = threading.Lock()
+
+    def slow_send(message: dict[str, str]) -> None:
+        time.sleep(0.2)                               # the whole batch would take 2 s
+        with lock:
+            sent.append(message["member"])
+
+    stopping = SchedulerThread(schedule, slow_send, poll=0.02)
+    stopping.start()
+    time.sleep(0.3)                                   # it holds the batch and is sending
+    stopper = threading.Thread(target=stopping.stop, kwargs={"timeout": 0.1})   # returns before the send ends
+    stopper.start()
+    survivor = SchedulerThread(other, slow_send, poll=0.02)
+    survivor.start()
+    try:
+        deadline = time.monotonic() + 15
+        while (schedule.pending() or len(sent) < 10) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(2 * schedule.lease)                # any lapsed lease would be taken again by now
+    finally:
+        stopper.join()
+        survivor.stop()
+        other.client.close()
+    counts = _sent_counts(sent)
+    assert len(counts) == 10 and max(counts.values()) == 1, \
+        f"sends: {len(sent)} for 10 entries; sent twice: {sorted(m for m, n in counts.items() if n > 1)}"

@@ -11,7 +11,10 @@ import pytest
 import redis
 
 from ormevents import Event
+from ormevents.delivery.celery.config import DeliverySettings
+from ormevents.delivery.celery.requeue import Requeue
 from ormevents.errors import InvalidFilterError
+from ormevents.handlers.retry import PublishRetryPolicy
 from ormevents.jobs.records import FailedJob, FailedJobFilter, FailedJobRetention
 from ormevents.jobs.redis_store import FailedJobStore
 
@@ -129,3 +132,28 @@ def test_bad_cursor_and_limit_are_usage_errors(store: FailedJobStore) -> None:
         store.page(limit=0)
     assert FailedJobFilter(since=datetime(2030, 1, 1)).min_score() == datetime(2030, 1, 1, tzinfo=UTC).timestamp()
     assert FailedJobFilter(since=datetime.now(UTC) - timedelta(minutes=1)).matches(job(1)) is False
+
+
+class _SlowSender:
+    """A Sender stand-in that records how long the retry claim still has to live while it sends."""
+
+    def __init__(self, client: redis.Redis, store: FailedJobStore, publish_retry: PublishRetryPolicy) -> None:
+        self.client, self.store = client, store
+        self.settings = DeliverySettings(redis_url="redis://unused", queue_name=store.queue_name,
+                                         publish_retry=publish_retry)
+        self.claim_ttls: list[float] = []
+
+    def send(self, message: dict[str, object]) -> None:
+        job_id = message["id"].split(":retry:")[0]  # type: ignore[union-attr]  # a run message id is a str
+        self.claim_ttls.append(self.client.pttl(self.store.keys.failed_claim(job_id)) / 1000)
+
+
+def test_a_retry_claim_outlives_the_longest_send_its_publish_retry_policy_allows(store: FailedJobStore) -> None:
+    patient = PublishRetryPolicy(max_retries=5, timeout=20, interval_max=2)   # a send may take ~6 x 41 s
+    sender = _SlowSender(store.client, store, patient)
+    store.record(job(1, queue=store.queue_name))
+    first = store.page(FailedJobFilter(), limit=1).items[0]
+    Requeue(store, sender).retry(first.id)  # type: ignore[arg-type]  # a stand-in with send() and settings
+    longest_send = (5 + 1) * (2 * 20 + 1 + 2)
+    assert sender.claim_ttls and sender.claim_ttls[0] > longest_send, \
+        f"the claim had {sender.claim_ttls} s left while a send may take {longest_send} s"

@@ -17,14 +17,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class WorkerProcess:
-    """One prefork worker for ``queue`` (consuming ``consume``, default ``[queue]``); its log goes
-    to a temp file (see :meth:`log`)."""
+    """One prefork worker of Celery app ``app`` for ``queue`` (consuming ``consume``, default
+    ``[queue]``; ``[]``: the app's own choice); its log goes to a temp file (see :meth:`log`)."""
 
     def __init__(self, queue: str, redis_url: str, *, broker_url: str | None = None,
                  concurrency: int = 2, extra_env: dict[str, str] | None = None,
-                 consume: list[str] | None = None) -> None:
+                 consume: list[str] | None = None, app: str = "ormevents.worker") -> None:
         self.queue = queue
-        self.consume = consume or [queue]
+        self.app = app
+        self.consume = [queue] if consume is None else consume
         self.env = {
             **os.environ,
             "ORMEVENTS_REDIS_URL": redis_url,
@@ -43,8 +44,8 @@ class WorkerProcess:
         offset = self.log_path.stat().st_size
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "ormevents.worker", "worker", "--pool=prefork",
-             "-c", str(self.concurrency), "-Q", ",".join(self.consume), "-n", f"w{uuid.uuid4().hex[:8]}@%h",
+            [sys.executable, "-m", "celery", "-A", self.app, "worker", "--pool=prefork",
+             "-c", str(self.concurrency), *(["-Q", ",".join(self.consume)] if self.consume else []), "-n", f"w{uuid.uuid4().hex[:8]}@%h",
              "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info"],
             cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )

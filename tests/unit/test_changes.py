@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from bson import ObjectId
@@ -87,3 +88,22 @@ def test_lookup_walks_dicts_and_lists() -> None:
     assert lookup(doc, "items.0.qty") == 1
     assert lookup(doc, "items.5.qty", "x") == "x"
     assert lookup(doc, "a.b", "x") is None
+
+
+@pytest.mark.parametrize(("old", "new"), [
+    ({"a": [1, 2]}, {"a": [1, 2.0]}),                       # equal by ==, another type inside a list
+    ({"a": {"x": 1, "y": 1.0}}, {"a": {"y": 1, "x": 1.0}}),  # equal by ==, types swapped between keys
+    ({"a": {"b": True}}, {"a": {"b": 1}}),
+    ({"a": [Decimal("1")]}, {"a": [1]}),
+])
+def test_values_equal_by_eq_but_of_another_type_are_changes(old: dict[str, Any], new: dict[str, Any]) -> None:
+    changes = diff(old, new)
+    assert changes, f"{old} -> {new} is a change (the stored BSON type differs)"
+    assert not values_equal(old, new)
+
+
+def test_unchanged_leaves_shared_with_the_snapshot_are_skipped_and_a_change_is_still_found() -> None:
+    shared = {"name": "x" * 10, "tags": ["a", "b"]}
+    old = {**shared, "n": {"deep": [1, {"k": "v"}]}}
+    new = {**shared, "n": {"deep": [1, {"k": "w"}]}}
+    assert diff(old, new).as_pairs() == {"n.deep.1.k": ("v", "w")}

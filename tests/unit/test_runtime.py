@@ -60,3 +60,12 @@ async def test_init_without_a_broker_warns_and_bounds_what_it_records(caplog: py
     for name in ("a.one", "a.two", "a.three"):
         await small.publish(ormevents.Event(name=name))
     assert small.names() == ["a.two", "a.three"]
+
+
+async def test_a_retry_policy_for_celery_workers_in_event_config_is_called_out(
+        caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="ormevents.runtime"):
+        await ormevents.init(database=_Db(), redis_uri="redis://127.0.0.1:1/0",
+                             event_config={"retry_policy": {"max_retries": 8}, "redis_check": "skip"})
+    await ormevents.close()
+    assert "ORMEVENTS_RETRY_POLICY" in caplog.text, caplog.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -64,6 +65,12 @@ def doomed(event: Event) -> None:
 @event_handler("member.chain", registry=local, name="t.chain")
 def chain(event: Event) -> list[dict[str, Any]]:
     return [{"name": "email.sent", "payload": {"to": "a@x"}}]
+
+
+@event_handler("member.paid", registry=local, name="t.ledger")
+async def ledger(event: Event, session: Any) -> str:
+    SEEN.append(("ledger", session))
+    return "credited"
 
 
 @pytest.fixture
@@ -240,3 +247,16 @@ async def test_a_page_of_failed_jobs_iterates_like_a_sequence_in_eager_mode(eage
     assert seen == [job.event["data"]["n"] for job in page.items] and len(page) == len(seen) == 2, \
         f"iterated {len(seen)} job(s), len(page) = {len(page)}"
     assert page.next_cursor is not None and list(await event_bus.get_failed_jobs(cursor=page.next_cursor))
+
+
+async def test_an_event_no_handler_matches_is_counted_and_logged(eager: EagerPublisher,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="ormevents.delivery.eager"):
+        await ormevents.event_bus.publish(Event(name="nobody.listens", data={}))
+    assert [e.name for e in eager.unmatched] == ["nobody.listens"]
+    assert any("matched no handler" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_handler_taking_a_session_gets_none_in_eager_mode(eager: EagerPublisher) -> None:
+    await event_bus.publish(Event(name="member.paid"))
+    assert SEEN == [("ledger", None)] and eager.results_for("member.paid") == ["credited"], (SEEN, eager.runs)

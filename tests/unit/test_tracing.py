@@ -61,3 +61,35 @@ def test_trace_continues_from_the_write_into_sync_and_async_handlers(exporter: I
         assert handle.context.trace_id == trace_id and handle.parent.span_id == write.get_span_context().span_id
         assert inner.parent.span_id == handle.context.span_id
         assert handle.attributes["ormevents.event_id"] == str(event.id) and handle.kind == trace.SpanKind.CONSUMER
+
+
+def test_handler_span_keeps_the_write_as_parent_and_links_the_celery_task_span(exporter: InMemorySpanExporter) -> None:
+    """With opentelemetry-instrumentation-celery on, the task runs inside Celery's ``run/...``
+    span; the handler span stays a child of the write (the event's context) and links to it."""
+    from celery import Celery
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+    from ormevents.delivery.tracing import instrument_celery
+
+    assert instrument_celery({"ORMEVENTS_OTEL_CELERY": "0"}) is False
+    assert instrument_celery({}) is True and CeleryInstrumentor().is_instrumented_by_opentelemetry
+    try:
+        tracer = trace.get_tracer("test")
+        with tracer.start_as_current_span("model write") as write:
+            event = with_trace_context(Event(name="a.b"))
+        app = Celery("traced", set_as_current=False)
+
+        @app.task(name="traced.run_handler")
+        def run_handler() -> None:
+            with handler_span(event, "h", 0):
+                pass
+
+        exporter.clear()
+        run_handler.apply()
+    finally:
+        CeleryInstrumentor().uninstrument()
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    task, handle = spans["run/traced.run_handler"], spans["ormevents.handle h"]
+    assert handle.parent.span_id == write.get_span_context().span_id
+    assert handle.context.trace_id == write.get_span_context().trace_id != task.context.trace_id
+    assert [link.context.span_id for link in handle.links] == [task.context.span_id]

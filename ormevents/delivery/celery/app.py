@@ -8,10 +8,14 @@ Example::
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
+from collections.abc import Iterable
 
 from celery import Celery  # type: ignore[import-untyped]  # celery ships no type hints
 
+from ...errors import ConfigurationError
 from ...handlers.registry import HandlerRegistry, registry
 from ..metrics import prepare_worker_metrics
 from .config import DeliverySettings, publishing_app
@@ -31,8 +35,11 @@ def create_worker_app(
 
     ``ORMEVENTS_CELERY_CONFIG`` names an extra Celery config module applied on top;
     ``ORMEVENTS_METRICS_PORT`` serves Prometheus metrics (see :mod:`ormevents.delivery.metrics`).
+    The handler modules (``ORMEVENTS_IMPORTS``) are imported here, before Celery starts:
+    :class:`~ormevents.errors.ConfigurationError` names the one that cannot be imported.
     """
     settings = settings or DeliverySettings.from_env()
+    import_handlers(settings.imports)
     metrics_port = prepare_worker_metrics()  # before prometheus-client is imported anywhere
     app = Celery("ormevents")
     app.conf.update(settings.celery_conf())
@@ -44,3 +51,21 @@ def create_worker_app(
     install(app, delivery)
     app.ormevents_delivery = delivery  # for introspection (Celery apps take attributes)
     return app
+
+
+def import_handlers(modules: Iterable[str]) -> None:
+    """Import each handler module (the working directory first on the path, as ``celery -A``
+    does); :class:`ConfigurationError` naming the module, and why, for one that cannot be."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # whatever the module raised while importing: name it in one line
+            where, frame = "", exc.__traceback__
+            while frame is not None and not isinstance(exc, ModuleNotFoundError):
+                if frame.tb_frame.f_globals.get("__name__") == name:  # the line of the module that raised
+                    where = f" ({frame.tb_frame.f_code.co_filename}:{frame.tb_lineno})"
+                frame = frame.tb_next
+            raise ConfigurationError(f"cannot import handler module {name!r} from ORMEVENTS_IMPORTS: "
+                                     f"{type(exc).__name__}: {exc}{where}") from None

@@ -14,8 +14,9 @@ A worker reads them from the environment (:meth:`DeliverySettings.from_env`):
 | ``ORMEVENTS_SCHEDULER_POLL``      | longest sleep of the schedule poller (default 0.05 s)          |
 | ``ORMEVENTS_FAILED_JOBS``         | JSON of :class:`~ormevents.jobs.records.FailedJobRetention` fields (fallback; events carry the publisher's ``failed_jobs``) |
 | ``ORMEVENTS_STATUS_TTL``          | seconds event status records are kept (default 7 days; events carry the publisher's ``status_ttl``) |
-| ``ORMEVENTS_MONGO_URL``           | MongoDB holding the outbox records: with ``ORMEVENTS_DATABASE``, the worker runs the relay |
-| ``ORMEVENTS_DATABASE``            | the database name of the models (as given to ``init(database=...)``) |
+| ``ORMEVENTS_MONGO_URL``           | the models' MongoDB: with ``ORMEVENTS_DATABASE``, the worker runs the outbox relay, and the inbox of handlers that take a session (a replica set: transactions) |
+| ``ORMEVENTS_DATABASE``            | the models' database (as given to ``init(database=...)``): the outbox records and ``_oe_inbox`` |
+| ``ORMEVENTS_RUN_LEASE``           | seconds a handler run's lease lasts unless renewed (default 30) |
 | ``ORMEVENTS_RELAY``               | ``off`` runs no relay in the worker (run ``ormevents relay`` instead); default on |
 | ``ORMEVENTS_RELAY_GRACE``         | seconds a record stays pending before the relay publishes it (default 5) |
 | ``ORMEVENTS_HISTORY_SECONDS``     | retention of sent events in ``_oe_events`` (default 7 days; ``0`` none; ``forever``) |
@@ -65,6 +66,7 @@ class DeliverySettings:
     status_ttl: int = 7 * 24 * 3600
     mongo_url: str | None = None
     database: str | None = None
+    run_lease: float = 30.0
     relay: bool = True
     relay_grace: float = 5.0
     history_seconds: float | None = 7 * 24 * 3600
@@ -111,6 +113,7 @@ class DeliverySettings:
             status_ttl=int(env.get("ORMEVENTS_STATUS_TTL") or 7 * 24 * 3600),
             mongo_url=env.get("ORMEVENTS_MONGO_URL") or None,
             database=env.get("ORMEVENTS_DATABASE") or None,
+            run_lease=_positive(env, "ORMEVENTS_RUN_LEASE", 30.0),
             relay=(env.get("ORMEVENTS_RELAY") or "on").strip().lower() not in ("off", "0", "false", "no"),
             relay_grace=_number(env, "ORMEVENTS_RELAY_GRACE", 5.0),
             history_seconds=_history(env.get("ORMEVENTS_HISTORY_SECONDS")),
@@ -197,4 +200,17 @@ def _json_env(env: Mapping[str, str], name: str) -> dict[str, Any]:
         raise ConfigurationError(f"{name} must be a JSON object: {exc}") from None
     if not isinstance(value, dict):
         raise ConfigurationError(f"{name} must be a JSON object, got {raw!r}")
+    return value
+
+
+def _positive(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise ConfigurationError(f"{name} must be a positive number of seconds, got {raw!r}")
     return value

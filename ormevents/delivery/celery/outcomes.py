@@ -1,14 +1,17 @@
-"""What happens to a ``run_handler`` message once its handler ran: the state changes.
+"""What happens to a ``run_handler`` message once the ledger decided on it: the state changes.
 
-Each outcome is written in ONE Redis pipeline with the bookkeeping it goes with (see
-:mod:`ormevents.delivery.celery.worker`): ``started`` (status running), ``complete`` (JSON result
-under ``done:<event id>``, chained events into the schedule, status succeeded), ``failed_attempt``
+Each outcome is ONE Redis round trip with the bookkeeping it goes with (see
+:mod:`ormevents.delivery.celery.worker` and :mod:`ormevents.delivery.celery.run_ledger`):
+``complete`` (one script: JSON result under ``done:<event id>``, chained events into the
+schedule, status succeeded, the lease released, fenced completions reported), ``failed_attempt``
 (a retry into the schedule after the policy's delay, status retrying), ``lost`` (an earlier
 delivery's process died: a failed attempt too, retried while the policy allows, else a failed
-job with reason ``worker_lost``) and ``fail`` (a :class:`~ormevents.jobs.records.FailedJob`, status
-failed). Every outcome pipeline also ends the run in the :class:`~ormevents.delivery.celery.run_ledger.RunLedger`,
-which moves the gauges and counters once per message, however often it is delivered. Each is
-logged with ``extra={"event_id", "handler", "attempt", "state"}`` and counted in the metrics.
+job with reason ``worker_lost``), ``fail`` (a :class:`~ormevents.jobs.records.FailedJob`, status
+failed) and ``busy`` (another run holds the lease: the message waits in the schedule until the
+lease ends, never dropped). ``started`` only logs and counts: the ledger's ``begin`` wrote the
+running state. Every outcome ends the run in the ledger, which moves the gauges and counters
+once per message, however often it is delivered, and releases the run's lease. Each is logged
+with ``extra={"event_id", "handler", "attempt", "state"}`` and counted in the metrics.
 """
 
 from __future__ import annotations
@@ -28,11 +31,19 @@ from ...handlers.retry import RetryPolicy
 from ...jobs.keys import Keys
 from ...jobs.records import FailedJob, FailedJobRetention, FailureReason
 from ...jobs.redis_store import FailedJobStore
-from ...jobs.status import StatusWriter
+from ...jobs.status import StatusWriter, handler_fields
 from ..metrics import metrics
 from .config import DeliverySettings
-from .run_ledger import RunLedger
-from .sending import Sender, dispatch_message, event_member, retry_member, run_message
+from .inbox import InboxOutcome
+from .run_ledger import Begin, RunLedger
+from .sending import (
+    Sender,
+    dispatch_message,
+    event_member,
+    recheck_member,
+    retry_member,
+    run_message,
+)
 
 logger = logging.getLogger("ormevents.delivery.celery.worker")
 
@@ -49,6 +60,8 @@ class Run:
         self.policy_cfg, self.first_at, self.first_failed_at = policy_cfg, first_at, first_failed_at
         self.retention, self.ttl = retention, ttl
         self.run_id = ""  # names this message in the run ledger (all its deliveries)
+        self.token = ""  # names this delivery in the run's lease (set when it begins)
+        self.inbox = False  # the handler's effect commits with a MongoDB inbox record
         self.queue: str | None = None  # the broker queue of the run: from the message, then the handler
         self.policy: RetryPolicy | None = None  # the policy the worker applies (None: handler unknown)
 
@@ -73,6 +86,10 @@ class Run:
 
 def _when(epoch: float | None) -> datetime | None:
     return datetime.fromtimestamp(epoch, UTC) if epoch else None
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _error(exc: BaseException) -> str:
@@ -131,12 +148,8 @@ class RunOutcomes:
         return self.delivery.ledger
 
     def started(self, run: Run, due: float | None) -> float:
-        """Record that ``run`` starts now (status running; the ledger moved the gauges); returns the start time."""
+        """Log and count that ``run`` starts now (the ledger's begin wrote it); returns the time."""
         now = time.time()
-        pipe = self.redis.pipeline(transaction=False)
-        self.status.handler(pipe, run.event_id, run.name, run.ttl, state="running", attempts=run.attempt + 1,
-                            started_at=now, next_attempt_at=None)
-        pipe.execute()
         metrics().delivered.labels(handler=run.name).inc()
         if run.attempt == 0 and due is not None:
             metrics().latency.labels(handler=run.name).observe(max(0.0, now - due))
@@ -144,21 +157,61 @@ class RunOutcomes:
                     extra=run.extra("running"))
         return now
 
-    def complete(self, run: Run, value: Any, children: list[Event]) -> None:
-        """Store ``value`` as the run's result and schedule ``children``, in one transaction."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.keys.done(run.event_id), run.name, json.dumps(value, separators=(",", ":")))
-        pipe.expire(self.keys.done(run.event_id), self.settings.result_ttl)
+    @staticmethod
+    def running_status(run: Run) -> dict[str, str]:
+        """The status fields the ledger's begin writes for a run that starts now."""
+        return handler_fields(run.name, state="running", attempts=run.attempt + 1, started_at=time.time(),
+                              next_attempt_at=None)
+
+    def complete(self, run: Run, outcome: InboxOutcome) -> str:
+        """Record the run's success (result, chained events, status, lease) in one script; returns
+        the ledger's verdict (``ok``, ``ok-late``, ``fenced`` or ``already``, see
+        :meth:`~ormevents.delivery.celery.run_ledger.RunLedger.complete`)."""
         now = time.time()
-        for child in children:
-            self.sender.schedule.add(event_member(child.id), dispatch_message(child.to_dict(), run.policy_cfg), now, pipe=pipe)
-        self.status.handler(pipe, run.event_id, run.name, run.ttl, state="succeeded", result=value,
-                            finished_at=now, last_error=None)
-        self.ledger.end(pipe, run.run_id, run.event_id, run.name, "succeeded", running=-1)
+        status = handler_fields(run.name, state="succeeded", result=outcome.value, finished_at=now, last_error=None)
+        children = [(event_member(child.id), _json(dispatch_message(child.to_dict(), run.policy_cfg)), now)
+                    for child in outcome.children]
+        verdict, holder = self.ledger.complete(run.run_id, run.event_id, run.name, run.token, _json(outcome.value),
+                                               run.ttl, status, children)
+        if outcome.applied:
+            metrics().succeeded.labels(handler=run.name).inc()
+        self._report(run, outcome, verdict, holder)
+        return verdict
+
+    @staticmethod
+    def _report(run: Run, outcome: InboxOutcome, verdict: str, holder: str) -> None:
+        if not outcome.applied:
+            logger.info("handler %s had already applied its effect on event %s (MongoDB inbox record found): "
+                        "skipped it, kept the first run's result", run.name, run.event_id, extra=run.extra("duplicate"))
+        elif verdict in ("ok", "ok-late"):
+            logger.info("handler %s completed event %s (%d chained events)%s", run.name, run.event_id,
+                        len(outcome.children), "; its lease had lapsed, no other run took it" if verdict == "ok-late"
+                        else "", extra=run.extra("succeeded"))
+        elif run.inbox:
+            logger.info("handler %s completed event %s after another run took its lease over (%s); the MongoDB "
+                        "inbox kept the effect once", run.name, run.event_id, holder or verdict,
+                        extra=run.extra("succeeded"))
+        else:
+            logger.warning("handler %s completed event %s, but its run was fenced (%s): another run %s, so its "
+                           "effect may have happened twice; make it idempotent (event.idempotency_key) or give it "
+                           "a session", run.name, run.event_id, verdict,
+                           f"holds its lease ({holder})" if holder else "completed it first", extra=run.extra("fenced"))
+
+    def busy(self, run: Run, begun: Begin, due: float | None) -> float:
+        """Another run holds the lease: send this message again when the lease ends (copies of one
+        message wait as one schedule entry); returns the delay."""
+        delay = max(begun.pttl_ms, 0) / 1000 + 0.05
+        message = run_message(run.event.to_dict(), run.name, run.attempt, run.policy_cfg, run.first_at,
+                              queue=run.queue, first_failed_at=run.first_failed_at, options=run.options(), due=due,
+                              run_id=run.run_id)
+        pipe = self.redis.pipeline(transaction=True)
+        self.sender.schedule.add(recheck_member(run.event_id, run.name, run.run_id), message, time.time() + delay,
+                                 pipe=pipe)
+        pipe.hincrby(self.keys.stats, "busy", 1)
         pipe.execute()
-        metrics().succeeded.labels(handler=run.name).inc()
-        logger.info("handler %s completed event %s (%d chained events)", run.name, run.event_id, len(children),
-                    extra=run.extra("succeeded"))
+        logger.info("handler %s is already running on event %s (%s); this delivery waits %.2f s in the schedule, "
+                    "until that run's lease ends", run.name, run.event_id, begun.holder, delay, extra=run.extra("busy"))
+        return delay
 
     def failed_attempt(self, run: Run, policy: RetryPolicy, exc: BaseException) -> None:
         """Schedule the next attempt after ``policy``'s delay, or store the failed job when over."""
@@ -196,7 +249,7 @@ class RunOutcomes:
         self.sender.schedule.add(retry_member(run.event_id, run.name, run.attempt + 1), message, now + delay, pipe=pipe)
         self.status.handler(pipe, run.event_id, run.name, run.ttl, state="retrying", last_error=error,
                             finished_at=now, next_attempt_at=now + delay)
-        self.ledger.end(pipe, run.run_id, run.event_id, run.name, "retried", running=-1, scheduled=1)
+        self.ledger.end(pipe, run.run_id, run.event_id, run.name, "retried", run.token, running=-1, scheduled=1)
         pipe.execute()
         metrics().retried.labels(handler=run.name).inc()
         return delay
@@ -218,7 +271,8 @@ class RunOutcomes:
         self.store.record(job, retention=run.retention, pipe=pipe, now=now)
         self.status.handler(pipe, run.event_id, run.name, run.ttl, state="failed", attempts=run.attempt + 1,
                             last_error=f"{error_type}: {message}", finished_at=now, next_attempt_at=None)
-        self.ledger.end(pipe, run.run_id, run.event_id, run.name, "failed", **({"running": -1} if ran else run.dequeued()))
+        self.ledger.end(pipe, run.run_id, run.event_id, run.name, "failed", run.token,
+                        **({"running": -1} if ran else run.dequeued()))
         pipe.execute()
         metrics().failed.labels(handler=run.name).inc()
 

@@ -10,8 +10,9 @@ it and when. If the broker does not accept the message
 stays. The claim keeps the record stored while the message is sent, so a retrying process
 that dies half-way loses nothing: its claim expires after 60 s. The removal is a
 compare-and-delete, so a retried run that fails again before the removal keeps its new record.
-The handler's completion marker for that event (``done:<event id>``) is cleared first, so the
-duplicate guard cannot skip the retried run.
+The handler's completion record for that event (``done:<event id>``) is kept: if another run of
+the handler completed the event meanwhile, the retried run is skipped (and says so in the
+worker's log) instead of applying the effect a second time.
 
 Bulk operations walk the filter's pages by cursor and skip jobs removed or retried meanwhile, and
 parked malformed messages (:class:`~ormevents.errors.JobNotRetryableError` when retried alone).
@@ -20,7 +21,7 @@ Example::
 
     requeue = Requeue(store, sender)
     requeue.retry("0b6f...:billing.activate")
-    requeue.retry_matching(FailedJobFilter(handler="billing.activate"))    # -> how many
+    sum(requeue.each_page("retry", FailedJobFilter(handler="billing.activate")))    # -> how many
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from ...errors import JobAlreadyRetriedError, JobNotFoundError, JobNotRetryableError
 from ...jobs.records import FailedJob, FailedJobFilter
-from ...jobs.redis_store import FailedJobStore
+from ...jobs.redis_store import CLAIM_TTL, FailedJobStore
 from ...jobs.status import StatusWriter
 from .sending import Sender, run_message
 
@@ -63,7 +64,7 @@ class Requeue:
         parked malformed message.
         """
         token = json.dumps({"by": self.operator, "at": time.time(), "claim": uuid.uuid4().hex[:12]})
-        state, value = self.store.claim(job_id, token)
+        state, value = self.store.claim(job_id, token, ttl=self._claim_ttl())
         if state != "ok" or value is None:
             raise self._refused(job_id, state, value)
         job = FailedJob.model_validate_json(value)
@@ -104,28 +105,27 @@ class Requeue:
         page = self.store.page(filters, limit=BATCH, cursor=cursor)
         return sum(self.store.remove(job.id) == 1 for job in page.items), page.next_cursor
 
-    def retry_matching(self, filters: FailedJobFilter, dry_run: bool = False) -> int:
-        """Retry every job matching ``filters``; with ``dry_run`` only count them."""
-        return self._walk(self.retry_batch, filters, dry_run)
-
-    def remove_matching(self, filters: FailedJobFilter, dry_run: bool = False) -> int:
-        """Remove every job matching ``filters``; with ``dry_run`` only count them."""
-        return self._walk(self.remove_batch, filters, dry_run)
-
-    def _walk(self, step: Callable[[FailedJobFilter, str | None], tuple[int, str | None]],
-              filters: FailedJobFilter, dry_run: bool) -> int:
-        if dry_run:
-            return self.store.count(filters)
-        total, cursor = step(filters, None)
-        while cursor is not None:
+    def each_page(self, verb: str, filters: FailedJobFilter) -> Iterator[int]:
+        """Retry (``verb="retry"``) or remove every job matching ``filters``, one page of
+        :data:`BATCH` at a time; yields how many each page changed (for a progress bar)."""
+        step = self.retry_batch if verb == "retry" else self.remove_batch
+        cursor: str | None = None
+        while True:
             done, cursor = step(filters, cursor)
-            total += done
-        return total
+            yield done
+            if cursor is None:
+                return
+
+    def _claim_ttl(self) -> float:
+        """How long a retry may hold its job: longer than the longest send the publish-retry
+        policy allows (each try bounded by its timeout, waits between tries), at least a minute."""
+        policy = self.sender.settings.publish_retry
+        longest_send = (policy.max_retries + 1) * (2 * policy.timeout + 1 + policy.interval_max)
+        return max(CLAIM_TTL, 2 * longest_send)
 
     def _retry(self, job: FailedJob, raw: bytes) -> None:
         client = self.store.client
-        pipe = client.pipeline(transaction=True)
-        pipe.hdel(self.store.keys.done(job.event_id), job.handler)
+        pipe = client.pipeline(transaction=True)  # a handler that completed meanwhile keeps its result: the run skips it
         self.status.handler(pipe, job.event_id, job.handler, self.status_ttl, state="queued", attempts=0,
                             last_error=None, next_attempt_at=None)
         self.status.gauge(pipe, job.handler, queued=1)

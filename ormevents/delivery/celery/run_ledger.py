@@ -1,114 +1,164 @@
-"""Which deliveries of a ``run_handler`` message started, and whether one of them ended.
+"""Which deliveries of a ``run_handler`` message started, which run holds the lease, what completed.
 
 A message can be delivered more than once: its pool process died (``os._exit``, an OOM kill, a
 segfault: Celery requeues it, ``task_reject_on_worker_lost``), the whole worker died (Redis
-hands it out again after the ``visibility_timeout``), or an acknowledgement was lost. Celery
-cannot tell how often (``delivery_info["redelivered"]`` is a flag, and only on some brokers), so
-the worker counts in Redis. Each message carries a ``run_id`` (a random token made when it is
-built; the Celery task id for older messages) and ``<queue>:runs:<event id>`` holds, per run id,
-how many deliveries *started* the handler and whether an outcome (success, retry scheduled,
-failed job) was *recorded*. :meth:`RunLedger.begin` decides, atomically, what a delivery does:
+hands it out again after the ``visibility_timeout``), an acknowledgement was lost, a handler
+outlived the ``visibility_timeout`` (kombu hands the message out again while it runs), or the
+event itself was published twice (a relay re-publish). Celery cannot tell these apart
+(``delivery_info["redelivered"]`` is a flag, and only on some brokers), so the worker keeps
+count in Redis, one Lua script per state change (:mod:`ormevents.delivery.celery.ledger_scripts`):
 
-* ``"run"``: the first start: run the handler (the gauges move from queued/scheduled to running);
-* ``"lost"``: an earlier delivery started and never recorded an outcome: its process died. The
-  lost run counts as a failed attempt (:meth:`~ormevents.delivery.celery.outcomes.RunOutcomes.lost`);
-  the handler is not run again by this delivery, so a handler that kills its process runs
-  exactly as many times as its retry policy allows;
-* ``"finished"`` / ``"done"``: an outcome was recorded already, or the handler completed the
-  event through another message: nothing to do (counted as ``duplicates``).
+* :meth:`RunLedger.dispatch` — the fan-out of one event: the handlers that have not completed
+  it. Each gets a run message whose id is deterministic (:func:`dispatch_run_id`), so a
+  duplicate or redelivered dispatch sends a copy of the same message, which the checks below
+  skip: **a duplicate event never produces a duplicate run**.
+* :meth:`RunLedger.begin` — a delivery wants to run the handler. Atomically: ``"finished"``
+  (this message recorded an outcome already), ``"done"`` (the handler completed this event,
+  through any message), ``"busy"`` (another run holds the *lease* of this (event, handler)),
+  ``"lost"`` (an earlier delivery of this message started and no longer runs: its process
+  died; counted as a failed attempt) or ``"run"`` (the lease is taken, the status is
+  ``running``, the gauges move). The lease is a Redis key holding the run's token, renewed
+  while the handler runs (:mod:`ormevents.delivery.celery.leases`); a process that dies stops
+  renewing it, and a worker on the same host takes over at once when it sees that the holder's
+  process is gone (``takeover``).
+* :meth:`RunLedger.complete` — the handler succeeded: result, status, chained events, gauges,
+  counters and the release of the lease, in one script, unless the handler completed the event
+  already. Its verdict says whether the run still held its lease (``ok``), had lost it without
+  anyone taking it (``ok-late``), or was *fenced*: another run took the lease (``fenced``) or
+  completed first (``already``), so the effect may have happened twice.
+* :meth:`RunLedger.end` (queued on the pipeline of a retry or a failed job) and
+  :meth:`RunLedger.abandon` (Redis or the broker failed under the bookkeeping: undo the start so
+  the requeued message runs again).
 
-:meth:`RunLedger.end` is queued on each outcome's pipeline; it moves the gauges and counts the
-outcome only the first time, so a redelivered message never moves them twice. When Redis or the
-broker fails under the bookkeeping, the worker requeues the message; :meth:`RunLedger.abandon`
-first undoes the start, so that delivery runs the handler again. If Redis is still unreachable
-then, the next delivery counts the run as lost: one attempt of the policy is used up (the event
-is not dropped: at worst it becomes a failed job with reason ``worker_lost``, which can be retried).
+A run costs two round trips (``begin`` and ``complete``); a lease is renewed only for runs
+longer than a third of it. Gauges and counters move once per message, however often it is
+delivered, and the outcomes are counted per handler and per minute too
+(:mod:`ormevents.jobs.activity`).
 
 Example::
 
     ledger = RunLedger(client, keys, ttl=7 * 24 * 3600)
-    state, starts = ledger.begin(run_id, event_id, "billing.activate", "queued")
+    begun = ledger.begin(run_id, event_id, "billing.activate", "queued", token, status_ttl=3600,
+                         status={"h|billing.activate|state": '"running"'})
+    if begun.state == "run":
+        verdict, holder = ledger.complete(run_id, event_id, "billing.activate", token, "null", 3600, {}, [])
 """
 
 from __future__ import annotations
 
+import json
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 
+from ...jobs.activity import minute_of
 from ...jobs.keys import Keys
+from . import ledger_scripts as lua
 
-# KEYS: runs, done, gauges, stats; ARGV: run id, ttl, handler, the gauge the run leaves (queued|scheduled).
-_BEGIN = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1] .. ':end') == 1 then
-  redis.call('HINCRBY', KEYS[4], 'duplicates', 1)
-  return {'finished', 0}
-end
-local starts = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-if redis.call('HEXISTS', KEYS[2], ARGV[3]) == 1 then
-  local left = (starts > 1) and 'running' or ARGV[4]
-  redis.call('HINCRBY', KEYS[3], left .. '|' .. ARGV[3], -1)
-  redis.call('HSET', KEYS[1], ARGV[1] .. ':end', 1)
-  redis.call('HINCRBY', KEYS[4], 'duplicates', 1)
-  return {'done', starts}
-end
-if starts > 1 then return {'lost', starts} end
-redis.call('HINCRBY', KEYS[3], ARGV[4] .. '|' .. ARGV[3], -1)
-redis.call('HINCRBY', KEYS[3], 'running|' .. ARGV[3], 1)
-return {'run', starts}
-"""
 
-# KEYS: runs, gauges, stats; ARGV: run id, ttl, stats counter, then gauge field / delta pairs.
-_END = """
-if redis.call('HSETNX', KEYS[1], ARGV[1] .. ':end', 1) == 0 then return 0 end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
-for i = 4, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]) end
-return 1
-"""
+def dispatch_run_id(handler: str) -> str:
+    """The run id of the first run of ``handler`` that a dispatch sends (the same for every
+    copy of the event, so duplicates of it are one message to the ledger)."""
+    return f"{handler}@0"
 
-# KEYS: runs, gauges; ARGV: run id, handler, the gauge the run left. Undoes a start whose outcome
-# could not be recorded (Redis failed under it), so the requeued message runs again, not "lost".
-_ABANDON = """
-if redis.call('HEXISTS', KEYS[1], ARGV[1] .. ':end') == 1 then return 0 end
-if tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') < 1 then return 0 end
-redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
-redis.call('HINCRBY', KEYS[2], 'running|' .. ARGV[2], -1)
-redis.call('HINCRBY', KEYS[2], ARGV[3] .. '|' .. ARGV[2], 1)
-return 1
-"""
+
+@dataclass(frozen=True)
+class Begin:
+    """What :meth:`RunLedger.begin` decided (see module doc)."""
+
+    state: str
+    starts: int
+    holder: str = ""
+    """The lease holder's token: for ``busy``, the run in progress; for ``run``/``lost``, a
+    holder this delivery took over from (``""`` if none)."""
+    pttl_ms: int = 0
+    """For ``busy``: milliseconds until the holder's lease expires unless renewed."""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _pairs(fields: dict[str, str]) -> list[str]:
+    return [item for pair in fields.items() for item in pair]
 
 
 class RunLedger:
-    """The deliveries of ``run_handler`` messages of one queue (see module doc)."""
+    """The deliveries, leases and completions of one queue's handler runs (see module doc)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, ttl: int) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, ttl: int, lease: float = 30.0) -> None:
         self.keys = keys
         self.ttl = ttl
-        self._begin = client.register_script(_BEGIN)
-        self._abandon = client.register_script(_ABANDON)
+        self.lease_ms = max(1, int(lease * 1000))
+        self._dispatch = client.register_script(lua.DISPATCH)
+        self._begin = client.register_script(lua.BEGIN)
+        self._complete = client.register_script(lua.COMPLETE)
+        self._abandon = client.register_script(lua.ABANDON)
+        self._renew = client.register_script(lua.RENEW)
 
-    def begin(self, run_id: str, event_id: str, handler: str, waiting: str) -> tuple[str, int]:
-        """Count a delivery starting; returns ``(what to do, how many deliveries started)``.
+    def dispatch(self, wire_json: str, event_id: str, queued: dict[str, dict[str, str]], status_ttl: int) -> list[str]:
+        """Record a dispatch of the event to the handlers of ``queued`` (name -> the status fields
+        of its queued state); returns those that have not completed the event, in order."""
+        args: list[Any] = [status_ttl, self.ttl, wire_json, json.dumps("dispatched")]
+        for name, fields in queued.items():
+            args += [name, dispatch_run_id(name), len(fields), *_pairs(fields)]
+        keys = [self.keys.status(event_id), self.keys.gauges, self.keys.stats, self.keys.done(event_id),
+                self.keys.runs(event_id), self._this_minute()]
+        return [_text(name) for name in self._dispatch(keys=keys, args=args)]
 
-        ``waiting`` is the gauge the run leaves when it starts: ``queued`` or ``scheduled``.
-        """
-        keys = [self.keys.runs(event_id), self.keys.done(event_id), self.keys.gauges, self.keys.stats]
-        state, starts = self._begin(keys=keys, args=[run_id, self.ttl, handler, waiting])
-        return (state.decode() if isinstance(state, bytes) else str(state)), int(starts)
+    def begin(self, run_id: str, event_id: str, handler: str, waiting: str, token: str, status_ttl: int,
+              status: dict[str, str], takeover: str = "") -> Begin:
+        """Decide what this delivery does and, for ``run``, take the lease for ``token`` and write
+        ``status`` (see module doc). ``waiting`` is the gauge the run leaves: ``queued`` or
+        ``scheduled``; ``takeover`` is the token of a holder known to be dead."""
+        keys = [self.keys.runs(event_id), self.keys.done(event_id), self.keys.lease(event_id, handler),
+                self.keys.status(event_id), self.keys.gauges, self.keys.stats]
+        args: list[Any] = [run_id, self.ttl, handler, waiting, token, self.lease_ms, takeover, status_ttl, *_pairs(status)]
+        state, starts, holder, pttl = self._begin(keys=keys, args=args)
+        return Begin(_text(state), int(starts), _text(holder), int(pttl))
 
-    def end(self, pipe: Any, run_id: str, event_id: str, handler: str, stat: str, **gauges: int) -> None:
-        """Queue on ``pipe``: the run recorded its outcome (``stat`` counted, ``gauges`` moved) once."""
+    def complete(self, run_id: str, event_id: str, handler: str, token: str, result_json: str, status_ttl: int,
+                 status: dict[str, str], children: list[tuple[str, str, float]]) -> tuple[str, str]:
+        """Record a success (see module doc): ``children`` are (schedule member, message JSON,
+        due) of the chained events. Returns ``(verdict, holder)``."""
+        keys = [self.keys.runs(event_id), self.keys.done(event_id), self.keys.lease(event_id, handler),
+                self.keys.status(event_id), self.keys.gauges, self.keys.stats, self.keys.schedule,
+                self.keys.payloads, self.keys.handler_totals, self._this_minute()]
+        args: list[Any] = [run_id, self.ttl, handler, token, result_json, status_ttl, len(status), *_pairs(status)]
+        for member, payload, due in children:
+            args += [member, payload, repr(due)]
+        verdict, holder = self._complete(keys=keys, args=args)
+        return _text(verdict), _text(holder)
+
+    def end(self, pipe: Any, run_id: str, event_id: str, handler: str, stat: str, token: str = "",
+            **gauges: int) -> None:
+        """Queue on ``pipe``: the run recorded its outcome (``stat`` counted, ``gauges`` moved) once,
+        and released its lease (if ``token`` still holds it)."""
         moves: list[str | int] = []
         for state, delta in gauges.items():
             moves += [f"{state}|{handler}", delta]
         # EVAL, not a registered script: on a pipeline redis-py would first ask SCRIPT EXISTS, one
         # more round trip per outcome (measured: +1 of the 2 per successful run)
-        pipe.eval(_END, 3, self.keys.runs(event_id), self.keys.gauges, self.keys.stats, run_id, self.ttl, stat, *moves)
+        pipe.eval(lua.END, 6, self.keys.runs(event_id), self.keys.gauges, self.keys.stats,
+                  self.keys.lease(event_id, handler), self.keys.handler_totals, self._this_minute(),
+                  run_id, self.ttl, stat, token, handler, *moves)
 
-    def abandon(self, run_id: str, event_id: str, handler: str, waiting: str) -> bool:
-        """Undo this delivery's start (best effort, before the message is requeued because Redis
-        or the broker failed under the bookkeeping): the next delivery runs the handler again
-        instead of counting a lost run. ``False`` if an outcome was recorded after all."""
-        return bool(self._abandon(keys=[self.keys.runs(event_id), self.keys.gauges], args=[run_id, handler, waiting]))
+    def _this_minute(self) -> str:
+        """The activity key of the current minute (:mod:`ormevents.jobs.activity`)."""
+        return self.keys.activity(minute_of(time.time()))
+
+    def abandon(self, run_id: str, event_id: str, handler: str, waiting: str, token: str = "") -> bool:
+        """Undo this delivery's start and release its lease (best effort, before the message is
+        requeued because Redis or the broker failed under the bookkeeping): the next delivery runs
+        the handler again instead of counting a lost run. ``False`` if an outcome was recorded."""
+        keys = [self.keys.runs(event_id), self.keys.gauges, self.keys.lease(event_id, handler)]
+        return bool(self._abandon(keys=keys, args=[run_id, handler, waiting, token]))
+
+    def renew(self, leases: list[tuple[str, str]]) -> list[bool]:
+        """Extend each (lease key, token) still held by its token; ``False`` where it was lost."""
+        if not leases:
+            return []
+        found = self._renew(keys=[key for key, _ in leases], args=[self.lease_ms, *(token for _, token in leases)])
+        return [bool(int(flag)) for flag in found]

@@ -1,4 +1,4 @@
-"""The Redis schedule of delayed events and retries, and the thread that sends them when due.
+"""The Redis schedule of delayed events and retries (:mod:`.poller` sends them when due).
 
 Layout (under the queue name, see :mod:`ormevents.jobs.keys`): a ZSET ``member -> due`` and
 a HASH ``member -> message`` of the pending entries; a ZSET ``member -> lease end`` and a HASH
@@ -8,12 +8,18 @@ the same member twice is one pending entry.
 
 Claiming is atomic (one Lua script): up to ``limit`` due entries move from pending to in flight,
 leased to the claiming poller (its *owner* token) until ``now + lease``, so concurrent pollers
-(one per worker) never take the same entry. The poller's :class:`SchedulerThread` renews the
+(one per worker) never take the same entry. The poller's :class:`~.poller.SchedulerThread` renews the
 leases of the entries it still holds every ``lease / 3`` seconds from a second thread, so a
 batch that a slow broker takes minutes to send stays its own: **no entry is sent twice while
 its claimant lives**. Only when the claimant stops renewing (its process died or hung for a
 whole lease) does the lease expire and another poller send the entry again (at-least-once,
-never lost). An entry is forgotten only by its owner, after the send.
+never lost). An entry is forgotten only by its owner, after the send. Leases are measured on
+Redis's clock (``TIME``), so pollers whose clocks disagree agree on them; a poller that stops
+gives its unsent entries back at once and keeps renewing the one it is sending.
+
+During a rolling deploy from a version before owned leases, stop the old workers before starting
+new ones: an old poller does not know the claims of a new one and may drop an entry it sees
+in flight.
 
 Adding a member that is in flight (a re-publish while the earlier copy is being sent) creates a
 new pending entry; it is claimed once the copy in flight is done, so it is never dropped.
@@ -34,10 +40,7 @@ import json
 import logging
 import os
 import socket
-import threading
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -46,20 +49,33 @@ from ...jobs.keys import Keys
 
 logger = logging.getLogger("ormevents.delivery.celery.scheduler")
 
-# KEYS: schedule, in-flight, payloads, claims; ARGV: now, lease end, limit, owner.
+# Every lease is measured on the Redis server's clock (TIME), never a poller's: pollers on hosts
+# whose clocks disagree still agree on when a lease ends.
+_CLOCK = """
+local function clock()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function at(seconds) return string.format('%.6f', seconds) end
+"""
+
+# KEYS: schedule, in-flight, payloads, claims; ARGV: due by ('' = now), lease seconds, limit, owner.
 # Expired leases first (their poller stopped renewing), then due entries. A due entry whose
 # member is still in flight waits (a re-publish is sent after the copy in flight).
-_CLAIM = """
+_CLAIM = _CLOCK + """
 local out = {}
+local now = clock()
+local due_by = ARGV[1] == '' and at(now) or ARGV[1]
+local lease_end = at(now + tonumber(ARGV[2]))
 local limit = tonumber(ARGV[3])
 local function take(member, payload)
-  redis.call('ZADD', KEYS[2], ARGV[2], member)
+  redis.call('ZADD', KEYS[2], lease_end, member)
   redis.call('HSET', KEYS[4], member, ARGV[4] .. '\\n' .. payload)
   table.insert(out, member)
   table.insert(out, payload)
   limit = limit - 1
 end
-for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, limit)) do
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', at(now), 'LIMIT', 0, limit)) do
   local held = redis.call('HGET', KEYS[4], member)
   local payload = held and string.sub(held, string.find(held, '\\n', 1, true) + 1)
   if not held then  -- claimed by an older version, which kept the message with the pending ones
@@ -69,7 +85,7 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'L
   if payload then take(member, payload) else redis.call('ZREM', KEYS[2], member) end
 end
 if limit > 0 then
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, limit)) do
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', due_by, 'LIMIT', 0, limit)) do
     if limit > 0 and not redis.call('ZSCORE', KEYS[2], member) then
       redis.call('ZREM', KEYS[1], member)
       local payload = redis.call('HGET', KEYS[3], member)
@@ -83,10 +99,11 @@ end
 return out
 """
 
-# KEYS: in-flight, claims; ARGV: lease end (or '' to forget), owner, members...
+# KEYS: in-flight, claims; ARGV: seconds from now the lease ends (or '' to forget), owner, members...
 # Renews (or, with '', forgets) the members still held by owner; returns them.
-_HOLD = """
+_HOLD = _CLOCK + """
 local kept = {}
+local lease_end = ARGV[1] ~= '' and at(clock() + tonumber(ARGV[1]))
 local mine = ARGV[2] .. '\\n'
 for i = 3, #ARGV do
   local held = redis.call('HGET', KEYS[2], ARGV[i])
@@ -95,7 +112,7 @@ for i = 3, #ARGV do
       redis.call('ZREM', KEYS[1], ARGV[i])
       redis.call('HDEL', KEYS[2], ARGV[i])
     else
-      redis.call('ZADD', KEYS[1], 'XX', ARGV[1], ARGV[i])
+      redis.call('ZADD', KEYS[1], 'XX', lease_end, ARGV[i])
     end
     table.insert(kept, ARGV[i])
   end
@@ -142,11 +159,12 @@ class RedisSchedule:
         """Remove a pending ``member``; ``True`` if it was still pending."""
         return bool(self._cancel(keys=[self.keys.schedule, self.keys.payloads], args=[member]))
 
-    def claim(self, now: float, limit: int = 100, owner: str = "") -> list[tuple[str, dict[str, Any]]]:
-        """Atomically take up to ``limit`` entries due at ``now``, leased to ``owner`` for ``lease`` s."""
+    def claim(self, now: float | None = None, limit: int = 100, owner: str = "") -> list[tuple[str, dict[str, Any]]]:
+        """Atomically take up to ``limit`` entries due by ``now`` (default: Redis's clock), leased to
+        ``owner`` for ``lease`` s of Redis's clock."""
         flat = self._claim(
             keys=[self.keys.schedule, self.keys.inflight, self.keys.payloads, self.keys.inflight_claims],
-            args=[repr(now), repr(now + self.lease), limit, owner],
+            args=["" if now is None else repr(now), repr(self.lease), limit, owner],
         )
         items = []
         for i in range(0, len(flat), 2):
@@ -154,21 +172,22 @@ class RedisSchedule:
             items.append((member, json.loads(flat[i + 1])))
         return items
 
-    def renew(self, members: list[str], owner: str = "", now: float | None = None) -> set[str]:
-        """Extend the leases of the ``members`` ``owner`` still holds; returns those."""
+    def renew(self, members: list[str], owner: str = "", seconds: float | None = None) -> set[str]:
+        """Make the leases of the ``members`` ``owner`` still holds end ``seconds`` (default: the
+        lease) from now on Redis's clock; returns those members."""
         if not members:
             return set()
-        end = (time.time() if now is None else now) + self.lease
         return self._held(self._hold(keys=[self.keys.inflight, self.keys.inflight_claims],
-                                     args=[repr(end), owner, *members]))
+                                     args=[repr(self.lease if seconds is None else seconds), owner, *members]))
 
     def done(self, member: str, owner: str = "") -> bool:
         """Forget a claimed entry once its message was sent; ``False`` if ``owner`` no longer held it."""
         return bool(self._hold(keys=[self.keys.inflight, self.keys.inflight_claims], args=["", owner, member]))
 
-    def postpone(self, member: str, due: float, owner: str = "") -> None:
-        """Make a claimed entry due again at ``due`` (after a failed send): any poller may take it then."""
-        if self.renew([member], owner, now=due - self.lease):
+    def postpone(self, member: str, delay: float, owner: str = "") -> None:
+        """Make a claimed entry due again ``delay`` seconds from now (after a failed send, or given
+        back at shutdown with 0): any poller may take it then."""
+        if self.renew([member], owner, seconds=delay):
             return
         logger.warning("scheduled %s was no longer held by %s when its send failed", member, owner)
 
@@ -195,91 +214,3 @@ class RedisSchedule:
         pipe.zcard(self.keys.schedule)
         pipe.zcard(self.keys.inflight)
         return sum(int(n) for n in pipe.execute())
-
-
-class SchedulerThread(threading.Thread):
-    """Polls a :class:`RedisSchedule` and hands due messages to ``send``.
-
-    Sleeps until the next due time, at most ``poll`` seconds (so new earlier entries are seen
-    within ``poll``). Runs in the worker's main process; several workers may each run one. A
-    second thread renews the leases of the entries it holds every ``lease / 3`` seconds, so
-    no other poller takes them while this one lives, however slow the broker is.
-    """
-
-    def __init__(self, schedule: RedisSchedule, send: Callable[[dict[str, Any]], None], poll: float = 0.05) -> None:
-        super().__init__(name="ormevents-scheduler", daemon=True)
-        self.schedule = schedule
-        self.send = send
-        self.poll = poll
-        self.owner = new_owner()
-        self._held: set[str] = set()
-        self._lock = threading.Lock()
-        self._stop_event = threading.Event()
-        self._keeper = threading.Thread(target=self._keep_leases, name="ormevents-scheduler-leases", daemon=True)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the thread to finish and wait for it."""
-        self._stop_event.set()
-        for thread in (self, self._keeper):
-            if thread.is_alive():
-                thread.join(timeout)
-
-    def run(self) -> None:
-        self._keeper.start()
-        while not self._stop_event.is_set():
-            try:
-                wait = self.tick()
-            except redis.RedisError:
-                logger.exception("schedule poll failed; retrying in 1 s")
-                wait = 1.0
-            self._stop_event.wait(wait)
-
-    def tick(self, limit: int = 100) -> float:
-        """Send what is due now; return how long to sleep."""
-        items = self.schedule.claim(time.time(), limit, self.owner)
-        with self._lock:
-            self._held.update(member for member, _ in items)
-        try:
-            for member, message in items:
-                self._send(member, message)
-        finally:
-            with self._lock:
-                self._held.difference_update(member for member, _ in items)
-        if len(items) == limit:
-            return 0.0
-        upcoming = self.schedule.next_due()
-        if upcoming is None:
-            return self.poll
-        return min(max(upcoming - time.time(), 0.0), self.poll)
-
-    def _send(self, member: str, message: dict[str, Any]) -> None:
-        with self._lock:
-            if member not in self._held:  # our lease lapsed (this process was frozen): another poller has it
-                logger.warning("scheduled %s is no longer ours; leaving it to the poller that took it", member)
-                return
-        try:
-            self.send(message)
-        except Exception:
-            logger.exception("sending scheduled %s failed; trying again in 1 s", member)
-            with self._lock:
-                self._held.discard(member)
-            self.schedule.postpone(member, time.time() + 1.0, self.owner)
-        else:
-            with self._lock:
-                self._held.discard(member)
-            self.schedule.done(member, self.owner)
-
-    def _keep_leases(self) -> None:
-        every = max(self.schedule.lease / 3, 0.01)
-        while not self._stop_event.wait(every):
-            with self._lock:
-                held = list(self._held)
-            try:
-                kept = self.schedule.renew(held, self.owner)
-            except redis.RedisError:
-                logger.warning("renewing the schedule leases failed; retrying", exc_info=True)
-                continue
-            lost = set(held) - kept
-            if lost:
-                with self._lock:
-                    self._held.difference_update(lost)

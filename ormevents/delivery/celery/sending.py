@@ -56,14 +56,16 @@ def dispatch_message(event_wire: dict[str, Any], retry_policy: dict[str, Any] | 
 
 def run_message(
     event_wire: dict[str, Any], handler: str, attempt: int, retry_policy: dict[str, Any] | None,
-    first_at: float | None = None, *, queue: str | None = None, **extra: Any,
+    first_at: float | None = None, *, queue: str | None = None, run_id: str | None = None, **extra: Any,
 ) -> dict[str, Any]:
     """The message that runs ``handler`` on ``event_wire`` (``attempt`` counts from 0).
 
     ``first_at`` (epoch seconds of the first attempt) rides along for the failed-job record,
     and so do ``extra`` keywords (``first_failed_at``, ``options``, ``due``) that are not ``None``.
-    ``run_id`` (random) names this message in the worker's run ledger: its redeliveries share
-    it, a new message (a retry, a retried failed job) never does.
+    ``run_id`` names this message in the worker's run ledger: its redeliveries share it, a new
+    message (a retry, a retried failed job) gets a random one; a dispatch passes
+    :func:`~ormevents.delivery.celery.run_ledger.dispatch_run_id`, so a duplicate event's runs are
+    copies of one message, and a run rescheduled because another run held its lease keeps its own.
     ``queue`` (the handler's own broker queue, if it has one) is kept in the keywords: the
     :class:`Sender` sends the message there (a retry waiting in the schedule too), and a worker
     that does not know the handler still records it in the failed job.
@@ -72,7 +74,7 @@ def run_message(
         "task": RUN_HANDLER_TASK,
         "args": [event_wire, handler, attempt, retry_policy],
         "kwargs": {"first_at": first_at, **{k: v for k, v in extra.items() if v is not None},
-                   "run_id": uuid.uuid4().hex[:16]},
+                   "run_id": run_id or uuid.uuid4().hex[:16]},
         "id": f"{event_wire['id']}:{handler}:{attempt}",
     }
     if queue:
@@ -88,6 +90,12 @@ def event_member(event_id: uuid.UUID | str) -> str:
 def retry_member(event_id: str, handler: str, attempt: int) -> str:
     """The schedule member of a handler retry."""
     return f"run:{event_id}:{handler}:{attempt}"
+
+
+def recheck_member(event_id: str, handler: str, run_id: str) -> str:
+    """The schedule member of a run message waiting for another run's lease to end (copies of
+    one message share it: they wait as one entry)."""
+    return f"recheck:{event_id}:{handler}:{run_id}"
 
 
 class Sender:
@@ -114,6 +122,7 @@ class Sender:
                 argsrepr=f"<{message['task']} {message['id']}>",
                 kwargsrepr="{}",
                 queue=(message.get("kwargs") or {}).get("queue") or self.settings.queue_name,
+                serializer="json",  # messages are data: JSON even on an app whose own tasks use another
                 retry=True,
                 retry_policy=self.settings.publish_retry.as_celery(),
             )
@@ -124,7 +133,7 @@ class Sender:
 
     def publish(self, event: Event, due: float | None, retry_policy: dict[str, Any] | None = None) -> None:
         """Deliver ``event`` now (``due`` is ``None`` or past) or at ``due`` (epoch seconds)."""
-        message = dispatch_message(event.to_dict(), retry_policy or self.settings.retry_policy.to_config(),
+        message = dispatch_message(event.to_dict(), retry_policy,
                                    self.settings.message_options(), due or time.time())
         if due is None or due <= time.time():
             self.send(message)

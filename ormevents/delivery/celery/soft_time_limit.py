@@ -41,7 +41,7 @@ SIGNAL = getattr(signal, "SIGUSR1", None)
 
 def _billiard_handler() -> Any:
     try:
-        from billiard.pool import soft_timeout_sighandler
+        from billiard.pool import soft_timeout_sighandler  # type: ignore[import-untyped]  # billiard ships no type hints
     except ImportError:  # pragma: no cover - billiard comes with celery
         return None
     return soft_timeout_sighandler

@@ -8,12 +8,17 @@ Celery's soft time limit interrupts a handler only, never ormevents' bookkeeping
 Signals: ``worker_process_init`` starts the process's event loop and the
 :func:`~ormevents.delivery.celery.runtime.on_worker_start` hooks; ``worker_process_shutdown`` runs the
 stop hooks and closes the loop; ``worker_ready`` starts the schedule poller thread in the
-main worker process (and, with ``ORMEVENTS_METRICS_PORT``, the metrics endpoint), and the
-outbox relay when ``ORMEVENTS_MONGO_URL``/``ORMEVENTS_DATABASE`` are set
-(:mod:`ormevents.delivery.celery.relay_runner`; otherwise it logs that it runs none), and
-``worker_shutdown`` stops them; ``task_rejected`` and ``task_unknown`` (a message Celery itself
+main worker process, its heartbeat (:mod:`ormevents.delivery.celery.heartbeat`), the outbox
+relay when ``ORMEVENTS_MONGO_URL``/``ORMEVENTS_DATABASE`` are set
+(:mod:`ormevents.delivery.celery.relay_runner`; otherwise it logs that it runs none) and, with
+``ORMEVENTS_METRICS_PORT``, the metrics endpoint; ``worker_shutdown`` stops them; ``task_rejected`` and ``task_unknown`` (a message Celery itself
 could not use, or whose task it does not know) park the message as a failed job with reason
 ``malformed_message`` (:mod:`ormevents.delivery.celery.malformed`), counted as ``stats.rejected``.
+
+A worker bootstep checks the handlers before any message is consumed: a handler that takes a
+MongoDB session on a worker without ``ORMEVENTS_MONGO_URL``/``ORMEVENTS_DATABASE`` stops the
+worker at startup ("Unrecoverable error: ConfigurationError(...)", exit code 1), so its events
+wait in the queue instead of failing one by one.
 
 Example::
 
@@ -29,13 +34,15 @@ import time
 from typing import Any
 
 import redis
-from celery import Celery, signals  # type: ignore[import-untyped]  # celery ships no type hints
+from celery import Celery, bootsteps, signals  # type: ignore[import-untyped]  # celery ships no type hints
 from celery.exceptions import Reject  # type: ignore[import-untyped]  # celery ships no type hints
 
 from ...errors import BrokerUnavailableError
 from ..metrics import serve_worker_metrics
+from ..tracing import instrument_celery
+from .heartbeat import Heartbeat, consumed_queues
 from .malformed import unwrap
-from .scheduler import SchedulerThread
+from .poller import SchedulerThread
 from .sending import DISPATCH_TASK, RUN_HANDLER_TASK
 from .soft_time_limit import SoftTimeLimitGuard
 from .worker import WorkerDelivery
@@ -46,12 +53,13 @@ logger = logging.getLogger("ormevents.delivery.celery.tasks")
 def install(app: Celery, delivery: WorkerDelivery) -> None:
     """Register the tasks on ``app`` and connect the worker signals for ``delivery``."""
 
-    @app.task(name=DISPATCH_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
+    @app.task(name=DISPATCH_TASK, acks_late=True, reject_on_worker_lost=True, acks_on_timeout=False, ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
     def dispatch(*args: Any, options: Any = None, due: float | None = None, **kwargs: Any) -> Any:
         with SoftTimeLimitGuard():  # the fan-out is never cut half-way
             return requeue_on_infrastructure_error(delivery.dispatch, args, options=options, due=due)
 
-    @app.task(name=RUN_HANDLER_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
+    @app.task(name=RUN_HANDLER_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, acks_on_timeout=False,
+              ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
     def run_handler(task: Any, *args: Any, first_at: float | None = None, first_failed_at: float | None = None,
                     options: Any = None, due: float | None = None, queue: str | None = None, run_id: Any = None,
                     **kwargs: Any) -> Any:
@@ -60,25 +68,31 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
                                                    first_failed_at=first_failed_at, options=options, due=due,
                                                    queue=queue, run_id=run_id, task_id=task.request.id, guard=guard)
 
-    poller: dict[str, Any] = {}
+    poller: dict[str, Any] = {}  # the poller, heartbeat and relay threads of the main process
 
     def process_init(**_: Any) -> None:
+        instrument_celery()  # Celery's task spans, per process as the instrumentation asks
         delivery.process_started()
 
     def process_shutdown(**_: Any) -> None:
         delivery.process_stopping()
 
     def worker_ready(sender: Any = None, **_: Any) -> None:
+        instrument_celery()  # a solo or threads pool runs tasks in this process
         if delivery.metrics_port is not None:
             serve_worker_metrics(delivery.metrics_port)
         thread = SchedulerThread(delivery.sender.schedule, delivery.sender.send, delivery.settings.scheduler_poll)
         thread.start()
         poller["thread"] = thread
+        beat = Heartbeat(delivery.redis, delivery.keys, str(getattr(sender, "hostname", delivery.worker_name)),
+                         consumed_queues(app))
+        beat.start()
+        poller["heartbeat"] = beat
         start_relay(delivery.settings, poller)
         logger.info("ormevents schedule poller started for queue %s", delivery.settings.queue_name)
 
     def worker_shutdown(**_: Any) -> None:
-        for name in ("relay", "thread"):
+        for name in ("relay", "thread", "heartbeat"):
             thread = poller.pop(name, None)
             if thread is not None:
                 thread.stop()
@@ -98,6 +112,14 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
 
     def task_unknown(message: Any = None, name: str | None = None, **_: Any) -> None:
         park(message, unknown_task=str(name))
+
+    class CheckHandlers(bootsteps.StartStopStep):  # type: ignore[misc]  # celery is untyped
+        """Refuses to start a worker whose handlers cannot run (see module doc)."""
+
+        def start(self, parent: Any) -> None:
+            delivery.check_startup()
+
+    app.steps["worker"].add(CheckHandlers)
 
     uid = f"ormevents:{id(app)}"
     signals.worker_process_init.connect(process_init, weak=False, dispatch_uid=f"{uid}:pinit")

@@ -34,7 +34,7 @@ from kombu.transport import redis as kombu_redis
 
 logger = logging.getLogger("ormevents.delivery.celery.transport")
 
-_UNDECODABLE = (json.JSONDecodeError, UnicodeDecodeError)
+_UNDECODABLE = (json.JSONDecodeError, UnicodeDecodeError, RecursionError)
 MALFORMED_KEY = "ormevents_malformed"
 """The body key of a wrapped malformed entry."""
 
@@ -56,7 +56,10 @@ def envelope_problem(payload: Any) -> str | None:
     for name in ("content-type", "content-encoding"):
         if payload.get(name) is not None and not isinstance(payload[name], str):
             return f"{name!r} must be a string"
-    if body and properties.get("body_encoding") == "base64":
+    encoding = properties.get("body_encoding")
+    if encoding and not (isinstance(encoding, str) and (encoding == "base64" or encoding.lower() == "utf-8")):
+        return f"'properties.body_encoding' {encoding!r} is not one kombu can decode ('base64' or 'utf-8')"
+    if body and encoding == "base64":
         try:
             b64decode(body, validate=True)
         except (binascii.Error, ValueError):
@@ -75,6 +78,8 @@ def wrap(raw: str | bytes, problem: str, queue: str) -> dict[str, Any]:
 
 
 def _raw_of(exc: Exception) -> str | bytes:
+    if isinstance(exc, RecursionError):  # json gives up before returning anything: the text is gone
+        return f"(not kept: the entry was JSON nested too deep to decode; entry {uuid.uuid4()})"
     return exc.doc if isinstance(exc, json.JSONDecodeError) else exc.object  # type: ignore[attr-defined]  # UnicodeDecodeError
 
 
@@ -117,6 +122,12 @@ class QoS(kombu_redis.QoS):
                            "after the visibility timeout", delivery_tag, exc)
 
 
+def _problem_of(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "JSON nested too deep to decode"
+    return f"not JSON text ({exc})"
+
+
 class Channel(kombu_redis.Channel):
     """A Redis channel that wraps undecodable queue entries and survives a lost broker (see module doc)."""
 
@@ -129,14 +140,14 @@ class Channel(kombu_redis.Channel):
             # kombu rotated the queue the entry came from to the end of its cycle before decoding it
             items = getattr(self._queue_cycle, "items", None) or list(self._active_queues)
             queue = items[-1] if items else ""
-            self.connection._deliver(wrap(_raw_of(exc), f"not JSON text ({exc})", queue), queue)
+            self.connection._deliver(wrap(_raw_of(exc), _problem_of(exc), queue), queue)
             return True
 
     def _get(self, queue: str, timeout: Any = None) -> Any:
         try:
             return super()._get(queue)  # type: ignore[no-untyped-call]  # kombu is untyped
         except _UNDECODABLE as exc:
-            return wrap(_raw_of(exc), f"not JSON text ({exc})", queue)
+            return wrap(_raw_of(exc), _problem_of(exc), queue)
 
 
 class Transport(kombu_redis.Transport):

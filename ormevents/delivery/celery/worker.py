@@ -1,29 +1,35 @@
 """What a worker does with ormevents' two tasks: fan an event out, run one handler on it.
 
 * :meth:`WorkerDelivery.dispatch` — match the event against the handler registry (pattern and
-  condition) and send one ``run_handler`` message per matching handler. No match: counted
-  (``stats.unmatched``) and acknowledged. Handlers that already completed this event are
-  skipped, so a redelivered dispatch does not run them again.
+  condition) and send one ``run_handler`` message per matching handler that has not completed
+  the event (one Lua script: :meth:`~ormevents.delivery.celery.run_ledger.RunLedger.dispatch`).
+  No match: counted (``stats.unmatched``) and acknowledged. The first run's message id is
+  deterministic, so a redelivered or duplicate dispatch (a relay re-publish) sends copies of
+  the same message, and the ledger never runs them twice.
 * :meth:`WorkerDelivery.run` — run one handler (sync in the task thread, async on the
-  process's :class:`~ormevents.delivery.celery.runtime.WorkerLoop`). Each delivery is counted first in
-  the :class:`~ormevents.delivery.celery.run_ledger.RunLedger`: a message whose earlier delivery died
-  with its process is a failed attempt (retried by the policy, then a failed job with reason
-  ``worker_lost``), never an endless loop. On success its JSON result and
-  the events it returned are written in ONE Redis transaction (result under
-  ``done:<event id>``, children into the schedule, due now), so a redelivered task sees the
-  result and neither runs again nor republishes. On failure: a retry goes into the Redis
-  schedule after the policy's delay, or, when retries are over, a :class:`FailedJob` is stored.
+  process's :class:`~ormevents.delivery.celery.runtime.WorkerLoop`). The ledger's ``begin``
+  decides first, atomically: already completed (skipped, logged), already running elsewhere
+  (the message waits in the schedule until that run's lease ends), lost (an earlier delivery
+  died with its process: a failed attempt, retried by the policy, then a failed job with reason
+  ``worker_lost``) or run: the run then holds a lease on its (event, handler), renewed while the
+  handler runs (:mod:`ormevents.delivery.celery.leases`). On success its JSON result and the
+  events it returned are recorded by ONE script (result under ``done:<event id>``, children into
+  the schedule, the lease released; a completion whose lease was taken over is reported as
+  fenced). On failure: a retry goes into the Redis schedule after the policy's delay, or, when
+  retries are over, a :class:`FailedJob` is stored. A handler that takes a session runs in a
+  MongoDB transaction with its inbox record (:mod:`ormevents.delivery.celery.inbox`): its effect
+  commits exactly once.
 
 Every state change (queued, running, succeeded, retrying, failed) is written to the event's
-status (:mod:`ormevents.jobs.status`) in the same pipeline as the bookkeeping it goes with, logged
-with ``extra={"event_id", "handler", "attempt", "state"}``, and counted in the Prometheus
-metrics when they are enabled (:mod:`ormevents.ops.metrics`).
+status (:mod:`ormevents.jobs.status`) in the same round trip as the bookkeeping it goes with,
+logged with ``extra={"event_id", "handler", "attempt", "state"}``, and counted in the Prometheus
+metrics when they are enabled (:mod:`ormevents.delivery.metrics`).
 
 Malformed messages are parked as failed jobs with reason ``malformed_message`` (see
 :mod:`ormevents.delivery.celery.malformed`; counted as ``stats.rejected``) and then rejected; the worker
-keeps running. Nothing in a message is ever imported: handler names are looked up in the
-registry, and a retry policy carried by a message resolves exception names only among classes
-the worker has loaded (:meth:`~ormevents.handlers.retry.RetryPolicy.from_message`).
+keeps running. Messages are data, never code: handler names are looked up in the registry,
+and the retry policy is the handler's own (``retry=``) or the worker's default
+(``ORMEVENTS_RETRY_POLICY``), never one a message carries; nothing a message names is imported.
 """
 
 from __future__ import annotations
@@ -31,8 +37,6 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import os
-import socket
 import time
 from typing import Any
 
@@ -41,134 +45,62 @@ from celery import Celery  # type: ignore[import-untyped]  # celery ships no typ
 from celery.exceptions import Reject  # type: ignore[import-untyped]  # celery ships no type hints
 from pydantic import ValidationError
 
-from ...errors import BrokerUnavailableError, OrmEventsError
+from ...errors import BrokerUnavailableError, ConfigurationError, OrmEventsError
 from ...events.event import Event
 from ...handlers.registry import Handler, HandlerRegistry
-from ...handlers.results import split_result
-from ...handlers.retry import RetryPolicy
+from ...handlers.results import qualname, split_result
+from ...jobs import activity
 from ...jobs.records import FailedJob
-from ...jobs.redis_store import FailedJobStore
-from ...jobs.status import StatusWriter
+from ...jobs.status import handler_fields
 from ..metrics import metrics
 from ..tracing import handler_span
 from .config import DeliverySettings
+from .inbox import InboxOutcome, session_hex
+from .leases import holder_is_dead, new_token
 from .malformed import malformed_job
 from .outcomes import Run, RunOutcomes
-from .run_ledger import RunLedger
-from .runtime import WorkerLoop, as_coroutine, hooks
-from .scheduler import RedisSchedule
-from .sending import Sender, run_message
+from .resources import WorkerResources
+from .run_ledger import dispatch_run_id
+from .runtime import as_coroutine
+from .sending import run_message
 from .soft_time_limit import SoftTimeLimitGuard
 
 logger = logging.getLogger("ormevents.delivery.celery.worker")
 
 
-class WorkerDelivery:
+class WorkerDelivery(WorkerResources):
     """The worker side of delivery for one queue (see module doc)."""
 
     def __init__(self, settings: DeliverySettings, registry: HandlerRegistry, app: Celery) -> None:
-        self.settings = settings
-        self.registry = registry
-        self.app = app
-        self.keys = settings.keys
-        self.loop = WorkerLoop()
-        self.status = StatusWriter(self.keys)
-        self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
-        self.metrics_port: int | None = None
-        self._pid: int | None = None
-        self._redis: redis.Redis | None = None
-        self._sender: Sender | None = None
-        self._store: FailedJobStore | None = None
-        self._ledger: RunLedger | None = None
+        super().__init__(settings, registry, app)
         self.outcomes = RunOutcomes(self)
-
-    # ----- per-process resources (never shared across fork) ------------------------------
-
-    @property
-    def redis(self) -> redis.Redis:
-        """This process's Redis client."""
-        self._ensure_process()
-        assert self._redis is not None
-        return self._redis
-
-    @property
-    def sender(self) -> Sender:
-        """This process's :class:`Sender` (broker + schedule)."""
-        self._ensure_process()
-        assert self._sender is not None
-        return self._sender
-
-    @property
-    def ledger(self) -> RunLedger:
-        """This process's :class:`RunLedger` (deliveries of run_handler messages)."""
-        self._ensure_process()
-        assert self._ledger is not None
-        return self._ledger
-
-    @property
-    def store(self) -> FailedJobStore:
-        """This process's :class:`FailedJobStore`."""
-        self._ensure_process()
-        assert self._store is not None
-        return self._store
-
-    def _ensure_process(self) -> None:
-        if self._pid == os.getpid() and self._redis is not None:
-            return
-        client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
-        self._redis = client
-        self._sender = Sender(self.app, RedisSchedule(client, self.keys), self.settings)
-        self._store = FailedJobStore(client, self.settings.queue_name, self.settings.failed_jobs)
-        self._ledger = RunLedger(client, self.keys, self.settings.result_ttl)
-        self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
-        self._pid = os.getpid()
-
-    def process_started(self) -> None:
-        """Start this process's loop and run the start hooks (from ``worker_process_init``)."""
-        self._pid = None
-        self.loop = WorkerLoop()
-        self.loop.start(hooks.start)
-
-    def process_stopping(self) -> None:
-        """Run the stop hooks and close the loop (from ``worker_process_shutdown``)."""
-        self.loop.close(hooks.stop)
-
-    def count(self, stat: str, amount: int = 1) -> None:
-        """Increment counter ``stat`` in the queue's stats hash (best effort)."""
-        try:
-            self.redis.hincrby(self.keys.stats, stat, amount)
-        except redis.RedisError:
-            logger.warning("could not count %s in Redis", stat, exc_info=True)
 
     # ----- tasks ------------------------------------------------------------------------
 
     def dispatch(self, args: tuple[Any, ...], options: Any = None, due: float | None = None) -> list[str]:
-        """Body of ``ormevents.dispatch``: send one run_handler per matching handler."""
+        """Body of ``ormevents.dispatch``: send one run_handler per matching handler not yet done."""
         event, policy = self._parse(args, 1, "dispatch")
         wire = event.to_dict()
         _, ttl = self.settings.options_from(options)
-        selected = self.registry.match(event)
-        pipe = self.redis.pipeline(transaction=True)
+        selected = {handler.name: handler for handler in self.registry.match(event)}
         if not selected:
+            pipe = self.redis.pipeline(transaction=True)
             self.status.event(pipe, wire, "unmatched", ttl)
             pipe.hincrby(self.keys.stats, "unmatched", 1)
+            activity.count(pipe, self.keys, "unmatched")
             pipe.execute()
             logger.info("event %s %s matched no handler", event.name, event.id,
                         extra={"event_id": str(event.id), "state": "unmatched"})
             return []
-        done = self._done_handlers(str(event.id))
-        pending = [handler for handler in selected if handler.name not in done]
-        names = [handler.name for handler in pending]
-        self.status.event(pipe, wire, "dispatched", ttl, names)  # queued before any run can start
-        for name in names:
-            self.status.gauge(pipe, name, queued=1)
-        pipe.hincrby(self.keys.stats, "dispatched", 1)
-        pipe.execute()
-        for handler in pending:
-            self.sender.send(run_message(wire, handler.name, 0, policy, time.time(), queue=handler.queue,
-                                         options=options, due=due))
-            logger.debug("handler %s queued for event %s", handler.name, event.id,
-                         extra={"event_id": str(event.id), "handler": handler.name, "attempt": 0, "state": "queued"})
+        now = time.time()
+        queued = {name: handler_fields(name, state="queued", attempts=0, queued_at=now, updated_at=now,
+                                       last_error=None, result=None) for name in selected}
+        names = self.ledger.dispatch(json.dumps(wire, separators=(",", ":")), str(event.id), queued, ttl)
+        for name in names:  # queued before any run can start; a copy of a queued run is skipped by the ledger
+            self.sender.send(run_message(wire, name, 0, policy, now, queue=selected[name].queue, options=options,
+                                         due=due, run_id=dispatch_run_id(name)))
+            logger.debug("handler %s queued for event %s", name, event.id,
+                         extra={"event_id": str(event.id), "handler": name, "attempt": 0, "state": "queued"})
         return names
 
     def run(self, args: tuple[Any, ...], first_at: float | None = None, first_failed_at: float | None = None,
@@ -195,39 +127,80 @@ class WorkerDelivery:
                                "check ORMEVENTS_IMPORTS", "", ran=False, reason="unknown_handler")
             return None
         run.queue = handler.queue  # the handler's current routing wins over the message's
-        run.policy = handler.retry or self._policy(policy_cfg)
-        state, starts = self.ledger.begin(run.run_id, run.event_id, name, run.waiting)
-        if state in ("finished", "done"):
-            logger.info("handler %s already %s event %s; skipping the redelivery", name,
-                        "completed" if state == "done" else "recorded its outcome for", run.event_id,
+        run.policy = handler.retry or self.settings.retry_policy  # never a policy a message names
+        if handler.wants_session and not (self.settings.mongo_url and self.settings.database):
+            # a worker started by `celery worker` refuses to start like this (check_startup); kept as a failed job
+            problem = ConfigurationError(self._inbox_missing())
+            logger.error("%s; recorded as failed", problem, extra=run.extra("failed"))
+            self.outcomes.fail(run, qualname(ConfigurationError), str(problem), "", ran=False)
+            return None
+        session = self.open_session(handler)  # before the lease: its id travels in the token
+        run.token, run.inbox = new_token(session_hex(session) if session is not None else ""), handler.wants_session
+        try:
+            return self._begin(run, handler, due, guard, session)
+        finally:
+            if session is not None:
+                self.end_session(handler, session)
+
+    def _begin(self, run: Run, handler: Handler, due: float | None, guard: SoftTimeLimitGuard, session: Any) -> Any:
+        name = run.name
+        begun = self.ledger.begin(run.run_id, run.event_id, name, run.waiting, run.token, run.ttl,
+                                  self.outcomes.running_status(run))
+        if begun.state == "busy" and holder_is_dead(begun.holder):  # its process died on this host
+            begun = self.ledger.begin(run.run_id, run.event_id, name, run.waiting, run.token, run.ttl,
+                                      self.outcomes.running_status(run), takeover=begun.holder)
+        if begun.state in ("finished", "done"):
+            logger.info("handler %s already %s event %s; skipping this delivery", name,
+                        "completed" if begun.state == "done" else "recorded its outcome for", run.event_id,
                         extra=run.extra("duplicate"))
             return None
-        if state == "lost":
-            self.outcomes.lost(run, run.policy, starts)
+        if begun.state == "busy":
+            self.outcomes.busy(run, begun, due)
+            return None
+        if begun.holder and session is not None:  # took over from a dead run: abort its open transaction
+            self.abort_orphan(handler, begun.holder, run.extra("running"))
+        if begun.state == "lost":
+            self.outcomes.lost(run, run.policy or self.settings.retry_policy, begun.starts)
             return None
         try:
-            return self._run(run, handler, due, guard)
+            return self._run(run, handler, due, guard, session)
         except (redis.RedisError, BrokerUnavailableError):
             try:  # the message is about to be requeued: let its next delivery run the handler again
-                self.ledger.abandon(run.run_id, run.event_id, name, run.waiting)
+                self.ledger.abandon(run.run_id, run.event_id, name, run.waiting, run.token)
             except redis.RedisError:
                 logger.warning("could not undo the start of %s on event %s; its next delivery counts a lost run",
                                name, run.event_id, extra=run.extra("running"))
             raise
 
-    def _run(self, run: Run, handler: Handler, due: float | None, guard: SoftTimeLimitGuard) -> Any:
+    def _run(self, run: Run, handler: Handler, due: float | None, guard: SoftTimeLimitGuard, session: Any) -> Any:
         started = self.outcomes.started(run, due)
-        try:
-            with guard.interruptible(), handler_span(run.event, run.name, run.attempt) as attach:
-                result = self._invoke(handler, run.event, attach)
-            children, value = split_result(result, run.event, run.name)
-        except Exception as exc:
+        with self.leases.hold(self.keys.lease(run.event_id, run.name), run.token):
+            try:
+                with guard.interruptible(), handler_span(run.event, run.name, run.attempt) as attach:
+                    outcome = self._execute(handler, run, attach, session)
+            except Exception as exc:
+                metrics().duration.labels(handler=run.name).observe(time.time() - started)
+                self.outcomes.failed_attempt(run, run.policy or self.settings.retry_policy, exc)
+                return None
             metrics().duration.labels(handler=run.name).observe(time.time() - started)
-            self.outcomes.failed_attempt(run, run.policy or self.settings.retry_policy, exc)
-            return None
-        metrics().duration.labels(handler=run.name).observe(time.time() - started)
-        self.outcomes.complete(run, value, children)
-        return value
+            self.outcomes.complete(run, outcome)
+        return outcome.value
+
+    def _execute(self, handler: Handler, run: Run, attach: Any, session: Any = None) -> InboxOutcome:
+        """Call the handler; one taking a session runs in a transaction with its inbox record."""
+        if session is None:
+            children, value = split_result(self._invoke(handler, run.event, attach), run.event, run.name)
+            return InboxOutcome(value, children, applied=True)
+        inbox, key, argument = self.inbox, run.event.idempotency_key(run.name), handler.argument(run.event)
+        if not handler.is_async:
+            return inbox.apply_sync(key, lambda tx: handler.func(argument, tx), run.event, run.name, session)
+
+        async def call(tx: Any) -> Any:
+            result = handler.func(argument, tx)
+            return await result if inspect.isawaitable(result) else result
+
+        applying = inbox.apply_async(key, call, run.event, run.name, session)
+        return self.loop.run(as_coroutine(attach(applying) if attach else applying))
 
     def _invoke(self, handler: Handler, event: Event, attach: Any = None) -> Any:
         argument = handler.argument(event)
@@ -238,24 +211,10 @@ class WorkerDelivery:
             awaitable = result  # an async callable object or partial: run it like an async handler
         else:
             awaitable = handler.func(argument)
-        if not self.loop.running:  # solo/threads pools send no worker_process_init
-            self.loop.start(hooks.start)
+        self._ensure_loop()
         return self.loop.run(as_coroutine(attach(awaitable) if attach else awaitable))
 
     # ----- helpers ----------------------------------------------------------------------
-
-    def _policy(self, config: Any) -> RetryPolicy:
-        """The default policy an event carries (data only, see :meth:`RetryPolicy.from_message`), else the worker's."""
-        if isinstance(config, dict):
-            try:
-                return RetryPolicy.from_message(config)
-            except ValidationError as exc:
-                logger.warning("unusable retry policy in message %.300r (%s); using the worker default", config,
-                               "; ".join(error["msg"] for error in exc.errors()))
-        return self.settings.retry_policy
-
-    def _done_handlers(self, event_id: str) -> set[str]:
-        return {k.decode() if isinstance(k, bytes) else k for k in self.redis.hkeys(self.keys.done(event_id))}
 
     def _parse(self, args: tuple[Any, ...], policy_index: int, task: str) -> tuple[Event, Any]:
         if len(args) <= policy_index or not isinstance(args[0], dict):

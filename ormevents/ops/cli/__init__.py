@@ -1,7 +1,8 @@
 """The ``ormevents`` command line: failed jobs, event status, handlers, stats, a worker, the outbox
 (``outbox status``) and its relay (``relay``).
 
-Built on click and rich (``pip install 'ormevents[cli]'``). Connection: ``--redis-url`` or
+Built on click and rich, both dependencies of ormevents (a plain ``pip install ormevents``
+gives the command; ``web`` needs the ``web`` extra). Connection: ``--redis-url`` or
 ``ORMEVENTS_REDIS_URL``; queue: ``--queue`` or ``ORMEVENTS_QUEUE``; broker (for retries):
 ``--broker-url`` or ``ORMEVENTS_BROKER_URL`` (default: the Redis URL).
 
@@ -36,6 +37,7 @@ def build() -> Any:
     from .failed import failed
     from .inspect import events, handlers, stats
     from .outbox import outbox, relay
+    from .web import web
     from .worker import worker
 
     @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -48,15 +50,9 @@ def build() -> Any:
     @click.pass_context
     def cli(ctx: click.Context, redis_url: str, queue: str, broker_url: str | None) -> None:
         """Inspect and operate ormevents: failed jobs, event status, handlers, stats, workers, the outbox."""
-        from ...errors import ConfigurationError
+        ctx.obj = Connection(redis_url, queue, broker_url)
 
-        try:
-            ctx.obj = Connection(redis_url, queue, broker_url)
-        except ConfigurationError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_USAGE)
-
-    for command in (failed, events, handlers, stats, worker, outbox, relay):
+    for command in (failed, events, handlers, stats, worker, web, outbox, relay):
         cli.add_command(command)
     return cli
 
@@ -67,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         import click  # noqa: F401
         import rich  # noqa: F401
     except ImportError as exc:
-        sys.stderr.write(f"ormevents: the command line needs click and rich ({exc.name} is missing): "
-                         "pip install 'ormevents[cli]'\n")
+        sys.stderr.write(f"ormevents: the command line needs click and rich, dependencies of ormevents "
+                         f"({exc.name} is missing: a broken install?): pip install --force-reinstall ormevents\n")
         sys.exit(EXIT_USAGE)
     build()(args=argv, prog_name="ormevents")

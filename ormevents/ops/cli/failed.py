@@ -17,9 +17,8 @@ Example::
 from __future__ import annotations
 
 import json
-import re
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import click
@@ -27,31 +26,25 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from ...jobs.records import FailedJob, FailedJobFilter
+from ...jobs.records import parse_since as since_filter
 from .plumbing import EXIT_NOT_FOUND, EXIT_USAGE, Connection, guarded, literal
-
-_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 def parse_since(value: str | None) -> datetime | None:
-    """``2h``, ``30m``, ``7d``, ``45s`` ago, or an ISO date/datetime (naive = UTC).
+    """``2h``, ``30m``, ``7d``, ``45s`` ago, or an ISO date/datetime (naive = UTC); see
+    :func:`ormevents.jobs.records.parse_since` (a bad value is a usage error).
 
     Example::
 
         >>> parse_since("2030-01-02").isoformat()
         '2030-01-02T00:00:00+00:00'
     """
-    if value is None:
-        return None
-    relative = _RELATIVE.fullmatch(value.strip())
-    if relative:
-        return datetime.now(UTC) - timedelta(**{_UNITS[relative.group(2)]: float(relative.group(1))})
+    from ...errors import InvalidFilterError
+
     try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date: use ISO 8601 (2024-05-01, 2024-05-01T12:00) "
-                                 "or an age like 30m, 2h, 7d", param_hint="--since") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+        return since_filter(value)
+    except InvalidFilterError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from None
 
 
 def filter_options(func: Any) -> Any:
@@ -201,14 +194,10 @@ def _confirm(verb: str, count: int, filters: dict[str, Any]) -> None:
 
 def _walk(conn: Connection, verb: str, filters: FailedJobFilter, expected: int, show_progress: bool) -> int:
     """Retry or remove every match, page by page; a progress bar on a terminal (stderr)."""
-    step = conn.requeue.retry_batch if verb == "retry" else conn.requeue.remove_batch
+    pages = conn.requeue.each_page(verb, filters)
     console = Console(stderr=True)
     if not (show_progress and console.is_terminal):
-        total, cursor = step(filters, None)
-        while cursor is not None:
-            done, cursor = step(filters, cursor)
-            total += done
-        return int(total)
+        return sum(pages)
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -218,16 +207,13 @@ def _walk(conn: Connection, verb: str, filters: FailedJobFilter, expected: int, 
     )
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    total = 0
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("retrying" if verb == "retry" else "removing", total=expected)
-        total, cursor = step(filters, None)
-        progress.update(task, completed=total)
-        while cursor is not None:
-            done, cursor = step(filters, cursor)
+        for done in pages:
             total += done
             progress.update(task, completed=total)
-        progress.update(task, total=max(expected, total), completed=max(expected, total))
-    return int(total)
+    return total
 
 
 def _get(conn: Connection, job_id: str) -> FailedJob:

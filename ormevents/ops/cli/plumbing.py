@@ -67,15 +67,21 @@ def literal(value: Any) -> Any:
 
 
 class Connection:
-    """What the commands talk to, created lazily from the global options."""
+    """What the commands talk to, created lazily from the global options: the URLs are checked
+    when a command first needs them (:class:`~ormevents.errors.ConfigurationError`), so a
+    command that never talks to Redis is not refused for a bad ``ORMEVENTS_REDIS_URL``."""
 
     def __init__(self, redis_url: str, queue: str, broker_url: str | None) -> None:
+        self.redis_url, self.queue, self.broker_url = redis_url, queue, broker_url
+
+    @cached_property
+    def settings(self) -> Any:
         from ...delivery.celery.config import DeliverySettings
 
-        check_url("--redis-url", redis_url)
-        if broker_url:
-            check_url("--broker-url", broker_url)
-        self.settings = DeliverySettings(redis_url=redis_url, queue_name=queue, broker_url=broker_url)
+        check_url("--redis-url", self.redis_url)
+        if self.broker_url:
+            check_url("--broker-url", self.broker_url)
+        return DeliverySettings(redis_url=self.redis_url, queue_name=self.queue, broker_url=self.broker_url)
 
     @cached_property
     def redis(self) -> Any:
@@ -108,7 +114,6 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
     import click
     import redis
 
-    from ...urls import redact_url
     from ...errors import (
         BrokerUnavailableError,
         ConfigurationError,
@@ -116,6 +121,7 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
         JobNotFoundError,
         JobNotRetryableError,
     )
+    from ...urls import redact_url
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -128,12 +134,17 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_USAGE)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
-            conn = click.get_current_context().obj
-            url = redact_url(conn.settings.redis_url) if hasattr(conn, "settings") else "the configured URL"
-            click.echo(f"error: cannot reach Redis at {url}: {exc}", err=True)
+            click.echo(f"error: cannot reach Redis at {_redis_url()}: {exc}", err=True)
+            sys.exit(EXIT_UNREACHABLE)
+        except redis.RedisError as exc:  # WRONGTYPE, a script refused by an ACL, ...: still one line
+            click.echo(f"error: Redis at {_redis_url()} refused the command: {type(exc).__name__}: {exc}", err=True)
             sys.exit(EXIT_UNREACHABLE)
         except BrokerUnavailableError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_UNREACHABLE)
+
+    def _redis_url() -> str:
+        conn = click.get_current_context().obj
+        return redact_url(conn.redis_url) if isinstance(conn, Connection) else "the configured URL"
 
     return wrapper

@@ -14,7 +14,7 @@ import sys
 import click
 
 from ...urls import redact_url
-from .plumbing import Connection
+from .plumbing import Connection, guarded
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -22,6 +22,7 @@ from .plumbing import Connection
 @click.option("--print", "print_only", is_flag=True, help="print the command and environment instead of running it")
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
+@guarded
 def worker(conn: Connection, modules: tuple[str, ...], print_only: bool, celery_args: tuple[str, ...]) -> None:
     """Run ``celery -A ormevents.worker worker`` for this queue (extra args go to celery).
 

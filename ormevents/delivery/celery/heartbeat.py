@@ -1,0 +1,78 @@
+"""The worker's heartbeat: which workers serve a queue, and which broker queues they consume.
+
+Every worker's main process (started at ``worker_ready``) writes one field of
+``<queue>:workers`` every :data:`EVERY` seconds: its Celery node name -> ``{"host", "pid",
+"queues", "started", "seen"}``; a warm shutdown removes it. The dashboard and
+:func:`ormevents.jobs.activity.read_workers` read it (a worker not seen for 30 s is shown as gone),
+and measure the depth of each queue a worker consumes. One small ``HSET`` every 5 s per worker.
+
+Example::
+
+    beat = Heartbeat(client, Keys("shop:events"), "w1@host", ["shop:events"])
+    beat.start()
+    ...
+    beat.stop()
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from ...jobs.keys import Keys
+
+logger = logging.getLogger("ormevents.delivery.celery.heartbeat")
+
+EVERY = 5.0
+"""Seconds between two heartbeats."""
+
+
+class Heartbeat(threading.Thread):
+    """A daemon thread writing this worker's heartbeat (see module doc)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, name: str, queues: Sequence[str], every: float = EVERY) -> None:
+        super().__init__(name="ormevents-heartbeat", daemon=True)
+        self.client, self.keys, self.worker, self.every = client, keys, name, every
+        self.queues = sorted(set(queues))
+        self.started = time.time()
+        self._stop_event = threading.Event()
+
+    def beat(self) -> None:
+        """Write the heartbeat once."""
+        value = {"host": socket.gethostname(), "pid": os.getpid(), "queues": self.queues,
+                 "started": self.started, "seen": time.time()}
+        self.client.hset(self.keys.workers, self.worker, json.dumps(value))
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                self.beat()
+            except redis.RedisError:
+                logger.warning("could not write the worker heartbeat; retrying", exc_info=True)
+            self._stop_event.wait(self.every)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop beating and remove this worker's entry (best effort)."""
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(timeout)
+        try:
+            self.client.hdel(self.keys.workers, self.worker)
+        except redis.RedisError:
+            logger.warning("could not remove the worker heartbeat", exc_info=True)
+
+
+def consumed_queues(app: Any) -> list[str]:
+    """The broker queues ``app``'s worker consumes (after ``-Q`` and ``select_add``)."""
+    try:
+        return sorted(app.amqp.queues.consume_from)
+    except Exception:  # an app without amqp queues set up yet: name none rather than fail the worker
+        return []
