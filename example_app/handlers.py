@@ -15,7 +15,7 @@ from pymongo import AsyncMongoClient, MongoClient
 
 from ormevents import Event, RetryPolicy, event_handler, model_event_handler
 from ormevents.delivery.celery.runtime import on_worker_start, on_worker_stop
-from ormevents.model.storage import to_bson
+from ormevents.model.bson_form import to_bson
 
 from .settings import CARRIER_FIXED, Settings
 

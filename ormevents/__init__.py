@@ -46,8 +46,11 @@ from .errors import (
     BrokerUnavailableError,
     ConfigurationError,
     ConflictError,
+    DatabaseUnavailableError,
     DocumentDeletedError,
     DocumentNotFoundError,
+    DocumentTooLargeError,
+    EventTooLargeError,
     HandlerRegistrationError,
     IdChangedError,
     InvalidEventNameError,
@@ -59,6 +62,7 @@ from .errors import (
     NotInitializedError,
     OrmEventsError,
     PublishError,
+    TransactionAbortedError,
     UnserializableValueError,
 )
 from .events.event import Event
@@ -69,8 +73,9 @@ from .model.base import EventModel
 from .model.context import event_metadata, hooks_disabled
 from .model.dispatch import dispatch_model_event
 from .model.meta import EventModelConfig
+from .model.transaction import Transaction, transaction
 from .model.types import ObjectIdField
-from .runtime import close, get_runtime, init
+from .runtime import close, flush, get_runtime, init
 
 __all__ = [
     "event_bus",
@@ -92,15 +97,19 @@ __all__ = [
     "Condition",
     "ConfigurationError",
     "ConflictError",
+    "DatabaseUnavailableError",
     "dispatch_model_event",
     "DocumentDeletedError",
     "DocumentNotFoundError",
+    "DocumentTooLargeError",
     "Event",
     "event_metadata",
     "EventConfig",
     "EventModel",
     "EventModelConfig",
+    "EventTooLargeError",
     "FieldChange",
+    "flush",
     "get_runtime",
     "HandlerRegistrationError",
     "hooks_disabled",
@@ -122,6 +131,9 @@ __all__ = [
     "RecordingPublisher",
     "REDACTED",
     "Sensitive",
+    "Transaction",
+    "transaction",
+    "TransactionAbortedError",
     "UnserializableValueError",
     "Was",
 ]

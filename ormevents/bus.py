@@ -100,6 +100,17 @@ class EventBus(FailedJobsFacade):
         """Publish ``event`` through the runtime's publisher (see :meth:`~ormevents.delivery.celery.publisher.CeleryPublisher.publish`)."""
         await get_runtime().publisher.publish(event, delay=delay, eta=eta)
 
+    async def publish_many(self, events: list[Event]) -> int:
+        """Publish ``events`` in one step where the publisher can (one Lua script on a Redis
+        broker), else one by one; returns how many were handed over."""
+        publisher = get_runtime().publisher
+        many = getattr(publisher, "publish_many", None)
+        if many is not None:
+            return int(await many(events))
+        for event in events:
+            await publisher.publish(event)
+        return len(events)
+
     async def cancel(self, event_id: uuid.UUID | str) -> bool:
         """Cancel a pending delayed event; ``True`` if it was still waiting."""
         publisher = get_runtime().publisher

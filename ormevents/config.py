@@ -11,6 +11,23 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
+class OutboxConfig(BaseModel):
+    """How the outbox hands events over and keeps them (``event_config={"outbox": {...}}``).
+
+    ``history_seconds``: how long sent events stay in ``_oe_events`` as the event history
+    (default 7 days; ``0`` keeps none; ``None`` keeps them forever).
+    ``cleanup_interval``: seconds between the batched clean-ups of sent records (default 1).
+    ``queue_limit``: events waiting in memory for their hand-off, per event loop; beyond it
+    an event is left to the relay (default 10,000).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    history_seconds: float | None = Field(default=7 * 24 * 3600, ge=0)
+    cleanup_interval: float = Field(default=1.0, gt=0)
+    queue_limit: int = Field(default=10_000, ge=1)
+
+
 class EventConfig(BaseModel):
     """Event delivery settings.
 
@@ -28,8 +45,12 @@ class EventConfig(BaseModel):
     Both travel with each event to the worker (data, not code).
     ``redis_check``: what ``init(redis_uri=...)`` does when Redis does not answer a PING at
     start-up: ``"error"`` (the default) raises :class:`~ormevents.errors.BrokerUnavailableError`;
-    ``"warn"`` logs a warning and starts anyway (writes then fail to publish until Redis is
-    back); ``"skip"`` does not ask.
+    ``"warn"`` logs a warning and starts anyway (model writes go on, their events wait in the
+    outbox until Redis is back; ``event_bus.publish`` fails); ``"skip"`` does not ask.
+    ``max_event_bytes``: the largest event (as JSON) a write may produce, default 1 MiB; a
+    larger one raises :class:`~ormevents.errors.EventTooLargeError` before anything is written.
+    ``outbox``: the outbox's settings (:class:`OutboxConfig` fields), used when events go
+    through a broker (``init(redis_uri=...)``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -40,6 +61,8 @@ class EventConfig(BaseModel):
     failed_jobs: dict[str, Any] | None = None
     status_ttl: int = Field(default=7 * 24 * 3600, ge=1)
     redis_check: Literal["error", "warn", "skip"] = "error"
+    max_event_bytes: int = Field(default=1024 * 1024, ge=1024)
+    outbox: OutboxConfig = Field(default_factory=lambda: OutboxConfig())
 
     @field_validator("failed_jobs")
     @classmethod

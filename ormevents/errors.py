@@ -101,3 +101,52 @@ class JobNotRetryableError(OrmEventsError):
 
 class InvalidFilterError(OrmEventsError, ValueError):
     """A failed-job filter or cursor is malformed (a bad date, an unknown cursor)."""
+
+
+class DatabaseUnavailableError(OrmEventsError):
+    """MongoDB could not be reached (or stopped answering) during a write.
+
+    The driver's error is the ``__cause__``. A write that failed this way may or may not have
+    been applied: ``await doc.reload()`` before trying again. If it was applied, its event was
+    recorded with it and is delivered; if not, nothing was recorded.
+    """
+
+
+class DocumentTooLargeError(OrmEventsError, ValueError):
+    """The document (with its pending events) is over MongoDB's 16 MiB limit; nothing was written.
+
+    ``fields`` lists the largest top-level fields as ``(name, bytes)``, largest first.
+    """
+
+    def __init__(self, message: str, fields: tuple[tuple[str, int], ...] = ()) -> None:
+        super().__init__(message)
+        self.fields = tuple(fields)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), self.fields))
+
+
+class EventTooLargeError(OrmEventsError, ValueError):
+    """An event's JSON is over the configured size (``event_config["max_event_bytes"]``, default
+    1 MiB); raised before anything is written.
+
+    ``size`` is the event's size in bytes, ``limit`` the limit, and ``fields`` the largest
+    parts of the event as ``(path, bytes)``, largest first (``data.avatar``, ``changes.bio``).
+    """
+
+    def __init__(self, message: str, size: int = 0, limit: int = 0,
+                 fields: tuple[tuple[str, int], ...] = ()) -> None:
+        super().__init__(message)
+        self.size, self.limit, self.fields = size, limit, tuple(fields)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), self.size, self.limit, self.fields))
+
+
+class TransactionAbortedError(OrmEventsError):
+    """A transaction was aborted by a transient error (a write conflict with another
+    transaction, a primary step-down) and could not be committed within the retry time.
+
+    Nothing it wrote or emitted remains. The driver's error is the ``__cause__``. Run the work
+    again, or let :meth:`ormevents.transaction` ``.run(fn)`` retry it for you.
+    """

@@ -7,6 +7,7 @@ They are defined, with the firing table and the contract of each moment, in
 from __future__ import annotations
 
 from .model.hooks import (
+    after_commit,
     after_create,
     after_delete,
     after_update,
@@ -17,5 +18,5 @@ from .model.hooks import (
     before_write,
 )
 
-__all__ = ["after_create", "after_delete", "after_update", "after_write", "before_create", "before_delete",
+__all__ = ["after_commit", "after_create", "after_delete", "after_update", "after_write", "before_create", "before_delete",
            "before_update", "before_write"]

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .config import EventConfig, parse_event_config
-from .delivery.base import Publisher
+from .delivery.base import Outbox, Publisher
 from .delivery.recording import RecordingPublisher
 from .errors import ConfigurationError, NotInitializedError
 
@@ -47,6 +47,8 @@ class Runtime:
         self.owned_client = owned_client
         self._connect = connect
         self._home: tuple[int, weakref.ref[asyncio.AbstractEventLoop]] | None = None
+        self.indexed: set[str] = set()
+        """Collections whose outbox indexes this runtime has ensured (once each)."""
 
     @property
     def database(self) -> Any:
@@ -58,6 +60,13 @@ class Runtime:
     def collection(self, name: str) -> Any:
         """The async collection ``name`` (PyMongo async, Motor or mongomock-motor)."""
         return self.database[name]
+
+    @property
+    def outbox(self) -> Outbox | None:
+        """The publisher's outbox (events recorded with the writes), or ``None`` for a publisher
+        that takes each event through ``publish()`` (eager, recording, your own)."""
+        outbox: Outbox | None = getattr(self.publisher, "outbox", None)
+        return outbox
 
     def _follow_loop(self) -> None:
         loop = _running_loop()
@@ -179,13 +188,30 @@ async def init(
                        "never delivered; pass redis_uri= to deliver them, or eager=True in tests", RECORDING_LIMIT)
         publisher = RecordingPublisher(limit=RECORDING_LIMIT)
     runtime = Runtime(database=db, publisher=publisher, event_config=config, owned_client=owned, connect=connect)
+    if runtime.outbox is not None:
+        runtime.outbox.bind(lambda: runtime.database, config.outbox)
     _holder.current = runtime
     logger.debug("ormevents initialised on database %s", getattr(db, "name", db))
     return runtime
 
 
+async def flush(*, cleanup: bool = False) -> None:
+    """Wait until the events written so far on this event loop were handed to the broker
+    (``cleanup=True``: and marked sent in MongoDB). A no-op without an outbox or before ``init()``.
+
+    ``save()`` returns once its write (and the event recorded with it) is acknowledged; the
+    hand-off to the broker follows at once, in the background. Await this before reading the
+    broker queue in a test, or before a script exits (``close()`` does it too).
+    """
+    runtime = _holder.current
+    if runtime is not None and runtime.outbox is not None:
+        await runtime.outbox.flush(cleanup)
+
+
 async def close() -> None:
-    """Close what the current runtime owns and forget it (a no-op when not initialised)."""
+    """Close what the current runtime owns and forget it (a no-op when not initialised).
+
+    Waits for the hand-off of the events written on this loop first (:func:`flush`)."""
     runtime, _holder.current = _holder.current, None
     if runtime is None:
         return
@@ -199,17 +225,17 @@ async def _check_redis(publisher: Any, config: EventConfig, redis_uri: str) -> N
     publisher) or, with ``"warn"``, log and go on."""
     if config.redis_check == "skip":
         return
-    from .delivery.celery.sending import _safe
     from .errors import BrokerUnavailableError
+    from .urls import redact_url
 
     limit = publisher.settings.publish_retry.timeout * 2 + 1
     try:
         await asyncio.wait_for(asyncio.to_thread(publisher.redis.ping), limit)
     except Exception as exc:  # redis errors, OSError, TimeoutError: all mean "not answering"
-        reason = f"Redis at {_safe(redis_uri)} does not answer ({type(exc).__name__}: {exc})"
+        reason = f"Redis at {redact_url(redis_uri)} does not answer ({type(exc).__name__}: {exc})"
         if config.redis_check == "warn":
-            logger.warning("ormevents.init(): %s; starting anyway (redis_check='warn'): publishing fails until it "
-                           "answers", reason)
+            logger.warning("ormevents.init(): %s; starting anyway (redis_check='warn'): model writes keep their "
+                           "events in the outbox until it answers, event_bus.publish fails", reason)
             return
         await publisher.close()
         raise BrokerUnavailableError(f"ormevents.init(): {reason}; start Redis or fix redis_uri=, or pass "

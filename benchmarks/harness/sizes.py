@@ -31,6 +31,7 @@ class Sizes:
     size_ops: int           # 10: operations per variant and document size
     fanout_runs: int        # 11: handler runs (tasks) per fan-out and side
     throughput_rounds: int  # rounds of every throughput comparison
+    relay_backlog: int = 20_000  # 13: pending events the relay drains, per kind and round
 
     @classmethod
     def full(cls) -> Sizes:
@@ -44,4 +45,5 @@ class Sizes:
         """The sizes of ``make bench-quick`` (the CI smoke run): every code path, no meaningful figure."""
         return cls(write_ops=40, rounds=2, events=60, events_fan4=20, bulk_docs=200, latency_events=10,
                    delayed=300, delayed_raw=300, ingest_wait=10.0, diff_ops=100, failed_jobs=2000, pages=5, beanie_ops=20,
-                   beanie_docs=20, concurrent_ops=64, size_ops=20, fanout_runs=32, throughput_rounds=2)
+                   beanie_docs=20, concurrent_ops=64, size_ops=20, fanout_runs=32, throughput_rounds=2,
+                   relay_backlog=200)

@@ -1,6 +1,10 @@
-"""Where events go after a write: the :class:`Publisher` protocol every delivery implements.
+"""Where events go after a write: the :class:`Publisher` protocol every delivery implements, and
+the optional :class:`Outbox` a publisher offers for durable hand-offs.
 
 The model layer hands every event to ``runtime.publisher`` and knows nothing else of delivery.
+A publisher whose ``outbox`` attribute is an :class:`Outbox` (the Celery publisher) gets the
+events as records the model wrote with its data, after the commit; one without (eager,
+recording, your own) gets each event through :meth:`Publisher.publish` right after the commit.
 Implementations: :class:`~ormevents.delivery.celery.publisher.CeleryPublisher` (a broker and
 workers), :class:`~ormevents.delivery.eager.EagerPublisher` (in-process, for tests) and
 :class:`~ormevents.delivery.recording.RecordingPublisher` (keeps events in memory). The runtime
@@ -10,12 +14,17 @@ chooses one (:func:`ormevents.init`); nothing here does I/O.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..errors import ConfigurationError
 from ..events.event import Event
+
+if TYPE_CHECKING:
+    from ..config import OutboxConfig
+    from .outbox.records import PendingEvent
 
 
 @runtime_checkable
@@ -26,8 +35,44 @@ class Publisher(Protocol):
         """Hand ``event`` over for delivery; raise a :class:`~ormevents.errors.PublishError` if it cannot be."""
         ...
 
+    async def publish_many(self, events: Sequence[Event | PendingEvent]) -> int:
+        """Hand several events over at once (pipelined where the broker allows); returns how many
+        were handed over. Items may be stored outbox records (:class:`PendingEvent`), whose JSON is
+        sent as stored and which are skipped when already sent."""
+        ...
+
     async def close(self) -> None:
         """Release connections; the publisher is not used afterwards."""
+        ...
+
+
+@runtime_checkable
+class Outbox(Protocol):
+    """A publisher's durable hand-off (see module doc): the model writes each event's record with
+    its data, then submits the record here once the write (or the transaction) committed."""
+
+    def bind(self, database: Callable[[], Any], config: OutboxConfig) -> None:
+        """Give the outbox the database holding the records (a callable: the runtime's database
+        for the running loop) and its settings; called by ``init()``."""
+        ...
+
+    def submit(self, records: Sequence[PendingEvent]) -> None:
+        """Hand committed records over without waiting (never raises for a broker problem: a
+        record that cannot be handed over now stays pending for the relay)."""
+        ...
+
+    def sent_entries(self, home: str, key: Any) -> list[str]:
+        """Ids of the entries of document ``key`` (collection ``home``) handed over and not yet
+        cleaned up: the document's next write drops them in the same update."""
+        ...
+
+    def dropped_entries(self, home: str, key: Any, ids: list[str]) -> None:
+        """That write went through: entries ``ids`` are gone from the document already."""
+        ...
+
+    async def flush(self, cleanup: bool = False) -> None:
+        """Wait until the records submitted on this loop were handed over (``cleanup``: and
+        marked sent in MongoDB)."""
         ...
 
 
@@ -38,6 +83,16 @@ class PublishedEvent:
     event: Event
     delay: float | None = None
     eta: datetime | None = None
+
+
+def as_published(item: Event | PendingEvent) -> tuple[Event, float | None, datetime | None]:
+    """``(event, delay, eta)`` to publish ``item`` (a stored record's due time becomes its ``eta``,
+    unless it still knows the ``delay`` it was emitted with)."""
+    if isinstance(item, Event):
+        return item, None, None
+    if item.delay is not None or item.due is None:
+        return item.to_event(), item.delay, None
+    return item.to_event(), None, datetime.fromtimestamp(item.due, UTC)
 
 
 def due_time(delay: float | None, eta: datetime | None) -> float | None:

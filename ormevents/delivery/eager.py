@@ -29,6 +29,7 @@ import itertools
 import logging
 import traceback
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -40,8 +41,9 @@ from ..handlers.results import qualname, split_result
 from ..handlers.retry import RetryPolicy
 from ..jobs.memory_store import EagerFailedStore, failed_job
 from ..jobs.records import FailedJobRetention
-from .base import PublishedEvent, due_time
+from .base import PublishedEvent, as_published, due_time
 from .eager_jobs import EagerFailedJobsMixin
+from .outbox.records import PendingEvent
 
 logger = logging.getLogger("ormevents.delivery.eager")
 
@@ -107,6 +109,16 @@ class EagerPublisher(EagerFailedJobsMixin):
             return
         await self._deliver(event)
         await self._catch_up()
+
+    outbox = None
+    """Handlers run in :meth:`publish` (no outbox): right after each write or commit."""
+
+    async def publish_many(self, events: Sequence[Event | PendingEvent]) -> int:
+        """Publish each of ``events`` in order (stored records are turned back into events)."""
+        for item in events:
+            event, delay, eta = as_published(item)
+            await self.publish(event, delay=delay, eta=eta)
+        return len(events)
 
     async def cancel(self, event_id: uuid.UUID | str) -> bool:
         """Drop a delayed event still waiting; ``True`` if it was."""

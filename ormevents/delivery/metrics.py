@@ -10,7 +10,14 @@ metric                                       kind       labels
 ``ormevents_handler_failed_total``           counter    ``handler`` (stored as failed job)
 ``ormevents_publish_to_start_seconds``       histogram  ``handler`` (due -> first attempt)
 ``ormevents_handler_duration_seconds``       histogram  ``handler``
+``ormevents_relay_published_total``          counter    (events the relay published)
+``ormevents_outbox_pending``                 gauge      ``collection`` (set by the relay)
+``ormevents_outbox_oldest_age_seconds``      gauge      ``collection`` (set by the relay)
+``ormevents_relay_lag_seconds``              gauge      (since the least recent relay pass)
 ===========================================  =========  ===============================
+
+The outbox gauges are refreshed by the relay every few seconds
+(:mod:`ormevents.delivery.outbox.status`); ``ormevents outbox status`` shows the same figures.
 
 A worker started with ``ORMEVENTS_METRICS_PORT`` serves them over HTTP on that port from its
 main process; prefork children write to ``PROMETHEUS_MULTIPROC_DIR`` (set to a fresh
@@ -46,6 +53,9 @@ class _NoOp:
     def observe(self, amount: float) -> None:
         return None
 
+    def set(self, value: float) -> None:
+        return None
+
 
 class Metrics:
     """The metrics ormevents updates (real ones, or no-ops; see module doc)."""
@@ -57,6 +67,10 @@ class Metrics:
     failed: Any
     latency: Any
     duration: Any
+    relayed: Any
+    outbox_pending: Any
+    outbox_oldest_age: Any
+    relay_lag: Any
 
     def __init__(self) -> None:
         try:
@@ -66,6 +80,7 @@ class Metrics:
             noop = _NoOp()
             self.published = self.delivered = self.succeeded = self.retried = self.failed = noop
             self.latency = self.duration = noop
+            self.relayed = self.outbox_pending = self.outbox_oldest_age = self.relay_lag = noop
             return
         self.enabled = True
         self.published = prom.Counter("ormevents_events_published", "Events handed to the broker or schedule", ["event"])
@@ -76,6 +91,14 @@ class Metrics:
         self.latency = prom.Histogram("ormevents_publish_to_start_seconds",
                                       "From publish (or due time) to the handler's first attempt", ["handler"])
         self.duration = prom.Histogram("ormevents_handler_duration_seconds", "Handler run time", ["handler"])
+        self.relayed = prom.Counter("ormevents_relay_published", "Outbox events the relay published")
+        self.outbox_pending = prom.Gauge("ormevents_outbox_pending", "Outbox events not yet handed to the broker",
+                                         ["collection"], multiprocess_mode="livemax")
+        self.outbox_oldest_age = prom.Gauge("ormevents_outbox_oldest_age_seconds",
+                                            "Age of the oldest pending outbox event", ["collection"],
+                                            multiprocess_mode="livemax")
+        self.relay_lag = prom.Gauge("ormevents_relay_lag_seconds", "Seconds since the least recent relay pass",
+                                    multiprocess_mode="livemax")
 
 
 @lru_cache(maxsize=1)

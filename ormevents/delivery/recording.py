@@ -7,10 +7,12 @@ a sequence of writes produced.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from datetime import datetime
 
 from ..events.event import Event
-from .base import PublishedEvent
+from .base import PublishedEvent, as_published
+from .outbox.records import PendingEvent
 
 
 class RecordingPublisher:
@@ -30,8 +32,17 @@ class RecordingPublisher:
         self.published: deque[PublishedEvent] = deque(maxlen=limit)  # drops the oldest in O(1)
         self.limit = limit
 
+    outbox = None
+    """Events are taken through :meth:`publish` (no outbox): right after each write or commit."""
+
     async def publish(self, event: Event, *, delay: float | None = None, eta: datetime | None = None) -> None:
         self.published.append(PublishedEvent(event, delay, eta))
+
+    async def publish_many(self, events: Sequence[Event | PendingEvent]) -> int:
+        """Record each of ``events`` (stored records are turned back into events), in order."""
+        for item in events:
+            await self.publish(*as_published(item))
+        return len(events)
 
     async def close(self) -> None:
         return None

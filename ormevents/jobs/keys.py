@@ -95,6 +95,25 @@ class Keys:
         return f"{self.prefix}:gauges"
 
     @property
+    def outbox_sent(self) -> str:
+        """ZSET event id -> when it was handed to the broker, of outbox records (dropped a minute
+        after MongoDB's clean-up; see :mod:`ormevents.delivery.celery.outbox`)."""
+        return f"{self.prefix}:outbox:sent"
+
+    def relay_lease(self, collection: str) -> str:
+        """STRING: the token of the relay working ``collection`` (expires unless renewed)."""
+        return f"{self.prefix}:relay:lease:{collection}"
+
+    def relay_fence(self, collection: str) -> str:
+        """STRING counter: incremented each time a new relay takes ``collection``'s lease."""
+        return f"{self.prefix}:relay:fence:{collection}"
+
+    @property
+    def relay_passes(self) -> str:
+        """HASH collection -> JSON of the last relay pass (when, by whom, how many published)."""
+        return f"{self.prefix}:relay:passes"
+
+    @property
     def workers(self) -> str:
         """HASH worker name -> JSON heartbeat (queues, pid, last seen) of the workers of this queue."""
         return f"{self.prefix}:workers"

@@ -3,13 +3,12 @@ runs lifecycle hooks and emits events.
 
 Write path (``save``/``update``/``delete``)::
 
-    snapshot + diff -> before-hooks -> conditional driver write ($set/$unset of the changed
-    paths, only where they still hold what this instance read) -> Event -> publisher
-    -> after-hooks
+    snapshot + diff -> before-hooks -> Event (+ outbox record) -> conditional driver write
+    (changed paths, with the record) -> hand-off -> after-hooks -> after_commit hooks
 
 The driver write and the hand-off of its event are one unit a cancellation cannot split; a
 write whose expectation no longer holds raises :class:`~ormevents.errors.ConflictError` and
-changes nothing (see :mod:`ormevents.model.write`).
+changes nothing (see :mod:`ormevents.model.write` and :mod:`ormevents.model.storage`).
 
 Reads (``get``/``find_one``/``find``/``count``) live in :mod:`ormevents.model.query`.
 """
@@ -25,22 +24,16 @@ from pydantic import BaseModel, PrivateAttr
 
 from ..changes.conditions import ChangeContext
 from ..changes.diff import EMPTY, ChangeSet, diff
-from ..errors import (
-    ConflictError,
-    DocumentDeletedError,
-    DocumentNotFoundError,
-    IdChangedError,
-    ModelDefinitionError,
-)
+from ..errors import (ConflictError, DocumentDeletedError, DocumentNotFoundError, DocumentTooLargeError,
+                      EventTooLargeError, IdChangedError, ModelDefinitionError)
 from ..events import codec
 from ..events.event import Event, validate_action
 from ..events.redaction import redact_document, redact_value
-from ..runtime import get_runtime
 from . import write
 from .context import current_metadata, hooks_are_disabled
 from .meta import EventModelConfig, ModelMeta, model_meta
 from .query import QueryMixin
-from .storage import to_bson
+from .bson_form import to_bson
 from .types import ObjectIdField
 
 logger = logging.getLogger("ormevents.model.base")
@@ -110,13 +103,13 @@ class EventModel(QueryMixin, BaseModel):
     # ----- writes ------------------------------------------------------------------------
 
     @classmethod
-    async def create(cls, **fields: Any) -> Self:
-        """Validate ``fields``, insert the document and emit ``<model>.created``."""
+    async def create(cls, *, session: Any = None, **fields: Any) -> Self:
+        """Validate ``fields``, insert the document and emit ``<model>.created`` (``session``: see :meth:`save`)."""
         instance = cls(**fields)
-        await instance.save()
+        await instance.save(session=session)
         return instance
 
-    async def save(self, *, skip_hooks: bool = False, emit: bool = True) -> Self:
+    async def save(self, *, skip_hooks: bool = False, emit: bool = True, session: Any = None) -> Self:
         """Insert when new, else write the changed paths only (no change: no write, no hook, no event).
 
         ``skip_hooks=True`` skips lifecycle hooks; ``emit=False`` emits no event. A save of the
@@ -128,22 +121,29 @@ class EventModel(QueryMixin, BaseModel):
         instance, the database and the event stream are as they were (``reload()`` and retry).
         Cancelled once the write is sent, the save still completes the write and hands off its
         event, then re-raises the cancellation (its after-hooks do not run).
+
+        With a broker the event is recorded by the same write (the outbox) and handed over right
+        after it, so it survives a broker outage or a crash. ``session``: a driver session; in a
+        transaction, events and ``after_commit`` hooks wait for the commit (see
+        :func:`ormevents.transaction`, whose blocks writes join without ``session=``).
         """
         self._ensure_writable()
         run = not (skip_hooks or self._in_after_hooks or hooks_are_disabled(type(self)))
         if self.is_new:
-            await write.insert(self, run, emit)
+            await write.insert(self, run, emit, session)
         else:
-            await write.update(self, run, emit)
+            await write.update(self, run, emit, session)
         return self
 
-    async def update(self, *, skip_hooks: bool = False, emit: bool = True, **fields: Any) -> Self:
+    async def update(self, *, skip_hooks: bool = False, emit: bool = True, session: Any = None,
+                     **fields: Any) -> Self:
         """Set ``fields`` and save.
 
         The instance with ``fields`` applied is validated once, as a whole (field and model
         validators); if that fails, or a name is unknown, nothing changes. Values a model
         validator adjusted in other fields are taken over too. If the write is refused
-        (:class:`~ormevents.errors.ConflictError`, document gone), the fields are put back.
+        (:class:`~ormevents.errors.ConflictError`, document gone, an event or document over its
+        size limit), the fields are put back.
         """
         self._ensure_writable()
         validated = type(self).model_validate({**self._fields_document(), "id": self.id, **fields})
@@ -156,24 +156,25 @@ class EventModel(QueryMixin, BaseModel):
         self.__dict__.update({name: validated.__dict__[name] for name in changed})
         self.__pydantic_fields_set__.update(fields)
         try:
-            return await self.save(skip_hooks=skip_hooks, emit=emit)
-        except (ConflictError, DocumentNotFoundError):
+            return await self.save(skip_hooks=skip_hooks, emit=emit, session=session)
+        except (ConflictError, DocumentNotFoundError, EventTooLargeError, DocumentTooLargeError):
             self.__dict__.update(previous)
             self.__pydantic_fields_set__ = fields_set
             raise
 
-    async def delete(self, *, skip_hooks: bool = False, emit: bool = True) -> None:
+    async def delete(self, *, skip_hooks: bool = False, emit: bool = True, session: Any = None) -> None:
         """Delete the document and emit ``<model>.deleted`` carrying the state that was deleted.
 
         The delete applies only if every field still holds what this instance last read or
         wrote, so the event's values are exactly what was removed; otherwise
-        :class:`~ormevents.errors.ConflictError` (``reload()`` and delete again).
+        :class:`~ormevents.errors.ConflictError` (``reload()`` and delete again). ``session``:
+        see :meth:`save`.
         """
         self._ensure_writable()
         if self._snapshot is None:
             raise DocumentNotFoundError(f"{type(self).__name__} was never saved; there is nothing to delete")
         run = not (skip_hooks or self._in_after_hooks or hooks_are_disabled(type(self)))
-        await write.delete(self, run, emit)
+        await write.delete(self, run, emit, session)
 
     async def emit(
         self,
@@ -183,10 +184,15 @@ class EventModel(QueryMixin, BaseModel):
         metadata: dict[str, Any] | None = None,
         delay: float | None = None,
         eta: datetime | None = None,
+        session: Any = None,
     ) -> Event:
-        """Publish a custom ``<model>.<action>`` event (see :meth:`build_event`); returns it."""
+        """Publish a custom ``<model>.<action>`` event (see :meth:`build_event`); returns it.
+
+        With a broker it is first recorded in ``_oe_events`` (in the transaction, if any), so
+        it survives a broker outage; ``delay``/``eta`` go through the Redis schedule.
+        """
         event = self.build_event(action, data=data, metadata=metadata)
-        await get_runtime().publisher.publish(event, delay=delay, eta=eta)
+        await write.emit(self, event, delay, eta, session)
         return event
 
     def build_event(self, action: str, *, data: dict[str, Any] | None = None,

@@ -36,15 +36,16 @@ import bson
 from bson.codec_options import CodecOptions
 
 from ..changes.diff import lookup
-from .storage import to_bson
+from ..delivery.outbox.records import HIDDEN_FIELDS
+from .bson_form import to_bson
 
 MISSING: Any = object()
 _STORED: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True)  # UUIDs stay Binary: any client can encode them back
 
 
 def stored_form(document: Mapping[str, Any]) -> dict[str, Any]:
-    """The stored form of a document read from the database (``_id`` left out)."""
-    return {key: value for key, value in document.items() if key != "_id"}
+    """The stored form of a document read from the database (``_id`` and the outbox fields left out)."""
+    return {key: value for key, value in document.items() if key != "_id" and key not in HIDDEN_FIELDS}
 
 
 def stored_after(stored: Mapping[str, Any], update: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

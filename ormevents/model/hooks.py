@@ -1,6 +1,6 @@
 """Lifecycle hook decorators and the code that runs them.
 
-Eight decorators mark model methods (sync or ``async``) to run around writes::
+Nine decorators mark model methods (sync or ``async``) to run around writes::
 
     class User(EventModel):
         @before_write
@@ -15,9 +15,13 @@ awaited before the next; a subclass method overriding a hook keeps the base's po
 
 | write  | hooks and the driver call, in order                               |
 |--------|-------------------------------------------------------------------|
-| create | before_create, before_write, [insert], after_create, after_write |
-| update | before_update, before_write, [update], after_update, after_write |
-| delete | before_delete, [delete], after_delete                             |
+| create | before_create, before_write, [insert], after_create, after_write, after_commit |
+| update | before_update, before_write, [update], after_update, after_write, after_commit |
+| delete | before_delete, [delete], after_delete, after_commit                             |
+
+Inside a transaction (:func:`ormevents.transaction`, ``save(session=...)``) everything but
+``after_commit`` runs at the write; ``after_commit`` runs once per instance when the
+transaction commits, and never if it aborts.
 
 Contracts:
 
@@ -34,6 +38,12 @@ Contracts:
   :class:`~ormevents.errors.BrokerUnavailableError`: the event must be re-emitted) with the
   after-hook's error as its ``__context__`` and named in a note. A save cancelled after its
   write was sent runs no after-hooks;
+* ``after_commit`` runs once the write is committed: right after the other after-hooks outside
+  a transaction, when the transaction commits inside one (once per instance, however many
+  times it was written). Its ChangeSet (``self.saved_changes``, and the condition's) is the
+  *cumulative* change: the instance before its first write of the transaction against after
+  its last (a field set and set back shows no change). Raising does not undo anything: the
+  error reaches the caller (with a note that the transaction was committed);
 * a condition (``when=``, ``when_any=``, ``was=``, ``is_now=``, ``changes_to=``,
   ``has_changed=``, ``condition=``) is evaluated just before its hook runs. For a before-hook
   it sees the changes earlier hooks made; for an after-hook, the write and the document as
@@ -67,7 +77,7 @@ _MARK = "__ormevents_hooks__"
 
 
 class HookKind(enum.StrEnum):
-    """The eight moments a hook can run at."""
+    """The nine moments a hook can run at."""
 
     BEFORE_CREATE = "before_create"
     AFTER_CREATE = "after_create"
@@ -77,6 +87,7 @@ class HookKind(enum.StrEnum):
     AFTER_WRITE = "after_write"
     BEFORE_DELETE = "before_delete"
     AFTER_DELETE = "after_delete"
+    AFTER_COMMIT = "after_commit"
 
 
 @dataclass(frozen=True)
@@ -142,6 +153,9 @@ before_delete = _decorator(HookKind.BEFORE_DELETE)
 """Run the decorated method before the document is deleted."""
 after_delete = _decorator(HookKind.AFTER_DELETE)
 """Run the decorated method after the document was deleted."""
+after_commit = _decorator(HookKind.AFTER_COMMIT)
+"""Run the decorated method once its writes are committed (at the end of a transaction), on the
+cumulative ChangeSet of the instance's writes."""
 
 
 def collect_hooks(model: type[BaseModel]) -> HookTable:

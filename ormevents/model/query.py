@@ -1,7 +1,9 @@
 """Class-level reads of :class:`~ormevents.model.base.EventModel`: ``get``, ``find_one``, ``find``, ``count``.
 
 Loaded instances keep a snapshot of what was read, so later writes are diffed against it.
-Filters are MongoDB filters; a top-level ``"id"`` key is translated to ``"_id"``. Fields in a
+Filters are MongoDB filters; a top-level ``"id"`` key is translated to ``"_id"``. Reads never
+return the outbox fields (``_oe_outbox``, ``_oe_pending_at``); inside an
+``ormevents.transaction()`` block they use its session, so they see its writes. Fields in a
 stored document that the model does not declare are ignored (and kept in the database:
 updates only ``$set``/``$unset`` the paths that changed).
 """
@@ -16,9 +18,11 @@ from pydantic import ValidationError
 
 from ..changes.diff import EMPTY
 from ..errors import InvalidIdError
+from ..delivery.outbox.records import HIDDEN_PROJECTION
 from ..runtime import get_runtime
 from .compare_and_set import stored_form
-from .storage import from_bson, to_bson
+from .transaction import current_session
+from .bson_form import from_bson, to_bson
 
 logger = logging.getLogger("ormevents.model.query")
 
@@ -50,7 +54,7 @@ class QueryMixin:
     async def find_one(cls, filter: Mapping[str, Any] | None = None) -> Self | None:
         """The first document matching ``filter``, or ``None``."""
         model = _model(cls)
-        document = await _collection(model).find_one(_filter(filter))
+        document = await _collection(model).find_one(_filter(filter), HIDDEN_PROJECTION, **_session())
         return None if document is None else model._from_document(document)  # type: ignore[return-value]  # cls is model
 
     @classmethod
@@ -69,13 +73,14 @@ class QueryMixin:
         model = _model(cls)
         if limit < 0 or skip < 0:
             raise ValueError("limit and skip must be >= 0")
-        cursor = _collection(model).find(_filter(filter), sort=_sort(sort), limit=limit, skip=skip)
+        cursor = _collection(model).find(_filter(filter), HIDDEN_PROJECTION, sort=_sort(sort), limit=limit, skip=skip,
+                                         **_session())
         return [model._from_document(document) async for document in cursor]  # type: ignore[misc]  # cls is model
 
     @classmethod
     async def count(cls, filter: Mapping[str, Any] | None = None) -> int:
         """How many documents match ``filter``."""
-        return int(await _collection(_model(cls)).count_documents(_filter(filter)))
+        return int(await _collection(_model(cls)).count_documents(_filter(filter), **_session()))
 
     async def reload(self) -> Self:
         """Re-read this document: fields and snapshot take the stored values, pending changes are lost.
@@ -89,7 +94,8 @@ class QueryMixin:
         model = _model(type(self))
         if self._snapshot is None:  # type: ignore[attr-defined]  # EventModel has it
             raise DocumentNotFoundError(f"{model.__name__} was never saved; there is nothing to reload")
-        document = await _collection(model).find_one({"_id": to_bson(self.id)})  # type: ignore[attr-defined]  # EventModel has id
+        document = await _collection(model).find_one({"_id": to_bson(self.id)}, HIDDEN_PROJECTION,  # type: ignore[attr-defined]  # EventModel has id
+                                                     **_session())
         if document is None:
             raise DocumentNotFoundError(f"{model.__name__} {self.id} is no longer in the database")  # type: ignore[attr-defined]
         fresh = model._from_document(document)
@@ -121,6 +127,12 @@ def _model(cls: type) -> Any:
 
 def _collection(model: Any) -> Any:
     return get_runtime().collection(model.__ormevents__.collection)
+
+
+def _session() -> dict[str, Any]:
+    """``{"session": s}`` inside an ``ormevents.transaction()`` block (reads see its writes), else ``{}``."""
+    session = current_session()
+    return {} if session is None else {"session": session}
 
 
 def _filter(filter: Mapping[str, Any] | None) -> dict[str, Any]:

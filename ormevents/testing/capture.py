@@ -15,13 +15,14 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from ..delivery.base import PublishedEvent, Publisher
+from ..delivery.base import PublishedEvent, Publisher, as_published
 from ..delivery.eager import EagerPublisher
+from ..delivery.outbox.records import PendingEvent
 from ..errors import ConfigurationError
 from ..events.event import Event
 from ..runtime import get_runtime
@@ -65,13 +66,35 @@ class CapturedEvents:
 class _Capturing:
     def __init__(self, inner: Publisher, sink: CapturedEvents) -> None:
         self.inner, self.sink = inner, sink
+        outbox = getattr(inner, "outbox", None)
+        self.outbox = None if outbox is None else _CapturingOutbox(outbox, sink)
 
     async def publish(self, event: Event, *, delay: float | None = None, eta: datetime | None = None) -> None:
         self.sink.published.append(PublishedEvent(event, delay, eta))
         await self.inner.publish(event, delay=delay, eta=eta)
 
+    async def publish_many(self, events: Sequence[Event | PendingEvent]) -> int:
+        self.sink.published.extend(PublishedEvent(*as_published(item)) for item in events)
+        return await self.inner.publish_many(events)
+
     async def close(self) -> None:
         await self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class _CapturingOutbox:
+    """Sees the records a write hands to the outbox (after its commit), as the events they carry."""
+
+    def __init__(self, inner: Any, sink: CapturedEvents) -> None:
+        self.inner, self.sink = inner, sink
+
+    def submit(self, records: Sequence[PendingEvent]) -> None:
+        for record in records:
+            if record.event is not None:  # not records a delete moved out of their document
+                self.sink.published.append(PublishedEvent(*as_published(record)))
+        self.inner.submit(records)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from ormevents import EventModel, EventModelConfig, Sensitive
 from ormevents.hooks import (
+    after_commit,
     after_create,
     after_delete,
     after_update,
@@ -77,6 +78,10 @@ class Tracked(EventModel):
     @after_delete
     def a_delete(self) -> None:
         CALLS.append("after_delete")
+
+    @after_commit
+    def a_commit(self) -> None:
+        CALLS.append("after_commit")
 
 
 class TrackedChild(Tracked):

@@ -122,3 +122,28 @@ async def test_routed_handler_on_its_own_rabbitmq_queue(
     finally:
         await asyncio.to_thread(slow.cleanup)
     assert waiting_on(amqp_url, f"{queue}:slow") == 0
+
+
+async def test_model_writes_through_the_outbox_on_rabbitmq(bus: Any, rdb: redis.Redis, queue: str) -> None:
+    """With an amqp:// broker the outbox hands events over through Celery's producer (off the loop)
+    and marks them sent in Redis; the worker runs the handlers once."""
+    from ormevents import EventModel
+
+    class DeliveryUser(EventModel):
+        _collection = "delivery_users"
+        tag: str
+        status: str = "inactive"
+
+    tag = uuid.uuid4().hex[:8]
+    users = [await DeliveryUser.create(tag=tag) for _ in range(3)]
+    await users[0].update(status="active")
+    await ormevents.flush()
+    created = await wait_for(lambda: len(records(rdb, queue, "t.model_created_sync", tag)) == 3 and
+                             records(rdb, queue, "t.model_created_sync", tag), timeout=20)
+    updated = await wait_for(lambda: records(rdb, queue, "t.model_updated_async", tag), timeout=20)
+    await asyncio.sleep(0.5)
+    assert {r["data"]["id"]["$oid"] for r in created} == {str(u.id) for u in users}
+    assert len(records(rdb, queue, "t.model_created_sync", tag)) == 3 and len(updated) == 1
+    assert updated[0]["changes"] == {"status": ["inactive", "active"]}
+    sent = rdb.zmscore(f"{queue}:outbox:sent", [r["event_id"] for r in created + updated])
+    assert all(score is not None for score in sent), "events handed over through RabbitMQ are marked sent in Redis"

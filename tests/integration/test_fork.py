@@ -43,6 +43,7 @@ def _child(note_id: str, report: str) -> None:
         assert note is not None, "the child cannot read the document"
         await note.update(text="child")
         await note.emit("forked", data={"from": "child"})
+        await ormevents.flush()  # the hand-off to the broker follows the write in the background
 
     try:
         asyncio.run(main())
@@ -76,6 +77,7 @@ async def test_a_forked_child_writes_and_publishes(mongo_uri: str, redis_uri: st
         assert stored["text"] == "child"
         await note.reload()
         await note.update(text="parent again")  # the parent's connections still work after the child's exit
+        await ormevents.flush()
         assert [w["name"] for w in broker_events(rdb, queue)][-1] == "fork_note.updated"
     finally:
         await ormevents.close()

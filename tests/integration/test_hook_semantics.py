@@ -1,7 +1,9 @@
 """Hook semantics around the write (issue 10, items 5 and 9), on a real server.
 
-* after an acknowledged write the event is published first, then after-hooks run; a publish
-  error and an after-hook error are both visible to the caller;
+* after an acknowledged write the event is published first, then after-hooks run; with a
+  publisher that publishes inline, a publish error and an after-hook error are both visible to
+  the caller; with the outbox (a broker), a broker outage raises nothing: the event waits in
+  the document, and the after-hook's error reaches the caller;
 * each after-hook sees the frozen ChangeSet of its own write, even across a save made inside
   an earlier after-hook;
 * ``update(**fields)`` validates the combined result once (model validators included) and
@@ -43,10 +45,23 @@ class Receipt(EventModel):
         raise ValueError(f"after-hook failed for {self.number}")
 
 
+class DownPublisher:
+    """An inline publisher (no outbox) whose broker is down."""
+
+    outbox = None
+
+    async def publish(self, event: Any, *, delay: Any = None, eta: Any = None) -> None:
+        raise BrokerUnavailableError(f"cannot publish {event.name}: the broker is down (test publisher)")
+
+    async def publish_many(self, events: Any) -> int:
+        raise BrokerUnavailableError("the broker is down (test publisher)")
+
+    async def close(self) -> None:
+        return None
+
+
 async def test_publish_error_is_not_masked_by_an_after_hook_error(database: Any) -> None:
-    dead = f"redis://127.0.0.1:{free_port()}/0"
-    await ormevents.init(database=database, redis_uri=dead,
-                         event_config={"queue_name": "t:down", "publish_retry": {"max_retries": 1, "timeout": 0.5}, "redis_check": "skip"})
+    await ormevents.init(database=database, publisher=DownPublisher())
     try:
         with pytest.raises(Exception) as caught:
             await Receipt.create(number="R-1")
@@ -57,6 +72,24 @@ async def test_publish_error_is_not_masked_by_an_after_hook_error(database: Any)
         assert any("after_write hook Receipt.explode" in note for note in getattr(error, "__notes__", [])), error
         assert SEEN == ["after_write"]
         assert await database["receipts"].count_documents({"number": "R-1"}) == 1
+    finally:
+        await ormevents.close()
+
+
+async def test_with_the_outbox_a_broker_outage_raises_nothing_and_the_hook_error_reaches_the_caller(
+        database: Any) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    await ormevents.init(database=database, redis_uri=dead,
+                         event_config={"queue_name": "t:down", "publish_retry": {"max_retries": 1, "timeout": 0.5},
+                                       "redis_check": "skip"})
+    try:
+        with pytest.raises(ValueError, match="R-2") as caught:
+            await Receipt.create(number="R-2")
+        assert not isinstance(caught.value.__context__, BrokerUnavailableError), caught.value.__context__
+        assert SEEN == ["after_write"]
+        stored = await database["receipts"].find_one({"number": "R-2"})
+        pending = [entry["n"] for entry in stored.get("_oe_outbox", {}).values()]
+        assert pending == ["receipt.created"], f"the event should wait in the document's outbox, found {pending}"
     finally:
         await ormevents.close()
 

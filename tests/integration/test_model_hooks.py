@@ -39,19 +39,20 @@ def clear_calls() -> Iterator[None]:
 
 async def test_firing_order_for_create_update_delete(recorder: RecordingPublisher) -> None:
     item = await Tracked.create(name="a")
-    assert CALLS == ["before_create", "before_write", "after_create", "after_write"]
+    assert CALLS == ["before_create", "before_write", "after_create", "after_write", "after_commit"]
     CALLS.clear()
     await item.update(status="done")
-    assert CALLS == ["before_update", "before_write", "after_update", "after_write"]
+    assert CALLS == ["before_update", "before_write", "after_update", "after_write", "after_commit"]
     CALLS.clear()
     await item.delete()
-    assert CALLS == ["before_delete", "after_delete"]
+    assert CALLS == ["before_delete", "after_delete", "after_commit"]
     assert recorder.names() == ["tracked.created", "tracked.updated", "tracked.deleted"]
 
 
 async def test_base_hooks_first_then_definition_order(recorder: RecordingPublisher) -> None:
     await TrackedChild.create(name="a")
-    assert CALLS == ["before_create", "before_write", "child_first", "child_second", "after_create", "after_write"]
+    assert CALLS == ["before_create", "before_write", "child_first", "child_second", "after_create", "after_write",
+                     "after_commit"]
 
 
 class Conditional(EventModel):
@@ -205,7 +206,7 @@ async def test_skip_hooks_and_hooks_disabled_still_emit(recorder: RecordingPubli
     assert CALLS == []
     assert recorder.names() == ["tracked.created", "tracked.updated", "tracked.updated"]
     await item.update(status="w")
-    assert CALLS == ["before_update", "before_write", "after_update", "after_write"]
+    assert CALLS == ["before_update", "before_write", "after_update", "after_write", "after_commit"]
 
 
 async def test_hooks_disabled_is_per_task(recorder: RecordingPublisher) -> None:
@@ -222,7 +223,7 @@ async def test_hooks_disabled_is_per_task(recorder: RecordingPublisher) -> None:
         await release.wait()
         await Tracked.create(name="this-task")
     await task
-    assert CALLS == ["before_create", "before_write", "after_create", "after_write"]
+    assert CALLS == ["before_create", "before_write", "after_create", "after_write", "after_commit"]
 
 
 class SelfSaving(EventModel):

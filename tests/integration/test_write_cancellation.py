@@ -89,6 +89,7 @@ async def test_a_cancelled_save_never_loses_its_event(database: Any, redis_uri: 
             doc.n = 1
             if await _cancel_at_random(doc, rng, typical):
                 cancelled.append(doc)
+        await ormevents.flush()  # the hand-off to the broker follows the write in the background
         stored = {d["_id"]: d["n"] async for d in database["cancellables"].find({})}
         updated = {}
         for wire in broker_events(rdb, queue):

@@ -14,7 +14,8 @@ from ormevents import Event
 from ormevents.delivery.base import due_time
 from ormevents.delivery.celery.config import DeliverySettings
 from ormevents.delivery.celery.runtime import WorkerLoop
-from ormevents.delivery.celery.sending import _safe, dispatch_message, run_message
+from ormevents.delivery.celery.sending import dispatch_message, run_message
+from ormevents.urls import redact_url
 from ormevents.errors import ConfigurationError
 from ormevents.handlers.retry import RetryPolicy
 
@@ -85,7 +86,7 @@ def test_messages_have_stable_ids() -> None:
     assert len(run_id) == 16 and run_message(wire, "h", 2, None)["kwargs"]["run_id"] != run_id  # one per message
     routed = run_message(wire, "h", 0, None, queue="emails")
     assert routed["kwargs"]["queue"] == "emails"  # sent there; known to the worker
-    assert _safe("amqp://user:secret@host//") == "amqp://***@host//"
+    assert redact_url("amqp://user:secret@host//") == "amqp://user:***@host//"
 
 
 def test_worker_loop_is_one_persistent_loop_with_hooks() -> None:

@@ -18,16 +18,14 @@ from celery import Celery  # type: ignore[import-untyped]  # celery ships no typ
 from ...errors import ConfigurationError
 from ...handlers.registry import HandlerRegistry, registry
 from ..metrics import prepare_worker_metrics
-from .config import DeliverySettings
+from .config import DeliverySettings, publishing_app
 from .tasks import install
 from .worker import WorkerDelivery
 
 
 def create_app(settings: DeliverySettings, main: str = "ormevents") -> Celery:
     """A Celery app configured for ``settings`` (no tasks: publishers send by task name)."""
-    app = Celery(main, set_as_current=False)
-    app.conf.update(settings.celery_conf())
-    return app
+    return publishing_app(settings, main)
 
 
 def create_worker_app(

@@ -14,9 +14,12 @@ A worker reads them from the environment (:meth:`DeliverySettings.from_env`):
 | ``ORMEVENTS_SCHEDULER_POLL``      | longest sleep of the schedule poller (default 0.05 s)          |
 | ``ORMEVENTS_FAILED_JOBS``         | JSON of :class:`~ormevents.jobs.records.FailedJobRetention` fields (fallback; events carry the publisher's ``failed_jobs``) |
 | ``ORMEVENTS_STATUS_TTL``          | seconds event status records are kept (default 7 days; events carry the publisher's ``status_ttl``) |
-| ``ORMEVENTS_MONGO_URL``           | MongoDB of the handlers that take a session (their inbox; a replica set: transactions) |
-| ``ORMEVENTS_DATABASE``            | the database of that inbox (``_oe_inbox``)                     |
+| ``ORMEVENTS_MONGO_URL``           | the models' MongoDB: with ``ORMEVENTS_DATABASE``, the worker runs the outbox relay, and the inbox of handlers that take a session (a replica set: transactions) |
+| ``ORMEVENTS_DATABASE``            | the models' database (as given to ``init(database=...)``): the outbox records and ``_oe_inbox`` |
 | ``ORMEVENTS_RUN_LEASE``           | seconds a handler run's lease lasts unless renewed (default 30) |
+| ``ORMEVENTS_RELAY``               | ``off`` runs no relay in the worker (run ``ormevents relay`` instead); default on |
+| ``ORMEVENTS_RELAY_GRACE``         | seconds a record stays pending before the relay publishes it (default 5) |
+| ``ORMEVENTS_HISTORY_SECONDS``     | retention of sent events in ``_oe_events`` (default 7 days; ``0`` none; ``forever``) |
 
 The queue name must be the same for the publisher (``event_config["queue_name"]``) and the
 worker, since it names both the Celery queue and the Redis keys.
@@ -41,6 +44,7 @@ from ...errors import ConfigurationError
 from ...handlers.retry import PublishRetryPolicy, RetryPolicy
 from ...jobs.keys import Keys
 from ...jobs.records import FailedJobRetention
+from ...urls import redact_url
 
 DEFAULT_QUEUE = "ormevents:events"
 
@@ -60,9 +64,20 @@ class DeliverySettings:
     result_ttl: int = 7 * 24 * 3600
     failed_jobs: FailedJobRetention = field(default_factory=FailedJobRetention)
     status_ttl: int = 7 * 24 * 3600
-    mongo_url: str | None = field(default=None, repr=False)  # may hold a password (12a: a redacting __repr__)
+    mongo_url: str | None = None
     database: str | None = None
     run_lease: float = 30.0
+    relay: bool = True
+    relay_grace: float = 5.0
+    history_seconds: float | None = 7 * 24 * 3600
+
+    def __repr__(self) -> str:
+        """The settings with the passwords of their URLs hidden (:func:`~ormevents.urls.redact_url`)."""
+        shown = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        for name in ("redis_url", "broker_url", "mongo_url"):
+            if shown.get(name):
+                shown[name] = redact_url(shown[name])
+        return f"DeliverySettings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     @property
     def broker(self) -> str:
@@ -99,6 +114,9 @@ class DeliverySettings:
             mongo_url=env.get("ORMEVENTS_MONGO_URL") or None,
             database=env.get("ORMEVENTS_DATABASE") or None,
             run_lease=_positive(env, "ORMEVENTS_RUN_LEASE", 30.0),
+            relay=(env.get("ORMEVENTS_RELAY") or "on").strip().lower() not in ("off", "0", "false", "no"),
+            relay_grace=_number(env, "ORMEVENTS_RELAY_GRACE", 5.0),
+            history_seconds=_history(env.get("ORMEVENTS_HISTORY_SECONDS")),
         )
 
     def message_options(self) -> dict[str, Any]:
@@ -144,6 +162,32 @@ class DeliverySettings:
         if self.broker.startswith(("redis://", "unix://")):
             conf["broker_transport"] = "ormevents.delivery.celery.transport:Transport"
         return conf
+
+
+def publishing_app(settings: DeliverySettings, main: str = "ormevents") -> Any:
+    """A Celery app configured for ``settings``, with no tasks (publishers send by task name)."""
+    from celery import Celery  # type: ignore[import-untyped]  # celery ships no type hints
+
+    app = Celery(main, set_as_current=False)
+    app.conf.update(settings.celery_conf())
+    return app
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise ConfigurationError(f"{name} must be >= 0, got {raw!r}")
+    return value
+
+
+def _history(raw: str | None) -> float | None:
+    if raw is not None and raw.strip().lower() in ("forever", "none"):
+        return None
+    return _number({"ORMEVENTS_HISTORY_SECONDS": raw or ""}, "ORMEVENTS_HISTORY_SECONDS", 7 * 24 * 3600)
 
 
 def _json_env(env: Mapping[str, str], name: str) -> dict[str, Any]:

@@ -7,6 +7,10 @@ publish-retry policy's ``timeout``, after which :class:`BrokerUnavailableError` 
 
 * no delay: one ``ormevents.dispatch`` message is sent to the broker; the worker fans it
   out to the matching handlers (see ``docs/delivery.md``);
+* model writes do not call :meth:`CeleryPublisher.publish`: their events are recorded with the
+  write and handed over by :attr:`CeleryPublisher.outbox` right after the commit, on the event
+  loop (:mod:`ormevents.delivery.celery.outbox`); :meth:`CeleryPublisher.publish_many` sends
+  many events (or stored records, for the relay) in one pipelined step;
 * ``delay=`` seconds or ``eta=`` datetime: the message waits in the Redis schedule and is
   sent when due; :meth:`CeleryPublisher.cancel` removes it while it waits.
 
@@ -22,6 +26,8 @@ import logging
 import os
 import uuid
 import weakref
+from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -29,10 +35,13 @@ from typing import Any
 from ...errors import BrokerUnavailableError, ConfigurationError
 from ...events.event import Event
 from ..base import due_time
+from ...urls import redact_url
 from ..metrics import metrics
+from ..outbox.records import PendingEvent, build_pending
 from ..tracing import with_trace_context
-from .config import DeliverySettings
+from .config import DeliverySettings, publishing_app
 from .failed_api import FailedJobsMixin
+from .outbox import CeleryOutbox
 
 logger = logging.getLogger("ormevents.delivery.celery.publisher")
 
@@ -46,6 +55,7 @@ class CeleryPublisher(FailedJobsMixin):
     def __init__(self, settings: DeliverySettings, *, threads: int = 4) -> None:
         self.settings = settings
         self._threads = threads
+        self.outbox = CeleryOutbox(settings, self._send_many)
         self._connect()
         self._closed = False
         _live.add(self)
@@ -55,12 +65,11 @@ class CeleryPublisher(FailedJobsMixin):
         # Celery and redis-py load here, not when `import ormevents` runs (~0.3 s saved).
         import redis
 
-        from .app import create_app
         from .scheduler import RedisSchedule
         from .sending import Sender
 
         settings = self.settings
-        self.app = create_app(settings, main="ormevents-publisher")
+        self.app = publishing_app(settings, main="ormevents-publisher")
         timeout = settings.publish_retry.timeout
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout)
         self.sender = Sender(self.app, RedisSchedule(self.redis, settings.keys), settings)
@@ -79,6 +88,32 @@ class CeleryPublisher(FailedJobsMixin):
         logger.debug("published %s %s (due %s)", event.name, event.id, due,
                      extra={"event_id": str(event.id), "event_name": event.name, "state": "published"})
 
+    async def publish_many(self, events: Sequence[Event | PendingEvent]) -> int:
+        """Hand ``events`` to the broker in one step (one Lua script on a Redis broker), on the
+        loop; stored outbox records (:class:`PendingEvent`) are sent as stored, and skipped when
+        already sent. Returns how many were handed over; :class:`BrokerUnavailableError` if the
+        broker cannot be reached (nothing of a failed batch is marked sent)."""
+        import redis
+
+        if self._closed:
+            raise ConfigurationError("this publisher is closed; call ormevents.init() again")
+        records = [item for item in events if isinstance(item, PendingEvent)]
+        plain = [build_pending(item) for item in events if not isinstance(item, PendingEvent)]
+        state = self.outbox.state()
+        try:
+            handed = await self.outbox.push(state, records) if records else 0
+            handed += await self.outbox.push(state, plain, mark=False) if plain else 0
+        except (redis.RedisError, OSError) as exc:
+            raise BrokerUnavailableError(f"could not publish {len(events)} events to {redact_url(self.settings.broker)}: "
+                                         f"{exc}") from exc
+        if metrics().enabled and handed:
+            for name, count in Counter(item.name for item in [*records, *plain]).items():
+                metrics().published.labels(event=name).inc(count)
+        return handed
+
+    async def _send_many(self, messages: list[dict[str, Any]]) -> None:
+        await self._off_loop(_send_all, self.sender, messages, what=f"publish {len(messages)} events")
+
     async def cancel(self, event_id: uuid.UUID | str) -> bool:
         """Cancel a pending delayed event; ``True`` if it was still waiting."""
         return bool(await self._off_loop(self.sender.cancel, event_id, what=f"cancel {event_id}"))
@@ -91,7 +126,10 @@ class CeleryPublisher(FailedJobsMixin):
         """Stop the send threads and release connections."""
         if self._closed:
             return
-        self._closed = True
+        try:
+            await self.outbox.close()
+        finally:
+            self._closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(self._release)
 
@@ -112,6 +150,11 @@ class CeleryPublisher(FailedJobsMixin):
             raise BrokerUnavailableError(f"{what}: no answer from the broker/Redis within {limit:.1f} s") from None
 
 
+def _send_all(sender: Any, messages: list[dict[str, Any]]) -> None:
+    for message in messages:
+        sender.send(message)
+
+
 _live: weakref.WeakSet[CeleryPublisher] = weakref.WeakSet()
 
 
@@ -122,6 +165,7 @@ def _reconnect_after_fork() -> None:
         if publisher._closed:
             continue
         try:
+            publisher.outbox.reset_after_fork()
             publisher._connect()
         except Exception:  # an at-fork hook must not raise; the next publish reports the problem
             logger.exception("could not reset the ormevents publisher after fork")

@@ -32,6 +32,7 @@ from kombu.exceptions import OperationalError
 from ...errors import BrokerUnavailableError
 from ...events.event import Event
 from ...jobs.status import StatusWriter
+from ...urls import redact_url
 from .config import DeliverySettings
 from .scheduler import RedisSchedule
 
@@ -127,7 +128,7 @@ class Sender:
             )
         except (OperationalError, OSError, redis.RedisError) as exc:
             raise BrokerUnavailableError(
-                f"could not send {message['task']} {message['id']} to {_safe(self.settings.broker)}: {exc}"
+                f"could not send {message['task']} {message['id']} to {redact_url(self.settings.broker)}: {exc}"
             ) from exc
 
     def publish(self, event: Event, due: float | None, retry_policy: dict[str, Any] | None = None) -> None:
@@ -144,7 +145,7 @@ class Sender:
             pipe.execute()
         except redis.RedisError as exc:
             raise BrokerUnavailableError(
-                f"could not schedule event {event.id} in Redis at {_safe(self.settings.redis_url)}: {exc}"
+                f"could not schedule event {event.id} in Redis at {redact_url(self.settings.redis_url)}: {exc}"
             ) from exc
 
     def cancel(self, event_id: uuid.UUID | str) -> bool:
@@ -158,11 +159,3 @@ class Sender:
             return cancelled
         except redis.RedisError as exc:
             raise BrokerUnavailableError(f"could not cancel event {event_id}: {exc}") from exc
-
-
-def _safe(url: str) -> str:
-    """``url`` without its password, for messages."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"

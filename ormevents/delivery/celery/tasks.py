@@ -8,7 +8,9 @@ Celery's soft time limit interrupts a handler only, never ormevents' bookkeeping
 Signals: ``worker_process_init`` starts the process's event loop and the
 :func:`~ormevents.delivery.celery.runtime.on_worker_start` hooks; ``worker_process_shutdown`` runs the
 stop hooks and closes the loop; ``worker_ready`` starts the schedule poller thread in the
-main worker process, its heartbeat (:mod:`ormevents.delivery.celery.heartbeat`) and, with
+main worker process, its heartbeat (:mod:`ormevents.delivery.celery.heartbeat`), the outbox
+relay when ``ORMEVENTS_MONGO_URL``/``ORMEVENTS_DATABASE`` are set
+(:mod:`ormevents.delivery.celery.relay_runner`; otherwise it logs that it runs none) and, with
 ``ORMEVENTS_METRICS_PORT``, the metrics endpoint; ``worker_shutdown`` stops them; ``task_rejected`` and ``task_unknown`` (a message Celery itself
 could not use, or whose task it does not know) park the message as a failed job with reason
 ``malformed_message`` (:mod:`ormevents.delivery.celery.malformed`), counted as ``stats.rejected``.
@@ -66,7 +68,7 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
                                                    first_failed_at=first_failed_at, options=options, due=due,
                                                    queue=queue, run_id=run_id, task_id=task.request.id, guard=guard)
 
-    poller: dict[str, SchedulerThread | Heartbeat] = {}
+    poller: dict[str, Any] = {}  # the poller, heartbeat and relay threads of the main process
 
     def process_init(**_: Any) -> None:
         instrument_celery()  # Celery's task spans, per process as the instrumentation asks
@@ -86,10 +88,11 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
                          consumed_queues(app))
         beat.start()
         poller["heartbeat"] = beat
+        start_relay(delivery.settings, poller)
         logger.info("ormevents schedule poller started for queue %s", delivery.settings.queue_name)
 
     def worker_shutdown(**_: Any) -> None:
-        for name in ("thread", "heartbeat"):
+        for name in ("relay", "thread", "heartbeat"):
             thread = poller.pop(name, None)
             if thread is not None:
                 thread.stop()
@@ -125,6 +128,19 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
     signals.worker_shutdown.connect(worker_shutdown, weak=False, dispatch_uid=f"{uid}:shutdown")
     signals.task_rejected.connect(task_rejected, weak=False, dispatch_uid=f"{uid}:rejected")
     signals.task_unknown.connect(task_unknown, weak=False, dispatch_uid=f"{uid}:unknown")
+
+
+def start_relay(settings: Any, threads: dict[str, Any]) -> None:
+    """Start the outbox relay thread of this worker's main process, or log why there is none."""
+    from .relay_runner import RelayThread, relay_settings_problem
+
+    problem = relay_settings_problem(settings)
+    if problem is not None:
+        (logger.info if not settings.relay else logger.warning)("no outbox relay in this worker: %s", problem)
+        return
+    threads["relay"] = RelayThread(settings)
+    threads["relay"].start()
+    logger.info("ormevents outbox relay started for queue %s", settings.queue_name)
 
 
 def requeue_on_infrastructure_error(func: Any, *args: Any, pause: float = 1.0, **kwargs: Any) -> Any:

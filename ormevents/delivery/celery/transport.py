@@ -10,6 +10,8 @@ with it (``{"ormevents_malformed": {"raw": ..., "problem": ...}}``, no task name
 it as an unknown message and the worker parks it as a failed job with reason
 ``malformed_message`` (:func:`ormevents.delivery.celery.malformed.unwrap`); nothing else is disturbed.
 
+It also keeps a worker alive when Redis goes away while messages are unacknowledged (:class:`QoS`).
+
 Workers use it automatically for ``redis://`` brokers (``broker_transport`` setting). It
 overrides private kombu methods (``Channel._brpop_read``, ``Channel._get``,
 ``Transport._deliver``), so ``pyproject.toml`` bounds kombu's version.
@@ -81,6 +83,45 @@ def _raw_of(exc: Exception) -> str | bytes:
     return exc.doc if isinstance(exc, json.JSONDecodeError) else exc.object  # type: ignore[attr-defined]  # UnicodeDecodeError
 
 
+_GONE = (AttributeError, OSError, kombu_redis.redis.RedisError)
+
+
+class QoS(kombu_redis.QoS):
+    """kombu's Redis QoS, surviving a broker that went away while messages were unacknowledged.
+
+    When the connection to Redis breaks, the consumer closes the channel, which tries to put the
+    unacknowledged messages back through that same (gone) connection; and a task finishing just
+    after the reconnect acknowledges on the closed channel. kombu 5.7 raises ``AttributeError``
+    in both cases and the worker stops with "Unrecoverable error" (issue 12's fault scenario 1:
+    about one Redis restart in three). The messages are still in Redis's ``unacked`` hash and
+    kombu restores them after the ``visibility_timeout`` (a finished run is then skipped by the
+    run ledger): log, and let the worker reconnect instead of dying.
+    """
+
+    def restore_unacked(self, client: Any = None) -> Any:
+        try:
+            return super().restore_unacked(client)  # type: ignore[no-untyped-call]  # kombu is untyped
+        except _GONE as exc:
+            logger.warning("could not put %d unacknowledged messages back while the broker connection closed "
+                           "(%r); they come back after the visibility timeout", len(self._delivered), exc)
+            self._delivered.clear()
+            return None
+
+    def ack(self, delivery_tag: Any) -> None:
+        try:
+            super().ack(delivery_tag)  # type: ignore[no-untyped-call]  # kombu is untyped
+        except _GONE as exc:
+            logger.warning("could not acknowledge message %s on a closed broker connection (%r); it comes back "
+                           "after the visibility timeout", delivery_tag, exc)
+
+    def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        try:
+            super().reject(delivery_tag, requeue=requeue)  # type: ignore[no-untyped-call]  # kombu is untyped
+        except _GONE as exc:
+            logger.warning("could not reject message %s on a closed broker connection (%r); it comes back "
+                           "after the visibility timeout", delivery_tag, exc)
+
+
 def _problem_of(exc: Exception) -> str:
     if isinstance(exc, RecursionError):
         return "JSON nested too deep to decode"
@@ -88,7 +129,9 @@ def _problem_of(exc: Exception) -> str:
 
 
 class Channel(kombu_redis.Channel):
-    """A Redis channel that wraps undecodable queue entries (see module doc)."""
+    """A Redis channel that wraps undecodable queue entries and survives a lost broker (see module doc)."""
+
+    QoS = QoS
 
     def _brpop_read(self, **options: Any) -> Any:
         try:

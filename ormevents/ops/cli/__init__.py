@@ -1,4 +1,5 @@
-"""The ``ormevents`` command line: failed jobs, event status, handlers, stats, a worker.
+"""The ``ormevents`` command line: failed jobs, event status, handlers, stats, a worker, the outbox
+(``outbox status``) and its relay (``relay``).
 
 Built on click and rich, both dependencies of ormevents (a plain ``pip install ormevents``
 gives the command; ``web`` needs the ``web`` extra). Connection: ``--redis-url`` or
@@ -17,6 +18,7 @@ Example::
     ormevents failed list --handler billing.activate --since 2h --json
     ormevents failed retry --all --exception builtins.TimeoutError --dry-run
     ormevents events status 0b6f6c1e-...
+    ormevents outbox status --mongo-url mongodb://db:27017 --database shop --json
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def build() -> Any:
     from ...delivery.celery.config import DEFAULT_QUEUE
     from .failed import failed
     from .inspect import events, handlers, stats
+    from .outbox import outbox, relay
     from .web import web
     from .worker import worker
 
@@ -46,10 +49,10 @@ def build() -> Any:
                   help="broker for retries (default: the Redis URL) [env ORMEVENTS_BROKER_URL]")
     @click.pass_context
     def cli(ctx: click.Context, redis_url: str, queue: str, broker_url: str | None) -> None:
-        """Inspect and operate ormevents: failed jobs, event status, handlers, stats, workers."""
+        """Inspect and operate ormevents: failed jobs, event status, handlers, stats, workers, the outbox."""
         ctx.obj = Connection(redis_url, queue, broker_url)
 
-    for command in (failed, events, handlers, stats, worker, web):
+    for command in (failed, events, handlers, stats, worker, web, outbox, relay):
         cli.add_command(command)
     return cli
 

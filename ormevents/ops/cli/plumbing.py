@@ -22,8 +22,9 @@ EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 def check_url(option: str, url: str) -> None:
     """Raise :class:`~ormevents.errors.ConfigurationError` (one line: what is wrong, what to use)
-    if ``url`` cannot be a ``--redis-url`` (``redis://``, ``rediss://``, ``unix://``) or a
-    ``--broker-url`` (a kombu transport, e.g. ``redis://``, ``amqp://``). Nothing is imported
+    if ``url`` cannot be a ``--redis-url`` (``redis://``, ``rediss://``, ``unix://``), a
+    ``--mongo-url`` (``mongodb://``, ``mongodb+srv://``) or a ``--broker-url`` (a kombu
+    transport, e.g. ``redis://``, ``amqp://``). Nothing is imported
     or connected to.
 
     Example::
@@ -35,7 +36,10 @@ def check_url(option: str, url: str) -> None:
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-        if option == "--redis-url":
+        if option == "--mongo-url":
+            if parts.scheme not in ("mongodb", "mongodb+srv"):
+                raise ValueError("use mongodb://host:port or mongodb+srv://...")
+        elif option == "--redis-url":
             if parts.scheme not in ("redis", "rediss", "unix"):
                 raise ValueError("use redis://host:port/db, rediss://... or unix:///path.sock")
             database = parts.path.strip("/") if parts.scheme != "unix" else ""
@@ -50,9 +54,9 @@ def check_url(option: str, url: str) -> None:
             if parts.scheme not in TRANSPORT_ALIASES:
                 raise ValueError(f"unknown broker transport {parts.scheme!r}: use redis://... or amqp://...")
     except ValueError as exc:
-        from ...delivery.celery.sending import _safe
+        from ...urls import redact_url
 
-        raise ConfigurationError(f"{option} {_safe(url)!r} is not a valid URL: {exc}") from None
+        raise ConfigurationError(f"{option} {redact_url(url)!r} is not a valid URL: {exc}") from None
 
 
 def literal(value: Any) -> Any:
@@ -110,7 +114,6 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
     import click
     import redis
 
-    from ...delivery.celery.sending import _safe
     from ...errors import (
         BrokerUnavailableError,
         ConfigurationError,
@@ -118,6 +121,7 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
         JobNotFoundError,
         JobNotRetryableError,
     )
+    from ...urls import redact_url
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -141,6 +145,6 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
 
     def _redis_url() -> str:
         conn = click.get_current_context().obj
-        return _safe(conn.redis_url) if isinstance(conn, Connection) else "the configured URL"
+        return redact_url(conn.redis_url) if isinstance(conn, Connection) else "the configured URL"
 
     return wrapper

@@ -13,6 +13,7 @@ import sys
 
 import click
 
+from ...urls import redact_url
 from .plumbing import Connection, guarded
 
 
@@ -36,8 +37,9 @@ def worker(conn: Connection, modules: tuple[str, ...], print_only: bool, celery_
     names_queues = any(arg in ("-Q", "--queues") or arg.startswith(("-Q", "--queues=")) for arg in celery_args)
     consume = [] if names_queues else ["-Q", conn.settings.queue_name]
     argv = [sys.executable, "-m", "celery", "-A", "ormevents.worker", "worker", *consume, *celery_args]
-    if print_only:
-        click.echo(json.dumps({"argv": argv, "env": env}))
+    if print_only:  # passwords in the URLs are never printed
+        shown = {name: redact_url(value) if name.endswith("_URL") else value for name, value in env.items()}
+        click.echo(json.dumps({"argv": argv, "env": shown}))
         return
     if not imports:
         click.echo("warning: no handler modules (--import / ORMEVENTS_IMPORTS): the worker will run nothing", err=True)

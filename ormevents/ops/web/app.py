@@ -35,7 +35,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ...delivery.celery.config import DeliverySettings
-from ...delivery.celery.sending import _safe
+from ...urls import redact_url
 from ...errors import (
     BrokerUnavailableError,
     InvalidFilterError,
@@ -138,7 +138,7 @@ def _error(status: int | None, redis_url: str | None = None) -> Callable[[Reques
         code: int = status or int(getattr(exc, "status_code", None) or 500)
         message = str(getattr(exc, "detail", "") or exc)
         if redis_url is not None:
-            message = f"cannot reach Redis at {_safe(redis_url)}: {exc}"
+            message = f"cannot reach Redis at {redact_url(redis_url)}: {exc}"
         return views.render(request, "error.html", {"status": code, "message": message}, status_code=code)
 
     return handle

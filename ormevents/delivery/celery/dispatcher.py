@@ -1,0 +1,162 @@
+"""The per-event-loop hand-off of committed outbox records to the broker.
+
+``save()`` returns once its write (with the event's record) is acknowledged; it only *submits*
+the record here, which never waits and never raises. One :class:`Dispatcher` per event loop then
+hands the records over on that loop (no thread hop): everything submitted while a push is in
+flight goes in the next one, so under concurrency the pushes batch by themselves (at most
+:data:`BATCH` records each). A second task cleans up sent records in MongoDB every
+``cleanup_interval`` (:class:`~ormevents.delivery.outbox.cleanup.Cleaner`).
+
+**Broker down.** A failed push logs ONE warning for the outage ("events wait in the outbox; the
+relay delivers them") and drops the batch from memory: the records are durable in MongoDB and
+the relay publishes them after its grace period. Until a probe (every 1 s, backing off to 30 s)
+reaches the broker again, submitted records are left to the relay at once; the recovery is
+logged at INFO with the outage's length. Beyond ``queue_limit`` waiting records, new ones are
+left to the relay too (the save never waits).
+
+Example::
+
+    dispatcher = Dispatcher(push, ping, cleaner, label="redis://cache:6379/0")
+    dispatcher.submit(records)            # from the write path, after the commit
+    await dispatcher.flush()              # tests, shutdown
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+
+from ...config import OutboxConfig
+from ...urls import redact_url
+from ..outbox.cleanup import Cleaner
+from ..outbox.records import PendingEvent
+
+logger = logging.getLogger("ormevents.delivery.celery.dispatcher")
+BATCH = 500
+PROBE_FIRST, PROBE_MAX = 1.0, 30.0
+
+
+class Dispatcher:
+    """Hands records to the broker on the loop it was created on (see module doc).
+
+    ``push(records)`` sends a batch (raising on a broker problem); ``ping()`` checks the broker;
+    ``label`` names the broker in logs (already redacted).
+    """
+
+    def __init__(self, push: Callable[[Sequence[PendingEvent]], Awaitable[int]], ping: Callable[[], Awaitable[object]],
+                 cleaner: Cleaner, label: str, config: OutboxConfig | None = None,
+                 errors: tuple[type[BaseException], ...] = (OSError,)) -> None:
+        self.config = config or OutboxConfig()
+        self.cleaner = cleaner
+        self.label = label
+        self.outage_since: float | None = None
+        self.handed = 0
+        self.left_to_relay = 0
+        self._push, self._ping, self._errors = push, ping, errors
+        self._queue: deque[PendingEvent] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._overflowing = False
+        self._left_before = 0
+        self._probe: asyncio.Task[None] | None = None
+        self._tasks = [asyncio.ensure_future(self._run()), asyncio.ensure_future(self._clean())]
+
+    def submit(self, records: Sequence[PendingEvent]) -> None:
+        """Queue committed ``records`` for the hand-off (never waits, never raises)."""
+        if self.outage_since is not None:
+            self.left_to_relay += len(records)
+            return
+        if len(self._queue) + len(records) > self.config.queue_limit:
+            self.left_to_relay += len(records)
+            if not self._overflowing:
+                logger.warning("%d events wait for their hand-off to %s: newer ones are left to the relay",
+                               len(self._queue), self.label)
+            self._overflowing = True
+            return
+        self._overflowing = False
+        self._queue.extend(records)
+        self._idle.clear()
+        self._wake.set()
+
+    async def flush(self, cleanup: bool = False) -> None:
+        """Wait until everything submitted so far was handed over (or left to the relay)."""
+        await self._idle.wait()
+        if cleanup:
+            await self.cleaner.run()
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Hand over what is queued (within ``timeout``), clean up once, and stop both tasks."""
+        try:
+            await asyncio.wait_for(self.flush(cleanup=True), timeout)
+        except (TimeoutError, Exception) as error:  # what is left stays pending for the relay
+            logger.debug("outbox hand-off not finished at close: %r", error)
+        for task in [*self._tasks, *([self._probe] if self._probe else [])]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *([self._probe] if self._probe else []), return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
+                try:
+                    self.handed += await self._push(batch)
+                except self._errors as error:
+                    _still_running()  # redis-py may turn our cancellation into a ConnectionError
+                    self._down(error, len(batch) + len(self._queue))
+                    self._queue.clear()
+                    break
+                self.cleaner.add(batch)
+                _still_running()
+            if not self._queue:
+                self._idle.set()
+
+    async def _clean(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.cleanup_interval)
+            if len(self.cleaner):
+                await self.cleaner.run()
+                _still_running()
+
+    def _down(self, error: BaseException, count: int) -> None:
+        self.left_to_relay += count
+        if self.outage_since is not None:
+            return
+        self.outage_since = time.monotonic()
+        self._left_before = self.left_to_relay - count
+        logger.warning("broker %s unreachable (%s): events are kept in the outbox and the relay delivers them "
+                       "once it is back; writes go on", self.label, _short(error))
+        self._probe = asyncio.ensure_future(self._wait_for_broker())
+
+    async def _wait_for_broker(self) -> None:
+        pause = PROBE_FIRST
+        while True:
+            await asyncio.sleep(pause)
+            try:
+                await self._ping()
+            except self._errors:
+                _still_running()
+                pause = min(pause * 2, PROBE_MAX)
+                continue
+            _still_running()
+            since, self.outage_since = self.outage_since or time.monotonic(), None
+            logger.info("broker %s is back after %.1f s; %d events written meanwhile are delivered by the relay",
+                        self.label, time.monotonic() - since, self.left_to_relay - self._left_before)
+            return
+
+
+def _still_running() -> None:
+    """Raise ``CancelledError`` if this task was asked to stop (a library may have swallowed it)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def _short(error: BaseException) -> str:
+    text = redact_url(f"{type(error).__name__}: {error}")
+    return text if len(text) < 200 else text[:200] + "..."

@@ -1,0 +1,223 @@
+"""The Celery publisher's outbox: records handed to the broker after the commit, marked sent in Redis.
+
+* **Redis broker** (the broker is ``redis_url``'s Redis): one Lua script per batch LPUSHes the
+  hand-built dispatch messages (:mod:`.envelope`) onto the queue and adds their ids to the
+  ``<queue>:outbox:sent`` ZSET, atomically, skipping ids already there (so the writer and the
+  relay never both push one record). A record due later (``emit(delay=...)``) goes into the
+  Redis schedule instead, in the same kind of script, with its ``scheduled`` status.
+* **Other brokers** (RabbitMQ ``amqp://``, or a Redis other than ``redis_url``): Celery's producer
+  sends the messages on the publisher's threads (off the loop); the ids are marked sent after
+  (a crash in between sends one again: at least once).
+
+A sent mark is dropped 60 s after MongoDB's clean-up of its record (and marks older than an
+hour always), so the ZSET holds about a minute of events. All of it runs on the event loop that
+wrote (:class:`~.dispatcher.Dispatcher`, one per loop), with ``redis.asyncio``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from ...config import OutboxConfig
+from ...urls import redact_url
+from ..outbox.cleanup import Cleaner
+from ..outbox.records import PendingEvent
+from .config import DeliverySettings
+from .dispatcher import Dispatcher
+from .envelope import EnvelopeBuilder
+
+logger = logging.getLogger("ormevents.delivery.celery.outbox")
+MARK_LIFETIME = 3600.0
+
+# KEYS: queue list, sent ZSET; ARGV: now, prune-before, then (id, message) pairs ('' id: not marked).
+PUSH = """
+local messages, marks = {}, {}
+for i = 3, #ARGV, 2 do
+  if ARGV[i] == '' or not redis.call('ZSCORE', KEYS[2], ARGV[i]) then
+    table.insert(messages, ARGV[i + 1])
+    if ARGV[i] ~= '' then table.insert(marks, ARGV[1]); table.insert(marks, ARGV[i]) end
+  end
+end
+if #messages > 0 then redis.call('LPUSH', KEYS[1], unpack(messages)) end
+if #marks > 0 then redis.call('ZADD', KEYS[2], unpack(marks)) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
+return #messages
+"""
+
+# KEYS: sent ZSET, schedule ZSET, schedule payloads HASH; ARGV: now, then groups of
+# (id, member, due, message JSON, status key, event JSON, status TTL).
+SCHEDULE = """
+local n = 0
+for i = 2, #ARGV, 7 do
+  if not redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    redis.call('HSET', KEYS[3], ARGV[i + 1], ARGV[i + 3])
+    redis.call('ZADD', KEYS[2], ARGV[i + 2], ARGV[i + 1])
+    redis.call('HSET', ARGV[i + 4], 'event', ARGV[i + 5], 'state', '"scheduled"', 'due_at', ARGV[i + 2])
+    redis.call('EXPIRE', ARGV[i + 4], ARGV[i + 6])
+    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i])
+    n = n + 1
+  end
+end
+return n
+"""
+
+
+class CeleryOutbox:
+    """The :class:`~ormevents.delivery.base.Outbox` of a
+    :class:`~ormevents.delivery.celery.publisher.CeleryPublisher` (see module doc).
+
+    ``send_many(messages)`` sends message dicts through Celery's producer off the loop (the
+    publisher's threads), for brokers the script cannot push to.
+    """
+
+    def __init__(self, settings: DeliverySettings,
+                 send_many: Callable[[list[dict[str, Any]]], Awaitable[None]]) -> None:
+        self._send_many = send_many
+        self.settings = settings
+        self.config = OutboxConfig()
+        self.database: Callable[[], Any] | None = None
+        self.fast = settings.broker_url in (None, settings.redis_url) and settings.redis_url.startswith(
+            ("redis://", "rediss://", "unix://"))
+        self.label = redact_url(settings.broker)
+        self.envelopes = EnvelopeBuilder(settings.queue_name, settings.message_options())
+        self._dispatchers: dict[int, _LoopState] = {}
+        self._pid = os.getpid()
+
+    def bind(self, database: Callable[[], Any], config: OutboxConfig) -> None:
+        """The database holding the records and the outbox settings (from ``init()``)."""
+        self.database, self.config = database, config
+
+    def submit(self, records: Sequence[PendingEvent]) -> None:
+        """Queue committed records for this loop's dispatcher (never waits, never raises)."""
+        self._dispatcher().submit(records)
+
+    def sent_entries(self, home: str, key: Any) -> list[str]:
+        """Ids of the entries of document ``key`` this loop handed over and has not cleaned up yet."""
+        state = self._dispatchers.get(id(asyncio.get_running_loop()))
+        return state.dispatcher.cleaner.sent(home, key) if state is not None else []
+
+    def dropped_entries(self, home: str, key: Any, ids: list[str]) -> None:
+        """A write of document ``key`` removed entries ``ids`` itself (see :meth:`Cleaner.dropped`)."""
+        state = self._dispatchers.get(id(asyncio.get_running_loop()))
+        if state is not None:
+            state.dispatcher.cleaner.dropped(home, key, ids)
+
+    async def flush(self, cleanup: bool = False) -> None:
+        """Wait for this loop's dispatcher (see :meth:`Dispatcher.flush`)."""
+        state = self._dispatchers.get(id(asyncio.get_running_loop()))
+        if state is not None and os.getpid() == self._pid:
+            await state.dispatcher.flush(cleanup)
+
+    async def close(self) -> None:
+        """Hand over what this loop queued, stop its dispatcher and close its Redis client; forget
+        the dispatchers of other loops (their records stay pending for the relay)."""
+        states, self._dispatchers = self._dispatchers, {}
+        state = states.get(id(asyncio.get_running_loop()))
+        if state is not None and state.loop() is asyncio.get_running_loop() and os.getpid() == self._pid:
+            await state.dispatcher.close()
+            await state.client.aclose()
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: forget the parent's dispatchers (their loops and sockets are the parent's)."""
+        self._dispatchers, self._pid = {}, os.getpid()
+
+    # ----- pushing ----------------------------------------------------------------------------
+
+    def state(self) -> _LoopState:
+        """This loop's client, scripts and dispatcher (created on first use)."""
+        self._dispatcher()
+        return self._dispatchers[id(asyncio.get_running_loop())]
+
+    async def push(self, state: _LoopState, records: Sequence[PendingEvent], *, mark: bool = True) -> int:
+        """Hand ``records`` to the broker and mark them sent (already-sent ones are skipped);
+        returns how many were handed over. Raises the client's error when the broker is down."""
+        now = time.time()
+        later = [r for r in records if r.due is not None and r.due > now]
+        at_once = [r for r in records if r.due is None or r.due <= now] if later else list(records)
+        handed = await self._schedule(state, later, now) if later else 0
+        if not at_once:
+            return handed
+        if not self.fast:
+            return handed + await self._produce(state.client, at_once, now, mark)
+        args: list[Any] = [now, now - MARK_LIFETIME]
+        build = self.envelopes.dispatch
+        for record in at_once:
+            args.append(record.id if mark else "")
+            args.append(build(record.wire, record.id, now))
+        return handed + int(await state.push(keys=[self.settings.queue_name, self.settings.keys.outbox_sent], args=args))
+
+    async def _schedule(self, state: _LoopState, records: Sequence[PendingEvent], now: float) -> int:
+        import json
+
+        from .sending import event_member
+
+        keys = self.settings.keys
+        args: list[Any] = [now]
+        for record in records:
+            due = float(record.due or now)
+            message = self.envelopes.message(record.wire, record.id, due)
+            ttl = self.settings.status_ttl + max(0, int(due - now))
+            args += [record.id, event_member(record.id), due, json.dumps(message, separators=(",", ":")),
+                     keys.status(record.id), record.wire, ttl]
+        return int(await state.schedule(keys=[keys.outbox_sent, keys.schedule, keys.payloads], args=args))
+
+    async def _produce(self, client: Any, records: Sequence[PendingEvent], now: float, mark: bool) -> int:
+        """Another broker: Celery's producer on the publisher's threads, then the marks."""
+        sent_key = self.settings.keys.outbox_sent
+        if mark:
+            scores = await client.zmscore(sent_key, [r.id for r in records])
+            records = [r for r, score in zip(records, scores) if score is None]
+        if not records:
+            return 0
+        messages = [self.envelopes.message(r.wire, r.id, now) for r in records]
+        await self._send_many(messages)
+        if mark:
+            await client.zadd(sent_key, {r.id: now for r in records})
+        return len(records)
+
+    async def forget(self, client: Any, ids: list[str]) -> None:
+        """Drop the sent marks of records MongoDB no longer holds as pending."""
+        for start in range(0, len(ids), 1000):
+            await client.zrem(self.settings.keys.outbox_sent, *ids[start:start + 1000])
+
+    # ----- the dispatcher of this loop ----------------------------------------------------------
+
+    def _dispatcher(self) -> Dispatcher:
+        loop = asyncio.get_running_loop()
+        if os.getpid() != self._pid:
+            self.reset_after_fork()
+        known = self._dispatchers.get(id(loop))
+        if known is not None and known.loop() is loop:
+            return known.dispatcher
+        import redis
+        import redis.asyncio
+
+        from ...errors import BrokerUnavailableError
+
+        timeout = self.settings.publish_retry.timeout
+        # One connection per loop, held (no pool round trip per push); its lock serialises the
+        # dispatcher and any publish_many on this loop.
+        client = redis.asyncio.Redis.from_url(self.settings.redis_url, socket_timeout=timeout,
+                                              socket_connect_timeout=timeout, single_connection_client=True)
+        if self.database is None:
+            raise RuntimeError("the outbox is not bound to a database: ormevents.init() binds it")
+        state = _LoopState(weakref.ref(loop), client, client.register_script(PUSH), client.register_script(SCHEDULE))
+        cleaner = Cleaner(self.database, self.config.history_seconds, lambda ids: self.forget(client, ids))
+        state.dispatcher = Dispatcher(lambda records: self.push(state, records), client.ping, cleaner, self.label,
+                                      self.config, (redis.RedisError, OSError, BrokerUnavailableError))
+        self._dispatchers[id(loop)] = state
+        return state.dispatcher
+
+
+class _LoopState:
+    """What one event loop uses: its ``redis.asyncio`` client, the two scripts, its dispatcher."""
+
+    def __init__(self, loop: weakref.ref[asyncio.AbstractEventLoop], client: Any, push: Any, schedule: Any) -> None:
+        self.loop, self.client, self.push, self.schedule = loop, client, push, schedule
+        self.dispatcher: Dispatcher = None  # type: ignore[assignment]  # set right after, it needs this state

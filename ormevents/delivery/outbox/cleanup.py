@@ -1,0 +1,212 @@
+"""The trailing clean-up of sent outbox records, in batches (MongoDB side).
+
+A record handed to the broker is marked sent in Redis at once (with the message, atomically);
+MongoDB learns of it here, in batches (every ``cleanup_interval``, default 1 s, at most 500
+documents per ``bulk_write``), off the write path:
+
+* an entry of a model document's ``_oe_outbox`` is removed, and ``_oe_pending_at`` recomputed
+  (both fields removed when nothing is left), by one pipeline update per document, unless the
+  document's next write already dropped it (:meth:`Cleaner.sent` / :meth:`Cleaner.dropped`);
+  the event is kept as a history row in ``_oe_events`` (``sent_at``, ``expire_at`` =
+  ``sent_at`` + the retention), unless the retention is 0;
+* an ``_oe_events`` row loses ``pending_at``/``intent`` and gains ``sent_at``/``expire_at``
+  (or is deleted when the retention is 0).
+
+A failed clean-up keeps its records for the next round (bounded); the relay cleans up what a
+process left behind. Once cleaned, the records' ids are passed to ``forget`` after
+``forget_after`` seconds (the publisher then drops their sent marks).
+
+Example::
+
+    cleaner = Cleaner(lambda: database, history_seconds=7 * 86400)
+    cleaner.add(records)          # after they were handed to the broker
+    await cleaner.run()           # every second, from the dispatcher or the relay
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from ...urls import redact_url
+from .records import EVENTS_COLLECTION, OUTBOX_FIELD, PENDING_FIELD, PendingEvent, history_row, now
+
+logger = logging.getLogger("ormevents.delivery.outbox.cleanup")
+BATCH = 500
+KEEP_AT_MOST = 100_000
+
+
+def removal(ids: list[str]) -> list[dict[str, Any]]:
+    """The pipeline update removing entries ``ids`` from a document's outbox and setting
+    ``_oe_pending_at`` to the oldest entry left (both fields removed when none is left)."""
+    entries = {"$objectToArray": {"$ifNull": [f"${OUTBOX_FIELD}", {}]}}
+    empty = {"$eq": [{"$size": entries}, 0]}
+    oldest = {"$min": {"$map": {"input": entries, "as": "e", "in": "$$e.v.at"}}}
+    recompute = {"$set": {PENDING_FIELD: {"$cond": [empty, "$$REMOVE", oldest]},
+                          OUTBOX_FIELD: {"$cond": [empty, "$$REMOVE", f"${OUTBOX_FIELD}"]}}}
+    return [{"$unset": [f"{OUTBOX_FIELD}.{i}" for i in ids]}, recompute] if ids else [recompute]
+
+
+class Cleaner:
+    """Batched MongoDB clean-up of sent records (see module doc).
+
+    ``database`` returns the database to use (called on the loop that cleans);
+    ``history_seconds``: retention of the history rows (``None``: forever, ``0``: none).
+    """
+
+    def __init__(self, database: Callable[[], Any], history_seconds: float | None = 7 * 24 * 3600,
+                 forget: Callable[[list[str]], Awaitable[None]] | None = None, forget_after: float = 60.0) -> None:
+        self.database = database
+        self.history_seconds = history_seconds
+        self.forget = forget
+        self.forget_after = forget_after
+        self._waiting: list[PendingEvent] = []
+        self._by_document: dict[tuple[str, Any], list[str]] = {}
+        self._dropped: set[str] = set()
+        self._recompute: set[tuple[str, Any]] = set()
+        self._cleaned: deque[tuple[float, list[str]]] = deque()
+        self._failing = False
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def add(self, records: Iterable[PendingEvent]) -> None:
+        """Records handed to the broker (or found already sent), to clean up on the next run."""
+        for record in records:
+            self._waiting.append(record)
+            if record.embedded:
+                try:
+                    self._by_document.setdefault((record.home, record.key), []).append(record.id)
+                except TypeError:  # an unhashable _id: cleaned up by the next run only
+                    pass
+        if len(self._waiting) > KEEP_AT_MOST:  # MongoDB down for long: the relay cleans the rest later
+            del self._waiting[: len(self._waiting) - KEEP_AT_MOST]
+
+    def sent(self, home: str, key: Any) -> list[str]:
+        """Ids of the entries of document ``key`` in ``home`` handed over and not yet cleaned up:
+        the document's next write may drop them itself (then call :meth:`dropped`)."""
+        try:
+            return list(self._by_document.get((home, key), ()))
+        except TypeError:
+            return []
+
+    def dropped(self, home: str, key: Any, ids: list[str]) -> None:
+        """A write of the document removed entries ``ids``: only their history rows are left to write."""
+        self._dropped.update(ids)
+        try:
+            held = self._by_document.get((home, key))
+        except TypeError:
+            return
+        if held is not None:
+            gone = set(ids)
+            held[:] = [event_id for event_id in held if event_id not in gone]
+
+    def recompute(self, home: str, key: Any) -> None:
+        """Set ``_oe_pending_at`` of document ``key`` exactly on the next run (it only moves down on writes)."""
+        self._recompute.add((home, key))
+
+    async def run(self) -> int:
+        """Clean up everything added so far; returns how many records were cleaned (0 on failure)."""
+        await self._forget_due()
+        records, self._waiting = self._waiting, []
+        dropped, self._dropped = self._dropped, set()
+        recompute, self._recompute = self._recompute, set()
+        self._by_document = {}
+        if not records and not recompute:
+            return 0
+        try:
+            await self._clean(self.database(), records, dropped, recompute)
+        except Exception as error:  # keep them for the next round; the relay covers a dead process
+            self.add(records)
+            self._dropped |= dropped
+            self._recompute |= recompute
+            if not self._failing:
+                logger.warning("cleaning up %d sent outbox records failed (%s); retrying every round", len(records),
+                               redact_url(repr(error)))
+            self._failing = True
+            return 0
+        if self._failing:
+            logger.info("outbox clean-up works again")
+        self._failing = False
+        if self.forget is not None:
+            self._cleaned.append((time.monotonic() + self.forget_after, [r.id for r in records]))
+        return len(records)
+
+    async def _clean(self, database: Any, records: list[PendingEvent], dropped: set[str],
+                     recompute: set[tuple[str, Any]]) -> None:
+        from pymongo import DeleteOne, InsertOne, UpdateOne
+
+        sent_at = now()
+        grouped: dict[Any, tuple[str, Any, list[PendingEvent]]] = {}
+        rows: list[PendingEvent] = []
+        history: list[Any] = []
+        for record in records:
+            if not record.embedded:
+                rows.append(record)
+                continue
+            if self.history_seconds != 0:
+                history.append(InsertOne(history_row(record, record.home, record.key, sent_at, self.history_seconds)))
+            if record.id not in dropped:
+                grouped.setdefault(_document(record.home, record.key), (record.home, record.key, []))[2].append(record)
+        for home, key in recompute:
+            grouped.setdefault(_document(home, key), (home, key, []))
+        documents: dict[str, list[tuple[Any, list[PendingEvent]]]] = {}
+        for home, key, held in grouped.values():
+            documents.setdefault(home, []).append((key, held))
+        for home, held_by in documents.items():
+            for start in range(0, len(held_by), BATCH):
+                operations = [UpdateOne({"_id": key}, removal([r.id for r in held]))
+                              for key, held in held_by[start:start + BATCH]]
+                await database[home].bulk_write(operations, ordered=False)
+        marks: list[Any] = []
+        for record in rows:
+            if self.history_seconds == 0:
+                marks.append(DeleteOne({"_id": record.key}))
+                continue
+            change: dict[str, Any] = {"$unset": {"pending_at": "", "intent": ""}, "$set": {"sent_at": sent_at}}
+            if self.history_seconds is not None:
+                change["$set"]["expire_at"] = _expiry(sent_at, self.history_seconds)
+            marks.append(UpdateOne({"_id": record.key, "pending_at": {"$exists": True}}, change))
+        await _bulk(database[EVENTS_COLLECTION], history + marks)
+
+    async def _forget_due(self) -> None:
+        due: list[str] = []
+        moment = time.monotonic()
+        while self._cleaned and self._cleaned[0][0] <= moment:
+            due.extend(self._cleaned.popleft()[1])
+        if due and self.forget is not None:
+            try:
+                await self.forget(due)
+            except Exception as error:  # the marks expire by age anyway
+                logger.debug("could not drop %d sent marks: %r", len(due), error)
+
+
+def _document(home: str, key: Any) -> Any:
+    """A dict key for document ``key`` of ``home`` (``repr`` for an unhashable ``_id``)."""
+    try:
+        hash(key)
+    except TypeError:
+        return (home, repr(key))
+    return (home, key)
+
+
+async def _bulk(collection: Any, operations: list[Any]) -> None:
+    """``bulk_write`` in batches, ignoring history rows that already exist (a re-published event)."""
+    from pymongo.errors import BulkWriteError
+
+    for start in range(0, len(operations), BATCH):
+        try:
+            await collection.bulk_write(operations[start:start + BATCH], ordered=False)
+        except BulkWriteError as error:
+            others = [e for e in error.details.get("writeErrors", []) if e.get("code") != 11000]
+            if others:
+                raise
+
+
+def _expiry(sent_at: Any, seconds: float) -> Any:
+    from datetime import timedelta
+
+    return sent_at + timedelta(seconds=seconds)

@@ -1,0 +1,47 @@
+"""A write and the hand-off of its event as one task the caller's cancellation cannot split.
+
+If the caller is cancelled once the write is sent (a client disconnect, ``asyncio.wait_for``, a
+task group), the inner task still finishes: the write and its hand-off belong together. The
+caller waits for it, then gets its ``CancelledError`` (one, however many times it was
+cancelled meanwhile); a failure it can no longer see is logged at ERROR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from ..events.event import Event
+
+logger = logging.getLogger("ormevents.model.storage")
+Outcome = tuple[Any, BaseException | None]
+
+
+async def run_shielded(work: Coroutine[Any, Any, Outcome], event: Event | None) -> Outcome:
+    """Run ``work`` (returning ``(result, publish_error)``) shielded from the caller's cancellation."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError as cancelled:  # the caller's: the write may already be applied
+        while not task.done():
+            try:
+                await asyncio.wait({task})
+            except asyncio.CancelledError:
+                continue  # cancelled again: still wait, one CancelledError is re-raised below
+        _log_unseen(task, event)
+        raise cancelled
+
+
+def _log_unseen(task: asyncio.Future[Outcome], event: Event | None) -> None:
+    """What a cancelled caller will not see: a failed write or an event that was not handed off."""
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is None:
+        error = task.result()[1]
+        if error is None:
+            return
+    what = f"event {event.name} {event.id}" if event is not None else "a write"
+    logger.error("a cancelled save could not complete %s: %r", what, error)
