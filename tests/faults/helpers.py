@@ -138,13 +138,14 @@ class Supervised(WorkerProcess):
 
 @contextmanager
 def fault_worker(queue: str, redis_url: str, mongo_url: str, database: str, *, effects: str = "mongo",
-                 effects_redis: str | None = None, concurrency: int = 2) -> Iterator[Supervised]:
+                 effects_redis: str | None = None, concurrency: int = 2,
+                 extra_env: dict[str, str] | None = None) -> Iterator[Supervised]:
     """A real worker on ``queue`` running the relay (grace 1 s) and the counting handler; a message
     it took and could not finish comes back after 10 s (:mod:`tests.faults.celery_config`)."""
     env = {"ORMEVENTS_IMPORTS": "tests.faults.fault_handlers", "ORMEVENTS_MONGO_URL": mongo_url,
            "ORMEVENTS_DATABASE": database, "ORMEVENTS_RELAY_GRACE": "1", "ORMEVENTS_CELERY_CONFIG": "tests.faults.celery_config",
            "FAULT_EFFECTS": effects,
-           "FAULT_EFFECTS_MONGO": mongo_url, "FAULT_EFFECTS_REDIS": effects_redis or redis_url}
+           "FAULT_EFFECTS_MONGO": mongo_url, "FAULT_EFFECTS_REDIS": effects_redis or redis_url, **(extra_env or {})}
     worker = Supervised(queue, redis_url, concurrency=concurrency, extra_env=env)
     try:
         yield worker.start(timeout=60)
@@ -178,13 +179,13 @@ _RECEIVED = re.compile(r"Task ormevents\.dispatch\[([0-9a-f-]{36}):dispatch\] re
 _REQUEUED = re.compile(r"Task ormevents\.dispatch\[([0-9a-f-]{36}):dispatch\] reject requeue=True")
 
 
-def published_twice(worker: WorkerProcess, ids: Iterable[str]) -> list[str]:
-    """The events among ``ids`` whose dispatch message reached the worker more than once other than
-    by the worker's own requeue: published twice by the writers or the relay (the write side's
+def published_twice(workers: WorkerProcess | Iterable[WorkerProcess], ids: Iterable[str]) -> list[str]:
+    """The events among ``ids`` whose dispatch message reached the workers more than once other
+    than by a worker's own requeue: published twice by the writers or the relays (the write side's
     duplicates; a handler run twice after a requeue is the worker side's)."""
-    log = worker.log()
-    received = Counter(_RECEIVED.findall(log))
-    requeued = Counter(_REQUEUED.findall(log))
+    logs = [workers.log()] if isinstance(workers, WorkerProcess) else [worker.log() for worker in workers]
+    received = Counter(found for log in logs for found in _RECEIVED.findall(log))
+    requeued = Counter(found for log in logs for found in _REQUEUED.findall(log))
     return [i for i in ids if received[i] - requeued[i] > 1]
 
 
