@@ -175,7 +175,7 @@ class Scenario:
         logs = "\n".join(worker.log()[-3000:] for worker in self.workers)
         return (f"queue={self.rdb.llen(self.queue)} schedule={self.rdb.zcard(f'{self.queue}:schedule')} "
                 f"inflight={self.rdb.zcard(f'{self.queue}:schedule:inflight')} stats={stats} "
-                f"failed={len(self.failed_jobs())} runs={len(self.runs())}\n{logs}")
+                f"failed={len(self.failed_jobs())} runs={len(self.runs())} unacked={self.rdb.hlen('unacked')}\n{logs}")
 
     async def until(self, check: Callable[[], Awaitable[bool] | bool], timeout: float) -> float:
         """Wait until ``check()`` is true; returns the seconds it took (raises after ``timeout``)."""

@@ -100,7 +100,7 @@ def test_the_envelope_is_the_message_celery_builds() -> None:
     event = Event(name="user.created", data={"name": "ann \u00e9"})
     settings = DeliverySettings(redis_url="memory://", broker_url="memory://", queue_name="q:events")
     options = settings.message_options()
-    ours = json.loads(EnvelopeBuilder("q:events", options).dispatch(event.to_json(), str(event.id), 1.5))
+    ours = json.loads(EnvelopeBuilder("q:events", options).dispatch(event.to_json(), str(event.id), 1.5)[1])
     app = publishing_app(settings)
     message = dispatch_message(event.to_dict(), None, options, 1.5)
     with Connection("memory://") as connection:

@@ -45,12 +45,31 @@ def create_worker_app(
     app.conf.update(settings.celery_conf())
     extra = os.environ.get("ORMEVENTS_CELERY_CONFIG")
     if extra:
-        app.config_from_object(extra)
+        apply_config_module(app, extra)
     delivery = WorkerDelivery(settings, handlers or registry, app)
     delivery.metrics_port = metrics_port
     install(app, delivery)
     app.ormevents_delivery = delivery  # for introspection (Celery apps take attributes)
     return app
+
+
+def apply_config_module(app: Celery, name: str) -> None:
+    """Apply the Celery settings of module ``name`` over ormevents' own: each lowercase name the
+    module defines wins, and its ``broker_transport_options`` are merged key by key over ours.
+
+    (Celery's ``config_from_object`` would not do: settings given earlier with ``conf.update``
+    take precedence over the object's, so the module's ``visibility_timeout`` and the like were
+    silently ignored.) :class:`ConfigurationError` when the module cannot be imported.
+    """
+    try:
+        module = importlib.import_module(name)
+    except Exception as exc:
+        raise ConfigurationError(f"cannot import Celery config module {name!r} from ORMEVENTS_CELERY_CONFIG: "
+                                 f"{type(exc).__name__}: {exc}") from None
+    custom = {key: value for key, value in vars(module).items()
+              if key.islower() and not key.startswith("_") and not callable(value) and not hasattr(value, "__file__")}
+    options = {**(app.conf.broker_transport_options or {}), **(custom.pop("broker_transport_options", None) or {})}
+    app.conf.update(custom, broker_transport_options=options)
 
 
 def import_handlers(modules: Iterable[str]) -> None:

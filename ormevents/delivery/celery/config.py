@@ -85,6 +85,12 @@ class DeliverySettings:
         return self.broker_url or self.redis_url
 
     @property
+    def broker_is_redis_url(self) -> bool:
+        """True when the broker is ``redis_url``'s Redis: ormevents then pushes messages and
+        restores unacknowledged ones itself, with Lua scripts on that Redis."""
+        return self.broker_url in (None, self.redis_url) and self.redis_url.startswith(("redis://", "rediss://", "unix://"))
+
+    @property
     def keys(self) -> Keys:
         """The Redis key names of this queue."""
         return Keys(self.queue_name)
@@ -139,9 +145,12 @@ class DeliverySettings:
         transport: dict[str, Any] = {}
         if self.broker.startswith(("redis://", "rediss://", "unix://")):
             timeout = self.publish_retry.timeout
-            transport = {"socket_connect_timeout": timeout, "socket_timeout": max(timeout, 5.0)}
+            transport = {"socket_connect_timeout": timeout, "socket_timeout": max(timeout, 5.0),
+                         # look for messages to restore (see .transport) every interval, not every 10th
+                         "unacked_restore_throttle": 1, "unacked_restore_interval": 10}
             if self.visibility_timeout is not None:
                 transport["visibility_timeout"] = self.visibility_timeout
+                transport["unacked_restore_interval"] = min(10, max(1, int(self.visibility_timeout / 2)))
         conf: dict[str, Any] = {
             "broker_url": self.broker,
             "broker_connection_timeout": self.publish_retry.timeout,

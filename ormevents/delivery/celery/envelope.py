@@ -11,7 +11,7 @@ the body without being decoded again.
 Example::
 
     >>> builder = EnvelopeBuilder("shop:events", {"status_ttl": 60})
-    >>> message = builder.dispatch('{"id":"e1","name":"user.created"}', "e1", due=1.5)
+    >>> tag, message = builder.dispatch('{"id":"e1","name":"user.created"}', "e1", due=1.5)
     >>> import json, base64
     >>> json.loads(base64.b64decode(json.loads(message)["body"]))[0][0]["name"]
     'user.created'
@@ -65,24 +65,25 @@ class EnvelopeBuilder:
             return '{"due":%r}' % due
         return '{"options":%s,"due":%r}' % (self._options, due)
 
-    def dispatch(self, wire: str, event_id: str, due: float) -> str:
-        """The kombu envelope (JSON text) delivering event JSON ``wire``; ``due`` is the publish time."""
+    def dispatch(self, wire: str, event_id: str, due: float) -> tuple[str, str]:
+        """The delivery tag and the kombu envelope (JSON text) delivering event JSON ``wire``;
+        ``due`` is the publish time."""
         task_id = f"{event_id}:dispatch"
+        tag = f"{self._tag_prefix}{next(self._tags):012d}"
         if not _plain(task_id):
-            return self._encoded(wire, task_id, due)
+            return tag, self._encoded(wire, task_id, due, tag)
         body = base64.b64encode(f"[[{wire},{self._policy}],{self.kwargs(due)},{EMBED}]".encode()).decode("ascii")
-        return _HEAD % (body, task_id, task_id, task_id, self._origin, task_id, self._queue_json,
-                        f"{self._tag_prefix}{next(self._tags):012d}")
+        return tag, _HEAD % (body, task_id, task_id, task_id, self._origin, task_id, self._queue_json, tag)
 
     def message(self, wire: str, event_id: str, due: float) -> dict[str, Any]:
         """The same message as a dict for the schedule (:func:`~.sending.dispatch_message`'s shape)."""
         return {"task": DISPATCH_TASK, "args": [json.loads(wire), json.loads(self._policy)],
                 "kwargs": json.loads(self.kwargs(due)), "id": f"{event_id}:dispatch"}
 
-    def _encoded(self, wire: str, task_id: str, due: float) -> str:
+    def _encoded(self, wire: str, task_id: str, due: float, tag: str) -> str:
         """The envelope through ``json`` (for ids that would need escaping in the template)."""
         body = base64.b64encode(f"[[{wire},{self._policy}],{self.kwargs(due)},{EMBED}]".encode()).decode("ascii")
-        envelope = json.loads(_HEAD % (body, "x", "x", "x", self._origin, "x", self._queue_json, uuid.uuid4()))
+        envelope = json.loads(_HEAD % (body, "x", "x", "x", self._origin, "x", self._queue_json, tag))
         envelope["headers"].update(id=task_id, root_id=task_id, argsrepr=f"<{DISPATCH_TASK} {task_id}>")
         envelope["properties"]["correlation_id"] = task_id
         return _dumps(envelope)

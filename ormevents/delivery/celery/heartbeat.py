@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import redis
 
 from ...jobs.keys import Keys
+from .periodic import PeriodicThread
 
 logger = logging.getLogger("ormevents.delivery.celery.heartbeat")
 
@@ -35,35 +35,24 @@ EVERY = 5.0
 """Seconds between two heartbeats."""
 
 
-class Heartbeat(threading.Thread):
+class Heartbeat(PeriodicThread):
     """A daemon thread writing this worker's heartbeat (see module doc)."""
 
     def __init__(self, client: redis.Redis, keys: Keys, name: str, queues: Sequence[str], every: float = EVERY) -> None:
-        super().__init__(name="ormevents-heartbeat", daemon=True)
-        self.client, self.keys, self.worker, self.every = client, keys, name, every
+        super().__init__("ormevents-heartbeat", every)
+        self.client, self.keys, self.worker = client, keys, name
         self.queues = sorted(set(queues))
         self.started = time.time()
-        self._stop_event = threading.Event()
 
-    def beat(self) -> None:
+    def tick(self) -> None:
         """Write the heartbeat once."""
         value = {"host": socket.gethostname(), "pid": os.getpid(), "queues": self.queues,
                  "started": self.started, "seen": time.time()}
         self.client.hset(self.keys.workers, self.worker, json.dumps(value))
 
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            try:
-                self.beat()
-            except redis.RedisError:
-                logger.warning("could not write the worker heartbeat; retrying", exc_info=True)
-            self._stop_event.wait(self.every)
-
     def stop(self, timeout: float = 5.0) -> None:
         """Stop beating and remove this worker's entry (best effort)."""
-        self._stop_event.set()
-        if self.is_alive():
-            self.join(timeout)
+        super().stop(timeout)
         try:
             self.client.hdel(self.keys.workers, self.worker)
         except redis.RedisError:

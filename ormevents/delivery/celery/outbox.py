@@ -31,20 +31,31 @@ from ..outbox.records import PendingEvent
 from .config import DeliverySettings
 from .dispatcher import Dispatcher
 from .envelope import EnvelopeBuilder
+from .transport import UNACKED_KEYS
 
 logger = logging.getLogger("ormevents.delivery.celery.outbox")
 MARK_LIFETIME = 3600.0
 
-# KEYS: queue list, sent ZSET; ARGV: now, prune-before, then (id, message) pairs ('' id: not marked).
+# KEYS: queue list, sent ZSET, kombu's unacked HASH and its index ZSET; ARGV: now, prune-before,
+# then (id, delivery tag, message) triples ('' id: not marked). Each message is recorded as
+# unacknowledged as it is pushed (see ormevents.delivery.celery.transport: kombu restores it if a
+# worker dies between its BRPOP and its own record).
 PUSH = """
-local messages, marks = {}, {}
-for i = 3, #ARGV, 2 do
+local messages, marks, unacked, index = {}, {}, {}, {}
+local where = ',"",' .. cjson.encode(KEYS[1]) .. ']'
+for i = 3, #ARGV, 3 do
   if ARGV[i] == '' or not redis.call('ZSCORE', KEYS[2], ARGV[i]) then
-    table.insert(messages, ARGV[i + 1])
+    table.insert(messages, ARGV[i + 2])
+    table.insert(unacked, ARGV[i + 1]); table.insert(unacked, '[' .. ARGV[i + 2] .. where)
+    table.insert(index, ARGV[1]); table.insert(index, ARGV[i + 1])
     if ARGV[i] ~= '' then table.insert(marks, ARGV[1]); table.insert(marks, ARGV[i]) end
   end
 end
-if #messages > 0 then redis.call('LPUSH', KEYS[1], unpack(messages)) end
+if #messages > 0 then
+  redis.call('LPUSH', KEYS[1], unpack(messages))
+  redis.call('HSET', KEYS[3], unpack(unacked))
+  redis.call('ZADD', KEYS[4], unpack(index))
+end
 if #marks > 0 then redis.call('ZADD', KEYS[2], unpack(marks)) end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
 return #messages
@@ -82,8 +93,7 @@ class CeleryOutbox:
         self.settings = settings
         self.config = OutboxConfig()
         self.database: Callable[[], Any] | None = None
-        self.fast = settings.broker_url in (None, settings.redis_url) and settings.redis_url.startswith(
-            ("redis://", "rediss://", "unix://"))
+        self.fast = settings.broker_is_redis_url
         self.label = redact_url(settings.broker)
         self.envelopes = EnvelopeBuilder(settings.queue_name, settings.message_options())
         self._dispatchers: dict[int, _LoopState] = {}
@@ -149,8 +159,9 @@ class CeleryOutbox:
         build = self.envelopes.dispatch
         for record in at_once:
             args.append(record.id if mark else "")
-            args.append(build(record.wire, record.id, now))
-        return handed + int(await state.push(keys=[self.settings.queue_name, self.settings.keys.outbox_sent], args=args))
+            args += build(record.wire, record.id, now)
+        keys = [self.settings.queue_name, self.settings.keys.outbox_sent, *UNACKED_KEYS]
+        return handed + int(await state.push(keys=keys, args=args))
 
     async def _schedule(self, state: _LoopState, records: Sequence[PendingEvent], now: float) -> int:
         import json

@@ -43,6 +43,7 @@ from ..tracing import instrument_celery
 from .heartbeat import Heartbeat, consumed_queues
 from .malformed import unwrap
 from .poller import SchedulerThread
+from .restorer import Restorer
 from .sending import DISPATCH_TASK, RUN_HANDLER_TASK
 from .soft_time_limit import SoftTimeLimitGuard
 from .worker import WorkerDelivery
@@ -88,11 +89,18 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
                          consumed_queues(app))
         beat.start()
         poller["heartbeat"] = beat
+        if delivery.settings.broker_is_redis_url:
+            options = app.conf.broker_transport_options or {}
+            restorer = Restorer(delivery.redis, consumed_queues(app), options.get("visibility_timeout"))
+            restorer.start()
+            poller["restorer"] = restorer
+            logger.info("ormevents restorer started for queues %s (visibility timeout %.0f s)",
+                        ", ".join(restorer.queues), restorer.visibility_timeout)
         start_relay(delivery.settings, poller)
         logger.info("ormevents schedule poller started for queue %s", delivery.settings.queue_name)
 
     def worker_shutdown(**_: Any) -> None:
-        for name in ("relay", "thread", "heartbeat"):
+        for name in ("relay", "thread", "heartbeat", "restorer"):
             thread = poller.pop(name, None)
             if thread is not None:
                 thread.stop()

@@ -10,7 +10,13 @@ with it (``{"ormevents_malformed": {"raw": ..., "problem": ...}}``, no task name
 it as an unknown message and the worker parks it as a failed job with reason
 ``malformed_message`` (:func:`ormevents.delivery.celery.malformed.unwrap`); nothing else is disturbed.
 
-It also keeps a worker alive when Redis goes away while messages are unacknowledged (:class:`QoS`).
+It also keeps a worker alive when Redis goes away while messages are unacknowledged (:class:`QoS`),
+and closes kombu's window of loss (celery/celery#7950): kombu pops a message with ``BRPOP`` and
+only then records it in its ``unacked`` hash, so a worker killed between the two loses it. Every
+``ormevents.*`` message is recorded in that hash *when it is pushed*, in the same transaction
+(:meth:`Channel._put`; the outbox's Lua push does the same with :data:`UNACKED_KEYS`); kombu then
+restores it after the ``visibility_timeout`` unless a worker acknowledged it. A message still
+queued after that long is restored too, as a second copy: the run ledger skips it.
 
 Workers use it automatically for ``redis://`` brokers (``broker_transport`` setting). It
 overrides private kombu methods (``Channel._brpop_read``, ``Channel._get``,
@@ -26,6 +32,7 @@ from __future__ import annotations
 import binascii
 import json
 import logging
+import time
 import uuid
 from base64 import b64decode
 from typing import Any
@@ -128,10 +135,33 @@ def _problem_of(exc: Exception) -> str:
     return f"not JSON text ({exc})"
 
 
+UNACKED_KEYS = ("unacked", "unacked_index")
+"""kombu's unacknowledged-message hash and its time index (kombu's default names; ormevents does not rename them)."""
+
+
+def registered(message: dict[str, Any]) -> bool:
+    """True for the messages recorded as unacknowledged when pushed: those of ``ormevents.*`` tasks."""
+    return str(message.get("headers", {}).get("task", "")).startswith("ormevents.")
+
+
 class Channel(kombu_redis.Channel):
-    """A Redis channel that wraps undecodable queue entries and survives a lost broker (see module doc)."""
+    """A Redis channel that wraps undecodable queue entries, survives a lost broker and records
+    ``ormevents.*`` messages as unacknowledged when it pushes them (see module doc)."""
 
     QoS = QoS
+
+    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+        if (not registered(message) or kwargs.get("_publish_batch") is not None
+                or (self._expires and queue in self._expires)):
+            return super()._put(queue, message, **kwargs)  # type: ignore[no-untyped-call]  # kombu is untyped
+        properties = message["properties"]
+        info, tag = properties["delivery_info"], properties["delivery_tag"]
+        key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
+        with self.conn_or_acquire() as client, client.pipeline() as pipe:  # MULTI/EXEC: all or nothing
+            pipe.lpush(key, json.dumps(message))
+            pipe.zadd(self.unacked_index_key, {tag: time.time()})
+            pipe.hset(self.unacked_key, tag, json.dumps([message, info["exchange"], info["routing_key"]]))
+            pipe.execute()
 
     def _brpop_read(self, **options: Any) -> Any:
         try:
