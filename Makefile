@@ -29,7 +29,7 @@ demo: $(VENV)/.demo-installed
 	$(PY) -m example_app demo
 
 test: $(VENV)/.dev-installed
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 docs: $(VENV)/.dev-installed
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
