@@ -103,6 +103,11 @@ class InvalidFilterError(OrmEventsError, ValueError):
     """A failed-job filter or cursor is malformed (a bad date, an unknown cursor)."""
 
 
+class InvalidUpdateError(OrmEventsError, ValueError):
+    """A bulk or query write's update spec is malformed: an operator ormevents does not support, a
+    field the model does not declare, or a value the operator cannot take. Raised before any write."""
+
+
 class DatabaseUnavailableError(OrmEventsError):
     """MongoDB could not be reached (or stopped answering) during a write.
 
