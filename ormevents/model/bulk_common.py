@@ -1,9 +1,10 @@
 """What the bulk and query writes share: their result, the ``events=`` modes, field-path checks,
 paging through the matching documents, and the one event of ``events="bulk"``.
 
-Paging: the documents a call touches are read in pages of :data:`PAGE` sorted by ``_id``, each
-page asking for ``_id`` greater than the last one seen, so memory stays bounded and a document
-the call itself changed is never visited twice (even when the update changes a filtered field).
+Paging: the documents a call touches are read through one cursor sorted by ``_id``, in pages of
+:data:`PAGE` (the driver's batch size), so memory stays bounded; a document the call itself
+changed is never visited twice, even when the update changes a filtered field (an update never
+moves a document in ``_id`` order).
 """
 
 from __future__ import annotations
@@ -93,26 +94,33 @@ def plain_filter(filter: Mapping[str, Any] | None) -> dict[str, Any]:
 
 async def pages(unit: Unit, collection: str, query: dict[str, Any], limit: int = 0,
                 projection: Mapping[str, Any] | None = None) -> AsyncIterator[list[dict[str, Any]]]:
-    """The documents matching ``query`` in pages sorted by ``_id`` (see module doc); ``limit``
-    caps the total (0: none)."""
+    """The documents matching ``query`` in pages of :data:`PAGE`, sorted by ``_id`` (see module
+    doc); ``limit`` caps the total (0: none)."""
     target = unit.database[collection]
     session = {} if unit.session is None else {"session": unit.session}
-    last: Any = None
-    seen = 0
-    while True:
-        size = PAGE if not limit else min(PAGE, limit - seen)
-        if size <= 0:
-            return
-        paged = query if last is None else {"$and": [query, {"_id": {"$gt": last}}]}
-        cursor = target.find(paged, dict(projection or HIDDEN_PROJECTION), sort=[("_id", 1)], limit=size, **session)
-        page = [document async for document in cursor]
-        if not page:
-            return
+    cursor = target.find(query, dict(projection or HIDDEN_PROJECTION), sort=[("_id", 1)], limit=limit,
+                         batch_size=PAGE, **session)
+    page: list[dict[str, Any]] = []
+    async for document in cursor:
+        page.append(document)
+        if len(page) == PAGE:
+            yield page
+            page = []
+    if page:
         yield page
-        seen += len(page)
-        last = page[-1]["_id"]
-        if len(page) < size:
-            return
+
+
+async def matching_ids(unit: Unit, collection: str, query: dict[str, Any], limit: int) -> list[Any]:
+    """The ids of the first ``limit`` documents matching ``query``, by ``_id``."""
+    return [document["_id"] async for page in pages(unit, collection, query, limit, {"_id": 1}) for document in page]
+
+
+def with_id(query: dict[str, Any], key: Any) -> dict[str, Any]:
+    """``query`` restricted to the document ``key``, keeping ``_id`` a top-level condition where
+    it can (the ``_id`` index stays usable; SecantusDB scans the collection for ``$and``)."""
+    if "_id" not in query:
+        return {**query, "_id": key}
+    return {"$and": [query, {"_id": key}]}
 
 
 async def emit_bulk(unit: Unit, model: Any, action: str, data: dict[str, Any]) -> int:

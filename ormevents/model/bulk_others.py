@@ -20,11 +20,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..changes.diff import diff
+from ..delivery.outbox.records import HIDDEN_PROJECTION
 from ..errors import ConflictError, DocumentNotFoundError, InvalidUpdateError
 from . import write
 from .batches import insert_all
 from .bson_form import to_bson
-from .bulk_common import PAGE, BulkResult, emit_bulk, events_mode, log_off, pages, plain_filter
+from .bulk_common import (MAX_IDS, PAGE, BulkResult, emit_bulk, events_mode, log_off, matching_ids, pages,
+                          plain_filter, with_id)
 from .compare_and_set import stored_after
 from .context import hooks_are_disabled
 from .transaction import unit_for
@@ -109,17 +111,14 @@ async def delete_matching(model: Any, filter: Any, *, events: str | None, hooks:
     result = BulkResult()
     collection = model.__ormevents__.collection
     if mode != "per_document":
-        ids = [document["_id"] async for page in pages(unit, collection, query, 0, {"_id": 1}) for document in page]
-        if ids:
-            outcome = await unit.call(unit.database[collection].delete_many,
-                                      {"$and": [query, {"_id": {"$in": ids}}]}, what=f"delete_many of {model.__name__}")
-            result.deleted_count = outcome.deleted_count
+        ids = await matching_ids(unit, collection, query, MAX_IDS + 1) if mode == "bulk" else []
+        outcome = await unit.call(unit.database[collection].delete_many, query, what=f"delete_many of {model.__name__}")
+        result.deleted_count = outcome.deleted_count
         if mode == "off":
             log_off(model, "delete_many", result)
-        elif ids:
+        elif result.deleted_count:
             result.events = await emit_bulk(unit, model, "bulk_deleted", {
-                "filter": query, "update": None, "matched": len(ids), "deleted": result.deleted_count,
-                "paths": [], "ids": ids})
+                "filter": query, "update": None, "deleted": result.deleted_count, "paths": [], "ids": ids})
         return result
     run = hooks and not hooks_are_disabled(model)
     gate = asyncio.Semaphore(1 if run else _CONCURRENT_DELETES)
@@ -146,9 +145,12 @@ async def _delete_one(model: Any, query: dict[str, Any], raw: dict[str, Any], ru
         except DocumentNotFoundError:
             return False
         except ConflictError:
-            found = await model.find_one({"$and": [query, {"_id": raw["_id"]}]})
+            unit = unit_for(session)
+            found = await unit.call(unit.database[model.__ormevents__.collection].find_one,
+                                    with_id(query, raw["_id"]), HIDDEN_PROJECTION,
+                                    what=f"delete_many of {model.__name__}")
             if found is None:
                 return False
-            raw = {"_id": raw["_id"], **found._stored}
+            raw = found
     raise ConflictError(f"{model.__name__} {raw['_id']} kept changing under delete_many; it was not deleted",
                         raw["_id"])

@@ -27,6 +27,7 @@ first"); ``$currentDate`` writes the time of the call, taken once, on the client
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -35,10 +36,12 @@ from pydantic import ValidationError
 
 from ..changes.diff import diff, update_document
 from ..changes.operators import UpdateSpec, apply, parse_update
+from ..delivery.outbox.records import HIDDEN_PROJECTION
 from ..errors import ConflictError, InvalidUpdateError
 from .batches import Write, update_each
 from .bson_form import to_bson
-from .bulk_common import BulkResult, emit_bulk, events_mode, known_path, log_off, pages, plain_filter
+from .bulk_common import (MAX_IDS, BulkResult, emit_bulk, events_mode, known_path, log_off, matching_ids, pages,
+                          plain_filter, with_id)
 from .compare_and_set import expected_filter, stored_after, stored_form
 from .context import hooks_are_disabled
 from .transaction import unit_for
@@ -117,8 +120,7 @@ async def _page(model: Any, unit: Any, query: dict[str, Any], spec: UpdateSpec, 
                 refused.append(write.condition["_id"])
         if not refused:
             return
-        again = {"$and": [query, {"_id": {"$in": refused}}]}
-        page = [document async for batch in pages(unit, collection, again) for document in batch]
+        page = await _reread(unit, collection, query, refused)
         if not page:
             return
     raise ConflictError(f"{model.__name__}: {len(page)} documents kept changing under update_many "
@@ -153,22 +155,35 @@ def _report(seen: Seen | None, before: Any, after: Any) -> None:
 
 async def _whole(model: Any, unit: Any, query: dict[str, Any], spec: UpdateSpec, limit: int, mode: str,
                  result: BulkResult) -> BulkResult:
-    """``events="bulk"`` or ``"off"``: one driver update of the matching ids, as given."""
+    """``events="bulk"`` or ``"off"``: one driver update with the operators as given."""
     collection = model.__ormevents__.collection
-    ids = [document["_id"] async for page in pages(unit, collection, query, limit, {"_id": 1}) for document in page]
-    if ids:
-        target = unit.database[collection]
-        outcome = await unit.call(target.update_many, {"$and": [query, {"_id": {"$in": ids}}]}, dict(spec.raw),
-                                  what=f"update_many of {model.__name__}")
+    target = unit.database[collection]
+    what = f"update_many of {model.__name__}"
+    ids = await matching_ids(unit, collection, query, limit if limit else MAX_IDS + 1) if mode == "bulk" or limit \
+        else []
+    if limit:  # update_one: the first match by _id, as in the per-document mode
+        outcome = await unit.call(target.update_one, with_id(query, ids[0]), dict(spec.raw), what=what) if ids \
+            else None
+    else:
+        outcome = await unit.call(target.update_many, query, dict(spec.raw), what=what)
+    if outcome is not None:
         result.matched_count, result.modified_count = outcome.matched_count, outcome.modified_count
     if mode == "off":
         log_off(model, "update_many", result)
-        return result
-    if ids:
+    elif result.matched_count:
         result.events = await emit_bulk(unit, model, "bulk_updated", {
             "filter": query, "update": dict(spec.raw), "matched": result.matched_count,
             "modified": result.modified_count, "paths": list(spec.paths), "ids": ids})
     return result
+
+
+async def _reread(unit: Any, collection: str, query: dict[str, Any], keys: list[Any]) -> list[dict[str, Any]]:
+    """The documents ``keys`` as they are now, those still matching ``query`` (one indexed read each)."""
+    target = unit.database[collection]
+    session = {} if unit.session is None else {"session": unit.session}
+    found = await asyncio.gather(*(target.find_one(with_id(query, key), HIDDEN_PROJECTION, **session)
+                                   for key in keys))
+    return [document for document in found if document is not None]
 
 
 def _now() -> datetime:
