@@ -11,9 +11,10 @@ Every method takes ``events=``:
   Handlers usually live in worker processes the writer cannot see, so the writer does not try
   to guess that none matches: per-document events are the default whatever is registered.
 * ``"bulk"``: one ``<model>.bulk_updated`` / ``bulk_deleted`` / ``bulk_created`` event with the
-  filter, the update, the counts, the ids touched (at most 1,000; ``ids_truncated``) and the
-  paths the update touches. It is recorded in ``_oe_events`` after the write (in the transaction
-  when there is one; outside one, a crash between the two loses it).
+  filter, the update, the server's counts, the ids matching just before the write (the first
+  1,000 by ``_id``; ``ids_truncated``) and the paths the update touches. The update is sent as
+  given, in one driver call. The event is recorded in ``_oe_events`` after the write (in the
+  transaction when there is one; outside one, a crash between the two loses it).
 * ``"off"``: no event; a debug line on ``ormevents.model.bulk`` says so.
 
 ``hooks=True`` runs the per-document hooks (one write per document); inside
