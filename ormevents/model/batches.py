@@ -131,9 +131,9 @@ async def insert_all(unit: Unit, collection: str, documents: list[dict[str, Any]
             inserted = len(stored)
         except BulkWriteError as error:
             inserted, failure = int(error.details.get("nInserted", 0)), error
-        error = await hand_off(unit, [r for r in records[:inserted] if r is not None],
-                               [e for e in events[:inserted] if e is not None])
-        return (inserted, failure), error
+        publish_error = await hand_off(unit, [r for r in records[:inserted] if r is not None],
+                                       [e for e in events[:inserted] if e is not None])
+        return (inserted, failure), publish_error
 
     (inserted, failure), error = await run_shielded(send(), None)
     if error is not None and failure is None:

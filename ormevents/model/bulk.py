@@ -28,8 +28,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Self
 
-from pymongo import ReturnDocument
-
 from ..errors import InvalidUpdateError
 from .bulk_common import BulkResult
 from .bulk_others import delete_matching, insert_documents
@@ -76,7 +74,7 @@ class BulkMixin:
 
     @classmethod
     async def find_one_and_update(cls, filter: Mapping[str, Any] | None, update: Mapping[str, Any], *,
-                                  return_document: bool | str = ReturnDocument.BEFORE, hooks: bool = False,
+                                  return_document: bool | str = "before", hooks: bool = False,
                                   events: Literal["per_document", "off"] | None = None,
                                   session: Any = None) -> Self | None:
         """:meth:`update_one`, returning the document as it was before the update

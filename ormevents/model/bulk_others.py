@@ -25,8 +25,18 @@ from ..errors import ConflictError, DocumentNotFoundError, InvalidUpdateError
 from . import write
 from .batches import insert_all
 from .bson_form import to_bson
-from .bulk_common import (MAX_IDS, PAGE, BulkResult, emit_bulk, events_mode, log_off, matching_ids, pages,
-                          plain_filter, with_id)
+from .bulk_common import (
+    MAX_IDS,
+    PAGE,
+    BulkResult,
+    emit_bulk,
+    events_mode,
+    log_off,
+    matching_ids,
+    pages,
+    plain_filter,
+    with_id,
+)
 from .compare_and_set import stored_after
 from .context import hooks_are_disabled
 from .transaction import unit_for

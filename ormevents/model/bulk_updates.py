@@ -40,8 +40,18 @@ from ..delivery.outbox.records import HIDDEN_PROJECTION
 from ..errors import ConflictError, InvalidUpdateError
 from .batches import Write, update_each
 from .bson_form import to_bson
-from .bulk_common import (MAX_IDS, BulkResult, emit_bulk, events_mode, known_path, log_off, matching_ids, pages,
-                          plain_filter, with_id)
+from .bulk_common import (
+    MAX_IDS,
+    BulkResult,
+    emit_bulk,
+    events_mode,
+    known_path,
+    log_off,
+    matching_ids,
+    pages,
+    plain_filter,
+    with_id,
+)
 from .compare_and_set import expected_filter, stored_after, stored_form
 from .context import hooks_are_disabled
 from .transaction import unit_for

@@ -33,7 +33,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from ...urls import redact_url
-from .records import EVENTS_COLLECTION, OUTBOX_FIELD, PENDING_FIELD, PendingEvent, history_row, now
+from .records import (
+    EVENTS_COLLECTION,
+    OUTBOX_FIELD,
+    PENDING_FIELD,
+    PendingEvent,
+    history_row,
+    now,
+)
 
 logger = logging.getLogger("ormevents.delivery.outbox.cleanup")
 BATCH = 500
