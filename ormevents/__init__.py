@@ -44,6 +44,7 @@ from .delivery.celery.runtime import on_worker_start, on_worker_stop
 from .delivery.recording import RecordingPublisher
 from .errors import (
     BrokerUnavailableError,
+    ChangeStreamHistoryLostError,
     ConfigurationError,
     ConflictError,
     DatabaseUnavailableError,
@@ -76,9 +77,11 @@ from .model.dispatch import dispatch_model_event
 from .model.meta import EventModelConfig
 from .model.transaction import Transaction, transaction
 from .model.types import ObjectIdField
+from .model.watcher import watch
 from .runtime import close, flush, get_runtime, init
 
 __all__ = [
+    "watch",
     "event_bus",
     "event_handler",
     "EventBus",
@@ -91,6 +94,7 @@ __all__ = [
     "attach_celery",
     "AnyOf",
     "BrokerUnavailableError",
+    "ChangeStreamHistoryLostError",
     "Changed",
     "ChangeSet",
     "ChangesTo",
