@@ -12,7 +12,8 @@ stream.
   row in ``_oe_events``: those changes already had their event. Writes made by ormevents with no
   broker outbox (eager/recording publishers), with ``emit=False`` or ``events="off"``, or deletes
   whose history row was already expired, look external and are emitted.
-* **Resume.** After each batch of events is handed to the publisher, the batch's last resume
+* **Resume.** After each batch of events (up to ``batch`` changes, or 0.25 s of them) is handed to
+  the publisher, the batch's last resume
   token is stored in ``_oe_watch`` (one document per collection). A restart resumes after it; at
   most the changes of one batch are published again, under the same event ids (derived from the
   change's resume token), which the workers treat as the same events.
@@ -45,6 +46,7 @@ from .compare_and_set import stored_after
 logger = logging.getLogger("ormevents.model.watcher")
 TOKENS = "_oe_watch"
 _HISTORY_LOST = (286, 280)  # ChangeStreamHistoryLost, ChangeStreamFatalError
+_MAX_WAIT = 0.25  # seconds a change waits for its batch under steady traffic
 _NAMESPACE = uuid.UUID("6f1c5c1e-9d2a-4a57-8f0e-5b1d6d0c8a13")
 
 
@@ -99,15 +101,16 @@ async def _follow(model: Any, lease: Lease | None, batch: int, from_now: bool, s
     try:
         async with await database[collection].watch(**options) as stream:
             events: list[Event] = []
+            oldest = loop.time()  # when the oldest change not yet handed over was seen
             while not stop.is_set():
                 change = await stream.try_next()
                 if change is not None:
                     event = await _event(model, database, change)
                     if event is not None:
                         events.append(event)
-                if change is None or len(events) >= batch:
+                if change is None or len(events) >= batch or loop.time() - oldest > _MAX_WAIT:
                     await _hand_over(database, collection, events, stream.resume_token, change)
-                    events = []
+                    events, oldest = [], loop.time()
                     if change is None:
                         await _wait(stop, 0.05)
                 if lease is not None and loop.time() - renewed > renew_every:

@@ -8,6 +8,9 @@ import asyncio
 import base64
 import json
 import logging
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,6 +22,7 @@ import redis
 import ormevents
 from ormevents import ChangeStreamHistoryLostError, EventModel, watch
 from ormevents.model import watcher
+from tests.integration.worker_process import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -154,3 +158,33 @@ async def test_a_lost_history_is_reported_loudly(runtime: tuple[Any, str], monke
             pytest.raises(ChangeStreamHistoryLostError, match="since yesterday were missed"):
         await watch(Watched)
     assert any("from_now=True" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_command_line_watches_until_sigterm(pymongo_client: Any, mongo_uri: str, redis_uri: str) -> None:
+    name, queue = f"t_{uuid.uuid4().hex[:12]}", f"watchcli{uuid.uuid4().hex[:8]}:events"
+    db = pymongo_client[name]
+    await db.create_collection("watched")
+    command = [sys.executable, "-m", "ormevents", "--redis-url", redis_uri, "--queue", queue, "watch",
+               "--model", "tests.integration.test_watch:Watched", "--mongo-url", mongo_uri, "--database", name]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not await db[watcher.TOKENS].find_one({"_id": "watched"}) and time.monotonic() < deadline:
+            await db.watched.insert_one({"name": "probe"})  # stored once the watcher saw a change
+            await asyncio.sleep(0.3)
+        await db.watched.insert_one({"_id": "cli", "name": "raw"})
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any(e["object_id"] == "cli" for e in _queued(redis_uri, queue)):
+            await asyncio.sleep(0.1)
+        found = [e["name"] for e in _queued(redis_uri, queue) if e["object_id"] == "cli"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=20)
+        events = _queued(redis_uri, queue)
+        await pymongo_client.drop_database(name)
+        redis.Redis.from_url(redis_uri).delete(queue)
+    assert found == ["watched.created"], (out, err, [(e["name"], e["object_id"]) for e in events])
+    assert process.returncode == 0 and "watcher stopped" in out, err
+    bad = subprocess.run([*command[:8], "--model", "json:dumps", *command[10:]], cwd=ROOT, capture_output=True,
+                         text=True, timeout=30)
+    assert bad.returncode == 2 and "module:Class of an EventModel" in bad.stderr, bad.stderr
