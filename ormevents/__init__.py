@@ -72,6 +72,7 @@ from .events.redaction import REDACTED, Sensitive
 from .handlers.decorators import event_handler, model_event_handler
 from .handlers.retry import PublishRetryPolicy, RetryPolicy
 from .model.base import EventModel
+from .model.bulk_common import BulkResult
 from .model.context import event_metadata, hooks_disabled
 from .model.dispatch import dispatch_model_event
 from .model.meta import EventModelConfig
@@ -81,7 +82,6 @@ from .model.watcher import watch
 from .runtime import close, flush, get_runtime, init
 
 __all__ = [
-    "watch",
     "event_bus",
     "event_handler",
     "EventBus",
@@ -94,6 +94,7 @@ __all__ = [
     "attach_celery",
     "AnyOf",
     "BrokerUnavailableError",
+    "BulkResult",
     "ChangeStreamHistoryLostError",
     "Changed",
     "ChangeSet",
@@ -139,6 +140,7 @@ __all__ = [
     "Sensitive",
     "Transaction",
     "transaction",
+    "watch",
     "TransactionAbortedError",
     "UnserializableValueError",
     "Was",
