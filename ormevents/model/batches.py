@@ -99,7 +99,7 @@ async def _bulk(unit: Unit, collection: str, writes: Sequence[Write], updates: l
 async def _one_by_one(unit: Unit, collection: str, writes: Sequence[Write], updates: list[dict[str, Any]],
                       what: str) -> list[bool]:
     target = unit.database[collection]
-    gate = asyncio.Semaphore(_CONCURRENCY)
+    gate = asyncio.Semaphore(_CONCURRENCY if unit.session is None else 1)  # a driver session: one call at a time
 
     async def one(write: Write, update: dict[str, Any]) -> bool:
         async with gate:

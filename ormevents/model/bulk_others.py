@@ -10,7 +10,7 @@ or none.
   row first, the delete requires every field to still hold what was read, so the event carries
   exactly the state removed. A document changed meanwhile is read again and deleted if it still
   matches; one deleted by someone else meanwhile is skipped (not counted). Several deletes of a
-  page are in flight at once when no hook runs.
+  page are in flight at once when no hook runs and no driver session is used.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ async def delete_matching(model: Any, filter: Any, *, events: str | None, hooks:
                 "filter": query, "update": None, "deleted": result.deleted_count, "paths": [], "ids": ids})
         return result
     run = hooks and not hooks_are_disabled(model)
-    gate = asyncio.Semaphore(1 if run else _CONCURRENT_DELETES)
+    gate = asyncio.Semaphore(1 if run or unit.session is not None else _CONCURRENT_DELETES)  # a session: one at a time
 
     async def one(raw: dict[str, Any]) -> None:
         async with gate:

@@ -191,8 +191,10 @@ async def _reread(unit: Any, collection: str, query: dict[str, Any], keys: list[
     """The documents ``keys`` as they are now, those still matching ``query`` (one indexed read each)."""
     target = unit.database[collection]
     session = {} if unit.session is None else {"session": unit.session}
-    found = await asyncio.gather(*(target.find_one(with_id(query, key), HIDDEN_PROJECTION, **session)
-                                   for key in keys))
+    if session:  # a driver session takes one call at a time
+        found = [await target.find_one(with_id(query, key), HIDDEN_PROJECTION, **session) for key in keys]
+    else:
+        found = await asyncio.gather(*(target.find_one(with_id(query, key), HIDDEN_PROJECTION) for key in keys))
     return [document for document in found if document is not None]
 
 

@@ -297,3 +297,19 @@ async def test_concurrent_update_many_through_the_outbox_report_only_replaced_va
 async def test_concurrent_update_many_inline_report_only_replaced_values(rec: RecordingPublisher) -> None:
     await _concurrent_update_many()
     await _check_chains([e.to_dict() for e in rec.events])
+
+
+async def test_inside_a_transaction_events_wait_for_the_commit(rec: RecordingPublisher) -> None:
+    await _members(rec, "ann", "bob")
+    with pytest.raises(RuntimeError):
+        async with ormevents.transaction():
+            await Member.update_many({}, {"$inc": {"visits": 1}})
+            await Member.delete_many({"name": "bob"})
+            assert rec.events == []
+            raise RuntimeError("abort")
+    assert rec.events == [] and [m.visits for m in await Member.find()] == [0, 0]
+    async with ormevents.transaction():
+        await Member.update_many({}, {"$inc": {"visits": 1}})
+        await Member.insert_many([{"name": "cy"}])
+        assert rec.events == []
+    assert sorted(rec.names()) == ["member.created", "member.updated", "member.updated"]
