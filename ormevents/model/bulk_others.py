@@ -62,7 +62,7 @@ async def insert_documents(model: Any, documents: Iterable[Any], *, events: str 
         await _insert_page(model, unit, page, mode, run, session, result)
     if mode == "bulk" and result.inserted_ids:
         result.events = await emit_bulk(unit, model, "bulk_created", {
-            "filter": None, "update": None, "matched": 0, "modified": 0, "inserted": len(result.inserted_ids),
+            "inserted": len(result.inserted_ids),
             "paths": list(model.model_fields.keys() - {"id"}), "ids": list(result.inserted_ids)})
     if mode == "off":
         log_off(model, "insert_many", result)

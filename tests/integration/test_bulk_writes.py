@@ -173,7 +173,8 @@ async def test_bulk_mode_carries_counts_ids_and_paths(rec: RecordingPublisher) -
     assert rec.names() == ["member.bulk_deleted"] and rec.events[0].data["deleted"] == 1
     rec.clear()
     await Member.insert_many([{"name": "dee"}], events="bulk")
-    assert rec.names() == ["member.bulk_created"]
+    assert rec.names() == ["member.bulk_created"] and rec.events[0].data["inserted"] == 1
+    assert "place" in rec.events[0].data["paths"] and len(rec.events[0].data["ids"]) == 1
 
 
 async def test_off_mode_emits_nothing_and_says_so(rec: RecordingPublisher, caplog: pytest.LogCaptureFixture) -> None:
