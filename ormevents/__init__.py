@@ -44,6 +44,7 @@ from .delivery.celery.runtime import on_worker_start, on_worker_stop
 from .delivery.recording import RecordingPublisher
 from .errors import (
     BrokerUnavailableError,
+    ChangeStreamHistoryLostError,
     ConfigurationError,
     ConflictError,
     DatabaseUnavailableError,
@@ -55,6 +56,7 @@ from .errors import (
     IdChangedError,
     InvalidEventNameError,
     InvalidIdError,
+    InvalidUpdateError,
     JobAlreadyRetriedError,
     JobNotFoundError,
     JobNotRetryableError,
@@ -70,11 +72,13 @@ from .events.redaction import REDACTED, Sensitive
 from .handlers.decorators import event_handler, model_event_handler
 from .handlers.retry import PublishRetryPolicy, RetryPolicy
 from .model.base import EventModel
+from .model.bulk_common import BulkResult
 from .model.context import event_metadata, hooks_disabled
 from .model.dispatch import dispatch_model_event
 from .model.meta import EventModelConfig
 from .model.transaction import Transaction, transaction
 from .model.types import ObjectIdField
+from .model.watcher import watch
 from .runtime import close, flush, get_runtime, init
 
 __all__ = [
@@ -90,6 +94,8 @@ __all__ = [
     "attach_celery",
     "AnyOf",
     "BrokerUnavailableError",
+    "BulkResult",
+    "ChangeStreamHistoryLostError",
     "Changed",
     "ChangeSet",
     "ChangesTo",
@@ -117,6 +123,7 @@ __all__ = [
     "IdChangedError",
     "InvalidEventNameError",
     "InvalidIdError",
+    "InvalidUpdateError",
     "IsNow",
     "JobAlreadyRetriedError",
     "JobNotFoundError",
@@ -133,6 +140,7 @@ __all__ = [
     "Sensitive",
     "Transaction",
     "transaction",
+    "watch",
     "TransactionAbortedError",
     "UnserializableValueError",
     "Was",

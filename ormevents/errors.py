@@ -103,6 +103,17 @@ class InvalidFilterError(OrmEventsError, ValueError):
     """A failed-job filter or cursor is malformed (a bad date, an unknown cursor)."""
 
 
+class InvalidUpdateError(OrmEventsError, ValueError):
+    """A bulk or query write's update spec is malformed: an operator ormevents does not support, a
+    field the model does not declare, or a value the operator cannot take. Raised before any write."""
+
+
+class ChangeStreamHistoryLostError(OrmEventsError):
+    """The change-stream watcher's stored resume token fell off the oplog: the writes made since
+    the time it names were not seen and no event was emitted for them. Nothing is skipped
+    silently: reconcile that period, then start the watcher with ``from_now=True``."""
+
+
 class DatabaseUnavailableError(OrmEventsError):
     """MongoDB could not be reached (or stopped answering) during a write.
 

@@ -32,6 +32,7 @@ from ..events.redaction import redact_document, redact_value
 from . import write
 from .context import current_metadata, hooks_are_disabled
 from .meta import EventModelConfig, ModelMeta, model_meta
+from .bulk import BulkMixin
 from .query import QueryMixin
 from .bson_form import to_bson
 from .types import ObjectIdField
@@ -39,7 +40,7 @@ from .types import ObjectIdField
 logger = logging.getLogger("ormevents.model.base")
 
 
-class EventModel(QueryMixin, BaseModel):
+class EventModel(QueryMixin, BulkMixin, BaseModel):
     """Base class of event-aware MongoDB models (see the package docs for a tour).
 
     Class options: ``_collection = "users"`` (default: snake_case plural of the class name).
@@ -283,7 +284,7 @@ class EventModel(QueryMixin, BaseModel):
 
 
 _RESERVED = frozenset(
-    name for klass in (EventModel, QueryMixin) for name in vars(klass) if not name.startswith("_")
+    name for klass in (EventModel, QueryMixin, BulkMixin) for name in vars(klass) if not name.startswith("_")
 ) - {"id", "model_config"}
 """Names a field of a model may not take: EventModel's methods and properties (``save``, ``changes``...)."""
 

@@ -118,15 +118,9 @@ class Unit:
                      what: str) -> Outcome:
         """``update_one(condition, update)``, adding ``pending`` to the document's outbox and dropping
         the entries of it this process already handed over."""
-        sent: list[str] = []
         if pending is not None:
             await self.indexed(collection)
-            sent = self.outbox.sent_entries(collection, condition["_id"]) if self.outbox is not None else []
-            drop = {f"{OUTBOX_FIELD}.{event_id}": "" for event_id in sent}
-            update = {**update, "$set": {**update.get("$set", {}), pending.path: pending.entry()},
-                      "$min": {PENDING_FIELD: pending.at}}
-            if drop:
-                update["$unset"] = {**update.get("$unset", {}), **drop}
+        update, sent = self.with_record(collection, condition["_id"], update, pending)
         target = self.database[collection]
 
         def applied(result: Any) -> bool:
@@ -136,6 +130,20 @@ class Unit:
 
         return await self.shielded(lambda: self.call(target.update_one, condition, update, what=what, document=update),
                                    applied, [pending] if pending else [], event)
+
+    def with_record(self, collection: str, key: Any, update: dict[str, Any],
+                    pending: PendingEvent | None) -> tuple[dict[str, Any], list[str]]:
+        """``update`` adding ``pending`` to document ``key``'s outbox and dropping the entries of it
+        this process already handed over; returns it and the ids dropped (report them to the
+        outbox with ``dropped_entries`` once the write matched)."""
+        if pending is None:
+            return update, []
+        sent = self.outbox.sent_entries(collection, key) if self.outbox is not None else []
+        update = {**update, "$set": {**update.get("$set", {}), pending.path: pending.entry()},
+                  "$min": {PENDING_FIELD: pending.at}}
+        if sent:
+            update["$unset"] = {**update.get("$unset", {}), **{f"{OUTBOX_FIELD}.{event_id}": "" for event_id in sent}}
+        return update, sent
 
     async def delete(self, collection: str, condition: dict[str, Any], object_id: Any,
                      took_effect: Callable[[Any], bool], pending: PendingEvent | None, event: Event | None,

@@ -81,6 +81,68 @@ async def custom() -> None:
     await (await _existing()).emit("action")
 
 
+async def insert_many() -> None:
+    await Tracked.insert_many([Tracked(name="a")])
+
+
+async def insert_many_hooks() -> None:
+    await Tracked.insert_many([{"name": "a"}], hooks=True)
+
+
+async def insert_many_bulk() -> None:
+    await Tracked.insert_many([{"name": "a"}], events="bulk")
+
+
+async def update_many() -> None:
+    await _existing()
+    await Tracked.update_many({}, {"$set": {"status": "x"}})
+
+
+async def update_many_hooks() -> None:
+    await _existing()
+    await Tracked.update_many({}, {"$set": {"status": "x"}}, hooks=True)
+
+
+async def update_many_bulk() -> None:
+    await _existing()
+    await Tracked.update_many({}, {"$set": {"status": "x"}}, events="bulk")
+
+
+async def update_many_off() -> None:
+    await _existing()
+    await Tracked.update_many({}, {"$set": {"status": "x"}}, events="off")
+
+
+async def update_many_no_change() -> None:
+    await _existing()
+    await Tracked.update_many({}, {"$set": {"status": "new"}}, hooks=True)
+
+
+async def update_one() -> None:
+    await _existing()
+    await Tracked.update_one({}, {"$set": {"status": "x"}})
+
+
+async def find_one_and_update() -> None:
+    await _existing()
+    await Tracked.find_one_and_update({}, {"$set": {"status": "x"}})
+
+
+async def delete_many() -> None:
+    await _existing()
+    await Tracked.delete_many({})
+
+
+async def delete_many_hooks() -> None:
+    await _existing()
+    await Tracked.delete_many({}, hooks=True)
+
+
+async def delete_many_bulk() -> None:
+    await _existing()
+    await Tracked.delete_many({}, events="bulk")
+
+
 SCENARIOS: dict[str, Callable[[], Awaitable[None]]] = {
     "`Model.create(**fields)`": create,
     "`save()` on a new instance": save_new,
@@ -92,7 +154,22 @@ SCENARIOS: dict[str, Callable[[], Awaitable[None]]] = {
     "`save(emit=False)` with changes": emit_false,
     "`save()` inside `hooks_disabled(Model)`": disabled,
     '`emit("action")`': custom,
+    "`Model.insert_many(docs)`": insert_many,
+    "`Model.insert_many(docs, hooks=True)`": insert_many_hooks,
+    '`Model.insert_many(docs, events="bulk")`': insert_many_bulk,
+    "`Model.update_many(filter, update)`": update_many,
+    "`Model.update_many(filter, update, hooks=True)`": update_many_hooks,
+    '`Model.update_many(filter, update, events="bulk")`': update_many_bulk,
+    '`Model.update_many(filter, update, events="off")`': update_many_off,
+    "`Model.update_many(...)` changing nothing": update_many_no_change,
+    "`Model.update_one(filter, update)`": update_one,
+    "`Model.find_one_and_update(filter, update)`": find_one_and_update,
+    "`Model.delete_many(filter)`": delete_many,
+    "`Model.delete_many(filter, hooks=True)`": delete_many_hooks,
+    '`Model.delete_many(filter, events="bulk")`': delete_many_bulk,
 }
+WITHOUT_SETUP = {"`Model.create(**fields)`", "`save()` on a new instance", "`save(skip_hooks=True)` on a new instance",
+                 *(method for method in SCENARIOS if method.startswith("`Model.insert_many"))}
 
 
 def test_every_documented_row_has_a_scenario() -> None:
@@ -105,7 +182,7 @@ async def test_row_matches_behaviour(method: str, recorder: RecordingPublisher) 
     CALLS.clear()
     await SCENARIOS[method]()
     emitted = recorder.names()
-    if method not in ("`Model.create(**fields)`", "`save()` on a new instance", "`save(skip_hooks=True)` on a new instance"):
+    if method not in WITHOUT_SETUP:
         emitted = emitted[1:]  # the setup create
     assert CALLS == hooks
     expected = [] if event == "none" else [re.sub(r"<model>", "tracked", event.strip("`"))]

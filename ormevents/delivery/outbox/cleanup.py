@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -32,7 +33,14 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from ...urls import redact_url
-from .records import EVENTS_COLLECTION, OUTBOX_FIELD, PENDING_FIELD, PendingEvent, history_row, now
+from .records import (
+    EVENTS_COLLECTION,
+    OUTBOX_FIELD,
+    PENDING_FIELD,
+    PendingEvent,
+    history_row,
+    now,
+)
 
 logger = logging.getLogger("ormevents.delivery.outbox.cleanup")
 BATCH = 500
@@ -69,6 +77,7 @@ class Cleaner:
         self._recompute: set[tuple[str, Any]] = set()
         self._cleaned: deque[tuple[float, list[str]]] = deque()
         self._failing = False
+        self._running: asyncio.Lock | None = None  # created on the loop that cleans
 
     def __len__(self) -> int:
         return len(self._waiting)
@@ -109,7 +118,15 @@ class Cleaner:
         self._recompute.add((home, key))
 
     async def run(self) -> int:
-        """Clean up everything added so far; returns how many records were cleaned (0 on failure)."""
+        """Clean up everything added so far; returns how many records were cleaned (0 on failure).
+        A run started while another is in progress waits for it (so ``flush(cleanup=True)`` returns
+        only once the periodic run that took the records finished)."""
+        if self._running is None:
+            self._running = asyncio.Lock()
+        async with self._running:
+            return await self._run()
+
+    async def _run(self) -> int:
         await self._forget_due()
         records, self._waiting = self._waiting, []
         dropped, self._dropped = self._dropped, set()

@@ -1,5 +1,5 @@
 """The ``ormevents`` command line: failed jobs, event status, handlers, stats, a worker, the outbox
-(``outbox status``) and its relay (``relay``).
+(``outbox status``), its relay (``relay``) and the change-stream watcher (``watch``).
 
 Built on click and rich, both dependencies of ormevents (a plain ``pip install ormevents``
 gives the command; ``web`` needs the ``web`` extra). Connection: ``--redis-url`` or
@@ -37,6 +37,7 @@ def build() -> Any:
     from .failed import failed
     from .inspect import events, handlers, stats
     from .outbox import outbox, relay
+    from .watch import watch
     from .web import web
     from .worker import worker
 
@@ -52,7 +53,7 @@ def build() -> Any:
         """Inspect and operate ormevents: failed jobs, event status, handlers, stats, workers, the outbox."""
         ctx.obj = Connection(redis_url, queue, broker_url)
 
-    for command in (failed, events, handlers, stats, worker, web, outbox, relay):
+    for command in (failed, events, handlers, stats, worker, web, outbox, relay, watch):
         cli.add_command(command)
     return cli
 

@@ -1,0 +1,166 @@
+"""``insert_many`` and ``delete_many``: many documents, with per-document events, one bulk event,
+or none.
+
+* ``insert_many``, per document: each document carries its ``created`` record in its own outbox
+  fields, so a document and its event are inserted together; a page is one ordered
+  ``insert_many`` and one hand-off (:func:`~.batches.insert_all`). With ``hooks=True`` each
+  instance is saved in turn (its hooks run, one write each).
+* ``delete_many``, per document: each matching document goes through the delete of a single
+  instance (:func:`ormevents.model.write.delete`): its ``deleted`` record is written as an intent
+  row first, the delete requires every field to still hold what was read, so the event carries
+  exactly the state removed. A document changed meanwhile is read again and deleted if it still
+  matches; one deleted by someone else meanwhile is skipped (not counted). Several deletes of a
+  page are in flight at once when no hook runs and no driver session is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+from ..changes.diff import diff
+from ..delivery.outbox.records import HIDDEN_PROJECTION
+from ..errors import ConflictError, DocumentNotFoundError, InvalidUpdateError
+from . import write
+from .batches import insert_all
+from .bson_form import to_bson
+from .bulk_common import (
+    MAX_IDS,
+    PAGE,
+    BulkResult,
+    emit_bulk,
+    events_mode,
+    log_off,
+    matching_ids,
+    pages,
+    plain_filter,
+    with_id,
+)
+from .compare_and_set import stored_after
+from .context import hooks_are_disabled
+from .transaction import unit_for
+from .types import new_id
+
+_CONCURRENT_DELETES = 16
+
+
+async def insert_documents(model: Any, documents: Iterable[Any], *, events: str | None, hooks: bool,
+                           session: Any) -> BulkResult:
+    """Insert ``documents`` (instances of ``model`` or dicts of its fields), in order."""
+    mode = events_mode(events)
+    run = hooks and not hooks_are_disabled(model)
+    unit = unit_for(session)
+    result = BulkResult()
+    page: list[Any] = []
+    for item in documents:
+        page.append(_instance(model, item))
+        if len(page) == PAGE:
+            await _insert_page(model, unit, page, mode, run, session, result)
+            page = []
+    if page:
+        await _insert_page(model, unit, page, mode, run, session, result)
+    if mode == "bulk" and result.inserted_ids:
+        result.events = await emit_bulk(unit, model, "bulk_created", {
+            "inserted": len(result.inserted_ids),
+            "paths": list(model.model_fields.keys() - {"id"}), "ids": list(result.inserted_ids)})
+    if mode == "off":
+        log_off(model, "insert_many", result)
+    return result
+
+
+async def _insert_page(model: Any, unit: Any, page: list[Any], mode: str, run: bool, session: Any,
+                       result: BulkResult) -> None:
+    emit = mode == "per_document"
+    if run:
+        for instance in page:
+            await instance.save(emit=emit, session=session)
+            result.inserted_ids.append(instance.id)
+            result.events += emit
+        return
+    meta = model.__ormevents__
+    documents, records, events, states = [], [], [], []
+    for instance in page:
+        if instance.id is None:
+            instance.id = new_id(model.__name__, model.model_fields["id"].annotation)
+        current = instance._fields_document()
+        changes = diff(None, current)
+        event = instance._event("created", current, changes) if emit else None
+        document = to_bson({"_id": instance.id, **current})
+        documents.append(document)
+        records.append(unit.prepare(event, meta.collection, document["_id"]))
+        events.append(event)
+        states.append((current, changes, document))
+    inserted, failure = await insert_all(unit, meta.collection, documents, records, events,
+                                         f"insert_many of {model.__name__}")
+    for instance, (current, changes, document) in list(zip(page, states))[:inserted]:
+        instance._mark_persisted(current, changes, stored_after({}, {"$set": {
+            key: value for key, value in document.items() if key != "_id"}}))
+    result.inserted_ids.extend(instance.id for instance in page[:inserted])
+    result.events += sum(event is not None for event in events[:inserted])
+    if failure is not None:
+        raise failure
+
+
+def _instance(model: Any, item: Any) -> Any:
+    if isinstance(item, model):
+        if not item.is_new:
+            raise InvalidUpdateError(f"insert_many: {model.__name__} {item.id} was saved already; "
+                                     "insert new instances only")
+        return item
+    if isinstance(item, dict):
+        return model(**item)
+    raise InvalidUpdateError(f"insert_many takes {model.__name__} instances or dicts of fields, got {item!r}")
+
+
+async def delete_matching(model: Any, filter: Any, *, events: str | None, hooks: bool, session: Any) -> BulkResult:
+    """Delete every document matching ``filter``."""
+    mode = events_mode(events)
+    query = plain_filter(filter)
+    unit = unit_for(session)
+    result = BulkResult()
+    collection = model.__ormevents__.collection
+    if mode != "per_document":
+        ids = await matching_ids(unit, collection, query, MAX_IDS + 1) if mode == "bulk" else []
+        outcome = await unit.call(unit.database[collection].delete_many, query, what=f"delete_many of {model.__name__}")
+        result.deleted_count = outcome.deleted_count
+        if mode == "off":
+            log_off(model, "delete_many", result)
+        elif result.deleted_count:
+            result.events = await emit_bulk(unit, model, "bulk_deleted", {
+                "filter": query, "update": None, "deleted": result.deleted_count, "paths": [], "ids": ids})
+        return result
+    run = hooks and not hooks_are_disabled(model)
+    gate = asyncio.Semaphore(1 if run or unit.session is not None else _CONCURRENT_DELETES)  # a session: one at a time
+
+    async def one(raw: dict[str, Any]) -> None:
+        async with gate:
+            if await _delete_one(model, query, raw, run, session):
+                result.deleted_count += 1
+                result.events += 1
+
+    async for page in pages(unit, collection, query):
+        await asyncio.gather(*(one(raw) for raw in page))
+    return result
+
+
+async def _delete_one(model: Any, query: dict[str, Any], raw: dict[str, Any], run: bool, session: Any) -> bool:
+    """Delete one document read as ``raw``; read it again while it keeps changing. False: it is
+    gone or no longer matches."""
+    for _ in range(100):
+        instance = model._from_document(raw)
+        try:
+            await write.delete(instance, run, True, session)
+            return True
+        except DocumentNotFoundError:
+            return False
+        except ConflictError:
+            unit = unit_for(session)
+            found = await unit.call(unit.database[model.__ormevents__.collection].find_one,
+                                    with_id(query, raw["_id"]), HIDDEN_PROJECTION,
+                                    what=f"delete_many of {model.__name__}")
+            if found is None:
+                return False
+            raw = found
+    raise ConflictError(f"{model.__name__} {raw['_id']} kept changing under delete_many; it was not deleted",
+                        raw["_id"])

@@ -1,0 +1,316 @@
+"""Bulk and query writes (issue 13) on a real server: every operator's per-document diffs, bulk
+and off modes, bad input refused before any write, hooks and conditions, and the outbox path
+(events recorded with each document's write, exact under concurrent calls)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis
+from pydantic import BaseModel
+
+import ormevents
+from ormevents import EventModel, InvalidUpdateError, RecordingPublisher, hooks_disabled
+from ormevents.changes.conditions import build_condition
+from ormevents.events.patterns import Pattern
+from ormevents.handlers.registry import Handler
+from ormevents.hooks import after_update, before_update
+from tests.integration.models import CALLS, Tracked
+
+pytestmark = pytest.mark.integration
+
+
+class Place(BaseModel):
+    city: str = ""
+    zip: str = ""
+
+
+class Member(EventModel):
+    _collection = "members"
+    name: str
+    status: str = "new"
+    score: int | None = None
+    visits: int = 0
+    tags: list[str] = []
+    place: Place = Place()
+    prefs: dict[str, Any] = {}
+    nick: str | None = None
+    seen_at: datetime | None = None
+
+
+class Hooked(EventModel):
+    _collection = "hooked"
+    name: str
+    status: str = "new"
+
+    @before_update
+    def shout(self) -> None:
+        self.name = self.name.upper()
+
+    @after_update(when="status")
+    def noted(self) -> None:
+        CALLS.append(f"after_update {self.status} {self.saved_changes.old('status')}")
+
+
+@pytest.fixture
+async def db(pymongo_client: Any) -> AsyncIterator[Any]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield pymongo_client[name]
+    await pymongo_client.drop_database(name)
+
+
+@pytest.fixture
+async def rec(db: Any) -> AsyncIterator[RecordingPublisher]:
+    publisher = RecordingPublisher()
+    await ormevents.init(database=db, publisher=publisher)
+    yield publisher
+    await ormevents.close()
+
+
+async def _members(rec: RecordingPublisher, *names: str, **fields: Any) -> list[Member]:
+    result = await Member.insert_many([Member(name=name, **fields) for name in names])
+    assert len(result.inserted_ids) == len(names) and result.events == len(names)
+    rec.clear()
+    return [m for m in await Member.find(sort="name")]
+
+
+def _changes(rec: RecordingPublisher) -> dict[str, dict[str, tuple[Any, Any]]]:
+    return {e.data["name"]: dict(e.changes) for e in rec.events if e.name == "member.updated"}
+
+
+@pytest.mark.parametrize(("update", "expected"), [
+    ({"$set": {"status": "on", "place.city": "Oslo"}}, {"status": ("new", "on"), "place.city": ("", "Oslo")}),
+    ({"$unset": {"nick": ""}}, {"nick": ("x", None)}),
+    ({"$inc": {"score": 5, "visits": 2}}, {"score": (None, 5), "visits": (1, 3)}),
+    ({"$push": {"tags": "c"}}, {"tags": (["a", "b"], ["a", "b", "c"])}),
+    ({"$push": {"tags": {"$each": ["z", "y"], "$position": 0, "$slice": 3}}}, {"tags": (["a", "b"], ["z", "y", "a"])}),
+    ({"$pull": {"tags": "a"}}, {"tags": (["a", "b"], ["b"])}),
+    ({"$pull": {"tags": {"$in": ["a", "b"]}}}, {"tags": (["a", "b"], [])}),
+    ({"$addToSet": {"tags": {"$each": ["a", "q"]}}}, {"tags": (["a", "b"], ["a", "b", "q"])}),
+    ({"$set": {"prefs.theme.dark": True}}, {"prefs.theme": (None, {"dark": True})}),
+    ({"$rename": {"nick": "status"}}, {"status": ("new", "x"), "nick": ("x", None)}),
+])
+async def test_each_operator_gives_the_exact_per_document_diff(
+        rec: RecordingPublisher, db: Any, update: dict[str, Any], expected: dict[str, Any]) -> None:
+    await _members(rec, "ann", "bob", visits=1, tags=["a", "b"], nick="x")
+    result = await Member.update_many({"name": {"$in": ["ann", "bob"]}}, update)
+    assert (result.matched_count, result.modified_count, result.events) == (2, 2, 2)
+    changes = _changes(rec)
+    assert changes["ann"] == changes["bob"] == {k: tuple(v) for k, v in expected.items()}
+    for member in await Member.find():  # the database holds the event's "new" values
+        stored = member.model_dump()
+        for path, (_, new) in expected.items():
+            node: Any = stored
+            for part in path.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            assert node == new, (path, stored)
+
+
+async def test_current_date_writes_the_time_of_the_call(rec: RecordingPublisher) -> None:
+    await _members(rec, "ann")
+    before = datetime.now(UTC)
+    await Member.update_one({"name": "ann"}, {"$currentDate": {"seen_at": True}})
+    [event] = rec.events
+    old, new = event.changes["seen_at"]
+    assert old is None and before.replace(microsecond=0) <= new <= datetime.now(UTC)
+    assert (await Member.find_one({"name": "ann"})).seen_at == new  # type: ignore[union-attr]
+
+
+async def test_bad_updates_raise_before_any_write(rec: RecordingPublisher, db: Any) -> None:
+    await _members(rec, "ann")
+    for update, named in [({"$mul": {"visits": 2}}, "$mul"), ({"status": "x"}, "wrap it"),
+                          ({"$set": {"nope": 1}}, "'nope'"), ({"$set": {"place.street": "x"}}, "place.street"),
+                          ({"$inc": {"visits": "1"}}, "takes a number"), ({"$set": {"_id": 1}}, "id"),
+                          ({"$set": {"tags": []}, "$push": {"tags": "x"}}, "conflicts"), ({}, "non-empty"),
+                          ({"$pull": {"tags": {"$gt": "a"}}}, "$pull")]:
+        with pytest.raises(InvalidUpdateError, match=named.replace("$", r"\$")):
+            await Member.update_many({}, update)
+    with pytest.raises(InvalidUpdateError, match="events="):
+        await Member.update_many({}, {"$set": {"status": "x"}}, events="some")  # type: ignore[arg-type]
+    with pytest.raises(InvalidUpdateError, match="visits"):  # the model refuses the result: nothing written
+        await Member.update_many({}, {"$set": {"visits": "many"}})
+    assert rec.events == [] and (await db.members.find_one())["status"] == "new"
+
+
+async def test_nothing_matched_emits_nothing_and_counts_zero(rec: RecordingPublisher) -> None:
+    for mode in ("per_document", "bulk", "off"):
+        result = await Member.update_many({"name": "nobody"}, {"$set": {"status": "x"}}, events=mode)  # type: ignore[arg-type]
+        assert (result.matched_count, result.modified_count, result.events) == (0, 0, 0)
+        assert (await Member.delete_many({"name": "nobody"}, events=mode)).deleted_count == 0  # type: ignore[arg-type]
+    assert rec.events == []
+
+
+async def test_unchanged_documents_match_but_emit_nothing(rec: RecordingPublisher) -> None:
+    await _members(rec, "ann", "bob")
+    await Member.update_one({"name": "bob"}, {"$set": {"status": "on"}})
+    rec.clear()
+    result = await Member.update_many({}, {"$set": {"status": "on"}})
+    assert (result.matched_count, result.modified_count) == (2, 1) and list(_changes(rec)) == ["ann"]
+
+
+async def test_bulk_mode_carries_counts_ids_and_paths(rec: RecordingPublisher) -> None:
+    members = await _members(rec, "ann", "bob", "cy")
+    await Member.update_one({"name": "cy"}, {"$set": {"status": "on"}}, events="off")
+    result = await Member.update_many({"name": {"$ne": "zed"}}, {"$set": {"status": "on"}, "$inc": {"visits": 1},
+                                                                 "$rename": {"nick": "place.zip"}}, events="bulk")
+    assert (result.matched_count, result.modified_count, result.events) == (3, 3, 1)
+    [event] = rec.events
+    assert event.name == "member.bulk_updated" and event.object_id is None
+    assert event.data["matched"] == 3 and event.data["modified"] == 3
+    assert event.data["paths"] == ["status", "visits", "nick", "place.zip"]
+    assert sorted(map(str, event.data["ids"])) == sorted(str(m.id) for m in members)
+    assert event.data["filter"] == {"name": {"$ne": "zed"}} and event.data["ids_truncated"] is False
+    rec.clear()
+    assert (await Member.delete_many({"name": "ann"}, events="bulk")).deleted_count == 1
+    assert rec.names() == ["member.bulk_deleted"] and rec.events[0].data["deleted"] == 1
+    rec.clear()
+    await Member.insert_many([{"name": "dee"}], events="bulk")
+    assert rec.names() == ["member.bulk_created"] and rec.events[0].data["inserted"] == 1
+    assert "place" in rec.events[0].data["paths"] and len(rec.events[0].data["ids"]) == 1
+
+
+async def test_off_mode_emits_nothing_and_says_so(rec: RecordingPublisher, caplog: pytest.LogCaptureFixture) -> None:
+    await _members(rec, "ann")
+    with caplog.at_level(logging.DEBUG, logger="ormevents.model.bulk"):
+        result = await Member.update_many({}, {"$inc": {"visits": 1}}, events="off")
+        await Member.insert_many([{"name": "bob"}], events="off")
+        await Member.delete_many({}, events="off")
+    assert result.modified_count == 1 and rec.events == [] and await Member.count() == 0
+    assert sum("events='off'" in r.getMessage() for r in caplog.records) == 3
+
+
+async def test_delete_many_emits_the_state_removed(rec: RecordingPublisher) -> None:
+    await _members(rec, "ann", "bob", "cy", visits=3)
+    result = await Member.delete_many({"name": {"$in": ["ann", "bob"]}})
+    assert (result.deleted_count, result.events) == (2, 2)
+    assert sorted(e.data["name"] for e in rec.events) == ["ann", "bob"]
+    assert all(e.name == "member.deleted" and e.changes["visits"] == (3, None) for e in rec.events)
+    assert [m.name for m in await Member.find()] == ["cy"]
+
+
+async def test_find_one_and_update_returns_before_or_after(rec: RecordingPublisher) -> None:
+    await _members(rec, "ann", visits=1)
+    before = await Member.find_one_and_update({"name": "ann"}, {"$inc": {"visits": 1}})
+    after = await Member.find_one_and_update({"name": "ann"}, {"$inc": {"visits": 1}}, return_document="after")
+    assert before is not None and after is not None and (before.visits, after.visits) == (1, 3)
+    assert [e.changes["visits"] for e in rec.events] == [(1, 2), (2, 3)]
+    await after.update(status="on")  # the returned instance tracks the stored state
+    assert await Member.find_one_and_update({"name": "nobody"}, {"$inc": {"visits": 1}}) is None
+
+
+async def test_hooks_run_per_document_and_conditions_hold(rec: RecordingPublisher) -> None:
+    await Hooked.insert_many([{"name": "ann"}, {"name": "bob", "status": "on"}])
+    rec.clear()
+    CALLS.clear()
+    result = await Hooked.update_many({}, {"$set": {"status": "on"}}, hooks=True)
+    assert result.modified_count == 1 and CALLS == ["after_update on new"]
+    assert [(e.data["name"], e.changes) for e in rec.events] == [("ANN", {"status": ("new", "on"),
+                                                                            "name": ("ann", "ANN")})]
+    async with hooks_disabled(Hooked):
+        await Hooked.update_many({}, {"$set": {"status": "off"}}, hooks=True)
+    assert CALLS == ["after_update on new"]
+    wants = Handler("on", Pattern.compile("hooked.updated"), print, False,
+                    build_condition(when="status", changes_to="off"))
+    assert [wants.wants(e) for e in rec.events] == [False, True, True]
+
+
+async def test_insert_many_with_hooks_and_a_duplicate_key(rec: RecordingPublisher) -> None:
+    CALLS.clear()
+    await Tracked.insert_many([Tracked(name="a")], hooks=True)
+    assert CALLS == ["before_create", "before_write", "after_create", "after_write", "after_commit"]
+    existing = Member(name="x")
+    await Member.insert_many([existing])
+    assert not existing.is_new
+    rec.clear()
+    with pytest.raises(Exception, match="duplicate"):
+        await Member.insert_many([Member(name="y"), Member(id=existing.id, name="dup"), Member(name="z")])
+    assert rec.names() == ["member.created"] and sorted(m.name for m in await Member.find()) == ["x", "y"]
+    with pytest.raises(InvalidUpdateError, match="saved already"):
+        await Member.insert_many([existing])
+
+
+@pytest.fixture
+async def outbox(db: Any, redis_uri: str) -> AsyncIterator[tuple[Any, str]]:
+    queue = f"bulk{uuid.uuid4().hex[:8]}:events"
+    await ormevents.init(database=db, redis_uri=redis_uri, event_config={"queue_name": queue})
+    yield db, queue
+    await ormevents.close()
+    redis.Redis.from_url(redis_uri).delete(queue)
+
+
+def _queued(redis_uri: str, queue: str) -> list[dict[str, Any]]:
+    raw = redis.Redis.from_url(redis_uri).lrange(queue, 0, -1)
+    return [json.loads(base64.b64decode(json.loads(item)["body"]))[0][0] for item in reversed(raw)]
+
+
+async def test_a_thousand_documents_one_exact_event_each_through_the_outbox(
+        outbox: tuple[Any, str], redis_uri: str) -> None:
+    db, queue = outbox
+    count = 1000
+    await Member.insert_many([Member(name=f"m{n}", visits=n) for n in range(count)], events="off")
+    result = await Member.update_many({}, {"$inc": {"visits": 1}, "$push": {"tags": "t"}})
+    assert (result.matched_count, result.modified_count, result.events) == (count, count, count)
+    await ormevents.flush(cleanup=True)
+    events = _queued(redis_uri, queue)
+    assert len(events) == count and len({e["id"] for e in events}) == count
+    for event in events:
+        n = int(event["data"]["name"][1:])
+        assert event["name"] == "member.updated"
+        assert event["changes"] == {"visits": [n, n + 1], "tags": [[], ["t"]]}
+    assert await db.members.count_documents({"_oe_pending_at": {"$exists": True}}) == 0
+
+
+async def _concurrent_update_many() -> None:
+    await Member.insert_many([Member(name=f"m{n}") for n in range(60)], events="off")
+    calls = [({"name": {"$in": [f"m{n}" for n in range(0, 60, step)]}}, {"$inc": {"visits": step}})
+             for step in (1, 2, 3)] * 2
+    results = await asyncio.gather(*(Member.update_many(f, u) for f, u in calls))
+    assert [r.modified_count for r in results] == [60, 30, 20] * 2
+
+
+async def _check_chains(events: list[dict[str, Any]]) -> None:
+    chains: dict[str, list[tuple[int, int]]] = {}
+    for event in events:
+        old, new = event["changes"]["visits"]
+        chains.setdefault(event["data"]["name"], []).append((old, new))
+    for member in await Member.find():
+        # each write's old is the previous write's new: no value reported replaced twice or skipped
+        steps = sorted(chains[member.name])
+        assert [old for old, _ in steps] == [0] + [new for _, new in steps[:-1]], (member.name, steps)
+        assert steps[-1][1] == member.visits == 2 * sum(s for s in (1, 2, 3) if int(member.name[1:]) % s == 0)
+
+
+async def test_concurrent_update_many_through_the_outbox_report_only_replaced_values(
+        outbox: tuple[Any, str], redis_uri: str) -> None:
+    await _concurrent_update_many()
+    await ormevents.flush()
+    await _check_chains(_queued(redis_uri, outbox[1]))
+
+
+async def test_concurrent_update_many_inline_report_only_replaced_values(rec: RecordingPublisher) -> None:
+    await _concurrent_update_many()
+    await _check_chains([e.to_dict() for e in rec.events])
+
+
+async def test_inside_a_transaction_events_wait_for_the_commit(rec: RecordingPublisher) -> None:
+    await _members(rec, "ann", "bob")
+    with pytest.raises(RuntimeError):
+        async with ormevents.transaction():
+            await Member.update_many({}, {"$inc": {"visits": 1}})
+            await Member.delete_many({"name": "bob"})
+            assert rec.events == []
+            raise RuntimeError("abort")
+    assert rec.events == [] and [m.visits for m in await Member.find()] == [0, 0]
+    async with ormevents.transaction():
+        await Member.update_many({}, {"$inc": {"visits": 1}})
+        await Member.insert_many([{"name": "cy"}])
+        assert rec.events == []
+    assert sorted(rec.names()) == ["member.created", "member.updated", "member.updated"]
