@@ -177,15 +177,17 @@ def duplicated_ids(effects: dict[str, int]) -> list[str]:
 
 _RECEIVED = re.compile(r"Task ormevents\.dispatch\[([0-9a-f-]{36}):dispatch\] received")
 _REQUEUED = re.compile(r"Task ormevents\.dispatch\[([0-9a-f-]{36}):dispatch\] reject requeue=True")
+_RESTORED = re.compile(r"put back ormevents\.dispatch\[([0-9a-f-]{36}):dispatch\]")
 
 
 def published_twice(workers: WorkerProcess | Iterable[WorkerProcess], ids: Iterable[str]) -> list[str]:
     """The events among ``ids`` whose dispatch message reached the workers more than once other
-    than by a worker's own requeue: published twice by the writers or the relays (the write side's
-    duplicates; a handler run twice after a requeue is the worker side's)."""
+    than by a worker's own requeue or a restore of an unacknowledged message: published twice by
+    the writers or the relays (the write side's duplicates; a handler run twice after a requeue is
+    the worker side's)."""
     logs = [workers.log()] if isinstance(workers, WorkerProcess) else [worker.log() for worker in workers]
     received = Counter(found for log in logs for found in _RECEIVED.findall(log))
-    requeued = Counter(found for log in logs for found in _REQUEUED.findall(log))
+    requeued = Counter(found for log in logs for pattern in (_REQUEUED, _RESTORED) for found in pattern.findall(log))
     return [i for i in ids if received[i] - requeued[i] > 1]
 
 

@@ -18,7 +18,7 @@ def test_the_config_module_wins_and_transport_options_merge() -> None:
     apply_config_module(app, "tests.faults.celery_config")
     options = app.conf.broker_transport_options
     assert options["visibility_timeout"] == 10 and options["unacked_mutex_expire"] == 5   # the module's
-    assert options["unacked_restore_throttle"] == 1                                      # ours, kept
+    assert options["socket_timeout"] == 5 and "socket_connect_timeout" in options        # merged
     assert app.conf.task_acks_late is True and app.conf.task_default_queue == "q"
 
 

@@ -145,12 +145,9 @@ class DeliverySettings:
         transport: dict[str, Any] = {}
         if self.broker.startswith(("redis://", "rediss://", "unix://")):
             timeout = self.publish_retry.timeout
-            transport = {"socket_connect_timeout": timeout, "socket_timeout": max(timeout, 5.0),
-                         # look for messages to restore (see .transport) every interval, not every 10th
-                         "unacked_restore_throttle": 1, "unacked_restore_interval": 10}
+            transport = {"socket_connect_timeout": timeout, "socket_timeout": max(timeout, 5.0)}
             if self.visibility_timeout is not None:
                 transport["visibility_timeout"] = self.visibility_timeout
-                transport["unacked_restore_interval"] = min(10, max(1, int(self.visibility_timeout / 2)))
         conf: dict[str, Any] = {
             "broker_url": self.broker,
             "broker_connection_timeout": self.publish_retry.timeout,

@@ -36,11 +36,11 @@ KOMBU_VISIBILITY_TIMEOUT = 3600.0
 """kombu's default ``visibility_timeout`` (seconds)."""
 
 # KEYS: unacked HASH, its index ZSET; ARGV: restore entries older than this, how many to look at,
-# then the queues to restore to. Returns how many it put back.
+# then the queues to restore to. Returns the task names and ids of the messages it put back.
 RESTORE = """
 local ours = {}
 for i = 3, #ARGV do ours[ARGV[i]] = true end
-local restored = 0
+local restored = {}
 for _, tag in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))) do
   local raw = redis.call('HGET', KEYS[1], tag)
   if not raw then
@@ -50,14 +50,18 @@ for _, tag in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMI
     if ok and type(entry) == 'table' and entry[2] == '' and type(entry[3]) == 'string' and ours[entry[3]]
         and type(entry[1]) == 'table' then
       local message = entry[1]
-      if type(message.headers) == 'table' then message.headers.redelivered = true end
+      local task, id = '?', '?'
+      if type(message.headers) == 'table' then
+        message.headers.redelivered = true
+        task, id = tostring(message.headers.task), tostring(message.headers.id)
+      end
       if type(message.properties) == 'table' and type(message.properties.delivery_info) == 'table' then
         message.properties.delivery_info.redelivered = true
       end
       redis.call('RPUSH', entry[3], cjson.encode(message))
       redis.call('HDEL', KEYS[1], tag)
       redis.call('ZREM', KEYS[2], tag)
-      restored = restored + 1
+      table.insert(restored, task .. '[' .. id .. ']')
     end
   end
 end
@@ -80,7 +84,8 @@ class Restorer(PeriodicThread):
         if not self.queues:
             return
         ceil = time.time() - self.visibility_timeout
-        restored = int(self._script(keys=list(UNACKED_KEYS), args=[ceil, self.batch, *self.queues]))
-        if restored:
-            logger.warning("put back %d message(s) unacknowledged for more than %.0f s (their worker died or "
-                           "lost Redis before acknowledging them)", restored, self.visibility_timeout)
+        restored = self._script(keys=list(UNACKED_KEYS), args=[ceil, self.batch, *self.queues])
+        for message in restored:
+            logger.warning("put back %s: unacknowledged for more than %.0f s (its worker died or lost Redis "
+                           "before acknowledging it)", message.decode() if isinstance(message, bytes) else message,
+                           self.visibility_timeout)
