@@ -41,7 +41,8 @@ class RecordingPublisher:
     async def publish_many(self, events: Sequence[Event | PendingEvent]) -> int:
         """Record each of ``events`` (stored records are turned back into events), in order."""
         for item in events:
-            await self.publish(*as_published(item))
+            event, delay, eta = as_published(item)
+            await self.publish(event, delay=delay, eta=eta)
         return len(events)
 
     async def close(self) -> None:

@@ -133,7 +133,7 @@ def restore_point(instance: Tracked, hooks: Iterable[HookKind], run: bool) -> Ca
     table = type(instance).__ormevents__.hooks
     if not run or not any(table[kind] for kind in hooks):
         return lambda: None
-    fields = type(instance).model_fields
+    fields = type(instance).__pydantic_fields__
     saved = copy.deepcopy({name: instance.__dict__[name] for name in fields})
     fields_set = set(instance.__pydantic_fields_set__)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Protocol
 
+from pydantic.fields import FieldInfo
+
 from ..changes.conditions import ChangeContext
 from ..changes.diff import ChangeSet
 from ..events.event import Event
@@ -18,7 +20,7 @@ class Tracked(Protocol):
     """A model instance whose writes are diffed, hooked and turned into events."""
 
     __ormevents__: ClassVar[ModelMeta]
-    model_fields: ClassVar[dict[str, Any]]
+    __pydantic_fields__: ClassVar[dict[str, FieldInfo]]
     __pydantic_fields_set__: set[str]
     id: Any
     _snapshot: dict[str, Any] | None

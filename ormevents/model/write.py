@@ -41,7 +41,7 @@ async def insert(instance: Tracked, run: bool, emit: bool, session: Any = None) 
     model = type(instance)
     meta = model.__ormevents__
     if instance.id is None:
-        instance.id = new_id(model.__name__, model.model_fields["id"].annotation)
+        instance.id = new_id(model.__name__, model.__pydantic_fields__["id"].annotation)
     if run:
         for kind in (HookKind.BEFORE_CREATE, HookKind.BEFORE_WRITE):
             await run_hooks(instance, meta.hooks[kind], instance._pending_context)

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 import ormevents
-from ormevents import ConfigurationError, EventModel, RecordingPublisher
+from ormevents import ConfigurationError, Event, EventModel, RecordingPublisher
+from ormevents.delivery.base import PublishedEvent
+from ormevents.delivery.outbox.records import PendingEvent
 
 
 async def test_init_rejects_bad_arguments() -> None:
@@ -69,3 +72,15 @@ async def test_a_retry_policy_for_celery_workers_in_event_config_is_called_out(
                              event_config={"retry_policy": {"max_retries": 8}, "redis_check": "skip"})
     await ormevents.close()
     assert "ORMEVENTS_RETRY_POLICY" in caplog.text, caplog.text
+
+
+async def test_recording_publisher_publish_many_takes_events_and_stored_records() -> None:
+    """``publish_many`` hands each item to ``publish`` (whose ``delay``/``eta`` are keyword-only)."""
+    publisher = RecordingPublisher()
+    first = Event(name="user.created")
+    stored = PendingEvent("e2", "user.updated", Event(name="user.updated").to_json(), datetime.now(UTC),
+                          due=1_900_000_000.0)
+    assert await publisher.publish_many([first, stored]) == 2
+    assert publisher.published[0] == PublishedEvent(first, None, None)
+    assert publisher.published[1].event.name == "user.updated"
+    assert publisher.published[1].eta == datetime.fromtimestamp(1_900_000_000.0, UTC)
