@@ -28,8 +28,6 @@ class Tracked(Protocol):
     _deleted: bool
     _stored_id: Any
     _stored: dict[str, Any] | None
-    _in_after_hooks: bool
-    _hook_changes: ChangeSet | None
 
     def _pending_context(self) -> ChangeContext:
         """The pending changes and the document, for before-hook conditions."""
