@@ -39,7 +39,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import bson
+from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions
+from bson.errors import InvalidDocument
 
 from ..changes.diff import lookup
 from ..delivery.outbox.records import HIDDEN_FIELDS
@@ -47,6 +49,7 @@ from .bson_form import to_bson
 
 MISSING: Any = object()
 _STORED: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True)  # UUIDs stay Binary: any client can encode them back
+_STANDARD: CodecOptions[dict[str, Any]] = CodecOptions(uuid_representation=UuidRepresentation.STANDARD)  # as to_bson
 
 
 def stored_form(document: Mapping[str, Any]) -> dict[str, Any]:
@@ -79,7 +82,7 @@ def write_paths(stored: Mapping[str, Any], read: Mapping[str, Any], paths: Itera
     result: dict[str, None] = {}
     for path in paths:
         field = path.split(".", 1)[0]
-        if field != path and not _same(stored.get(field, MISSING), read.get(field, MISSING)):
+        if field != path and not _same_as_stored(stored.get(field, MISSING), read.get(field, MISSING)):
             path = field
         result[path] = None
     return tuple(result)
@@ -137,6 +140,24 @@ def _same(a: Any, b: Any) -> bool:
     if a is MISSING or b is MISSING:
         return a is b
     return bson.encode({"v": to_bson(a)}) == bson.encode({"v": to_bson(b)})
+
+
+def _same_as_stored(stored: Any, read: Any) -> bool:
+    """:func:`_same`, encoding directly where the value is already BSON (C speed, the common
+    case); a value that cannot be encoded at all counts as different (the write widens)."""
+    if stored is MISSING or read is MISSING:
+        return stored is read
+    try:
+        return bson.encode({"v": stored}, codec_options=_STANDARD) == _encoded(read)
+    except (InvalidDocument, OverflowError):
+        return False
+
+
+def _encoded(value: Any) -> bytes:
+    try:
+        return bson.encode({"v": value}, codec_options=_STANDARD)
+    except InvalidDocument:  # Decimal, date, set...: made storable first
+        return bson.encode({"v": to_bson(value)}, codec_options=_STANDARD)
 
 
 def _kind(value: Any) -> str:
