@@ -61,21 +61,19 @@ def test_a_malformed_message_that_cannot_be_parked_is_logged_with_its_content(
     from celery import Celery, signals  # type: ignore[import-untyped]  # celery ships no type hints
 
     from ormevents.delivery.celery.tasks import install
+    from tests.support.celery_signals import disconnect_ormevents
 
     def park(raw: str, problem: str, queue: str | None) -> None:
         raise redis.ConnectionError("Redis is down")
 
     app = Celery("park", set_as_current=False)
-    install(app, SimpleNamespace(park=park, settings=SimpleNamespace(queue_name="shop:events")))  # type: ignore[arg-type]
-    message = SimpleNamespace(delivery_info={"routing_key": "shop:events"}, payload={"foo": 1}, body=b'{"foo": 1}',
+    install(app, SimpleNamespace(park=park, settings=SimpleNamespace(queue_name="park:events")))  # type: ignore[arg-type]
+    message = SimpleNamespace(delivery_info={"routing_key": "park:events"}, payload={"foo": 1}, body=b'{"foo": 1}',
                               headers={}, content_type="application/json")
     try:
         with caplog.at_level("ERROR", logger="ormevents.delivery.celery.tasks"):
             signals.task_rejected.send(sender=None, message=message, exc=None)
     finally:
-        for signal in (signals.task_rejected, signals.task_unknown, signals.worker_process_init,
-                       signals.worker_process_shutdown, signals.worker_ready, signals.worker_shutdown):
-            for uid in ("rejected", "unknown", "pinit", "pshut", "ready", "shutdown"):
-                signal.disconnect(dispatch_uid=f"ormevents:{id(app)}:{uid}")
-    [dropped] = [r for r in caplog.records if "could not park" in r.getMessage()]
+        disconnect_ormevents(app)
+    [dropped] = [r for r in caplog.records if "could not park" in r.getMessage() and "park:events" in r.getMessage()]
     assert "the message is dropped" in dropped.getMessage() and '"body": "{' in dropped.getMessage()

@@ -118,11 +118,13 @@ def test_attach_hardens_a_rediss_broker_and_keeps_your_tls_options() -> None:
     from celery import Celery  # type: ignore[import-untyped]  # celery ships no type hints
 
     from ormevents.handlers.registry import HandlerRegistry
+    from tests.support.celery_signals import disconnect_ormevents
 
     for own, expected in (({}, {"ssl_cert_reqs": ssl.CERT_REQUIRED}), ({"ssl_cert_reqs": ssl.CERT_NONE},) * 2):
         app = Celery("tls", broker="rediss://cache:6380/0", set_as_current=False)
         app.conf.broker_use_ssl = own or None
         ormevents.attach_celery(app, redis_url="rediss://cache:6380/0", queue="tls:events", consume=False,
                                 handlers=HandlerRegistry(), env={})
+        disconnect_ormevents(app)
         assert app.conf.broker_transport == "ormevents.delivery.celery.transport:Transport"
         assert app.conf.broker_use_ssl == expected
