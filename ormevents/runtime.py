@@ -170,6 +170,10 @@ async def init(
         raise ConfigurationError("give only one of publisher=, redis_uri=/broker_url= and eager=True")
     if broker_url is not None and redis_uri is None:
         raise ConfigurationError("broker_url= needs redis_uri= too: the schedule and failed jobs live in Redis")
+    if redis_uri is not None:
+        from .delivery.celery.config import check_urls
+
+        check_urls(redis_uri, broker_url)
     db, owned = _resolve_database(mongo_uri, database, client)
     connect = (lambda: _owned_client(mongo_uri, database)) if owned is not None and mongo_uri else None
     await close()

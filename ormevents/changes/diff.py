@@ -21,7 +21,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -129,8 +129,9 @@ def values_equal(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def update_document(new_doc: Mapping[str, Any], changes: ChangeSet) -> dict[str, dict[str, Any]]:
-    """The MongoDB update (``$set``/``$unset`` of the changed paths only) for ``changes``."""
+def update_document(new_doc: Mapping[str, Any], changes: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The MongoDB update (``$set``/``$unset`` of the changed paths only) for ``changes``
+    (a :class:`ChangeSet` or its paths)."""
     to_set: dict[str, Any] = {}
     to_unset: dict[str, str] = {}
     for path in changes:

@@ -11,7 +11,9 @@ of :mod:`ormevents.events.codec`, so ``Event.from_json(e.to_json()) == e`` exact
 
 pydantic's JSON mode gives the same tagged values (``model_dump_json()``,
 ``model_dump(mode="json")``, a FastAPI response), and ``Event.model_validate_json`` reads them
-back exactly; only ``id`` and ``created_at`` are formatted by pydantic.
+back exactly; only ``id`` and ``created_at`` are formatted by pydantic. ``Event.model_validate``
+(Python mode) does not decode tags, a dict in event data may look like one: rebuild a parsed
+JSON-mode dict with :meth:`Event.from_dict`.
 """
 
 from __future__ import annotations
@@ -149,7 +151,9 @@ class Event(BaseModel):
 
     @classmethod
     def from_dict(cls, wire: dict[str, Any]) -> Event:
-        """Rebuild an event from :meth:`to_dict` output."""
+        """Rebuild an event from :meth:`to_dict` or ``model_dump(mode="json")`` output, decoding
+        its tagged values (``Event.model_validate`` of such a dict keeps them as dicts: Python
+        mode takes values as they are; see docs/events.md)."""
         return cls(
             id=wire["id"],
             name=wire["name"],

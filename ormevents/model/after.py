@@ -24,6 +24,7 @@ from ..changes.diff import ChangeSet, diff
 from ..delivery.outbox.records import HIDDEN_PROJECTION
 from ..errors import ConflictError, DocumentNotFoundError
 from .compare_and_set import conflicting_paths, stored_form
+from .context import running_after_hooks
 from .hooks import HookKind, run_hooks
 from .storage import Touched, Unit
 from .tracked import Tracked
@@ -34,12 +35,9 @@ async def finish(instance: Tracked, kinds: tuple[HookKind, ...], changes: Change
     """Run the after-hooks of one write, then raise its publish error if there was one."""
     table = type(instance).__ormevents__.hooks
     frozen = ChangeContext(changes, document)
-    outer = (instance._in_after_hooks, instance._hook_changes)  # a save made inside an after-hook
-    instance._in_after_hooks = True
-    try:
+    with running_after_hooks(instance, changes):  # per task: a save inside a hook ends its own block
         for kind in kinds:
             for hook in table[kind]:
-                instance._hook_changes = changes  # a save inside an earlier hook must not show through
                 try:
                     await run_hooks(instance, (hook,), lambda: frozen)
                 except Exception as hook_error:
@@ -49,8 +47,6 @@ async def finish(instance: Tracked, kinds: tuple[HookKind, ...], changes: Change
                                            f"{hook_error!r}; the write stands")
                     publish_error.__suppress_context__ = False  # show the hook's error in the traceback too
                     raise publish_error  # inside this except: its __context__ becomes hook_error
-    finally:
-        instance._in_after_hooks, instance._hook_changes = outer
     if publish_error is not None:
         raise publish_error
 
@@ -99,12 +95,8 @@ def commit_work(instance: Tracked, run: bool) -> Callable[..., Awaitable[None]]:
         if not changes:
             return
         frozen = ChangeContext(changes, touched.after or {})
-        outer = (instance._in_after_hooks, instance._hook_changes)
-        instance._in_after_hooks, instance._hook_changes = True, changes
-        try:
+        with running_after_hooks(instance, changes):
             await run_hooks(instance, hooks, lambda: frozen)
-        finally:
-            instance._in_after_hooks, instance._hook_changes = outer
 
     return work
 
@@ -133,7 +125,7 @@ def restore_point(instance: Tracked, hooks: Iterable[HookKind], run: bool) -> Ca
     table = type(instance).__ormevents__.hooks
     if not run or not any(table[kind] for kind in hooks):
         return lambda: None
-    fields = type(instance).model_fields
+    fields = type(instance).__pydantic_fields__
     saved = copy.deepcopy({name: instance.__dict__[name] for name in fields})
     fields_set = set(instance.__pydantic_fields_set__)
 

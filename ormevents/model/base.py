@@ -30,7 +30,7 @@ from ..events import codec
 from ..events.event import Event, validate_action
 from ..events.redaction import redact_document, redact_value
 from . import write
-from .context import current_metadata, hooks_are_disabled
+from .context import after_hook_changes, current_metadata, hooks_are_disabled
 from .meta import EventModelConfig, ModelMeta, model_meta
 from .bulk import BulkMixin
 from .query import QueryMixin
@@ -60,8 +60,6 @@ class EventModel(QueryMixin, BulkMixin, BaseModel):
     _deleted: bool = PrivateAttr(default=False)
     _stored_id: Any = PrivateAttr(default=None)
     _stored: dict[str, Any] | None = PrivateAttr(default=None)  # the document as stored (compare_and_set)
-    _in_after_hooks: bool = PrivateAttr(default=False)
-    _hook_changes: ChangeSet | None = PrivateAttr(default=None)  # while after-hooks of a write run
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Runs before pydantic collects the fields, so a shadowing field never gets that far.
@@ -99,7 +97,8 @@ class EventModel(QueryMixin, BulkMixin, BaseModel):
     def saved_changes(self) -> ChangeSet:
         """The changes the last successful write persisted; inside an after-hook, those of the
         write the hook runs for (even if an earlier after-hook saved again)."""
-        return self._hook_changes if self._hook_changes is not None else self._saved_changes
+        hook_changes = after_hook_changes(self)
+        return hook_changes if hook_changes is not None else self._saved_changes
 
     # ----- writes ------------------------------------------------------------------------
 
@@ -129,7 +128,7 @@ class EventModel(QueryMixin, BulkMixin, BaseModel):
         :func:`ormevents.transaction`, whose blocks writes join without ``session=``).
         """
         self._ensure_writable()
-        run = not (skip_hooks or self._in_after_hooks or hooks_are_disabled(type(self)))
+        run = not (skip_hooks or after_hook_changes(self) is not None or hooks_are_disabled(type(self)))
         if self.is_new:
             await write.insert(self, run, emit, session)
         else:
@@ -174,7 +173,7 @@ class EventModel(QueryMixin, BulkMixin, BaseModel):
         self._ensure_writable()
         if self._snapshot is None:
             raise DocumentNotFoundError(f"{type(self).__name__} was never saved; there is nothing to delete")
-        run = not (skip_hooks or self._in_after_hooks or hooks_are_disabled(type(self)))
+        run = not (skip_hooks or after_hook_changes(self) is not None or hooks_are_disabled(type(self)))
         await write.delete(self, run, emit, session)
 
     async def emit(

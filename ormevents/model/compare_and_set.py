@@ -13,6 +13,12 @@ path the update filter requires the stored value, exactly:
 | missing                     | ``{path: {"$exists": False}}`` and its nearest stored parent is  |
 |                             | still an object (so ``$set a.b`` never meets a null ``a``)       |
 
+A changed path *below* a field whose stored form is not what the model read (a validator
+normalised it: sorted a list, lowercased a dict's keys; or the field is missing and the model
+filled in a default) is written and checked as that whole field (:func:`write_paths`): the
+model's indexes and keys name nothing reliable in the stored form, and the expectation must be
+what is stored.
+
 The ``$not`` parts make equality exact: MongoDB's plain equality also matches an array that
 merely *contains* the value. The conditions sit on the fields themselves, not under ``$and``
 or ``$expr``, which keeps the ``_id`` index usable (SecantusDB scans the whole collection
@@ -33,7 +39,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import bson
+from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions
+from bson.errors import InvalidDocument
 
 from ..changes.diff import lookup
 from ..delivery.outbox.records import HIDDEN_FIELDS
@@ -41,6 +49,7 @@ from .bson_form import to_bson
 
 MISSING: Any = object()
 _STORED: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True)  # UUIDs stay Binary: any client can encode them back
+_STANDARD: CodecOptions[dict[str, Any]] = CodecOptions(uuid_representation=UuidRepresentation.STANDARD)  # as to_bson
 
 
 def stored_form(document: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,6 +66,26 @@ def stored_after(stored: Mapping[str, Any], update: Mapping[str, Mapping[str, An
     for path in sent.get("$unset", {}):
         _remove(result, path.split("."))
     return result
+
+
+def write_paths(stored: Mapping[str, Any], read: Mapping[str, Any], paths: Iterable[str]) -> tuple[str, ...]:
+    """``paths`` to write and check, each nested path widened to its top-level field when that
+    field's ``stored`` form differs from the model's ``read`` value of it (see module doc).
+
+    Example::
+
+        >>> write_paths({"tags": ["B", "a"]}, {"tags": ["a", "b"]}, ["tags.1"])
+        ('tags',)
+        >>> write_paths({"tags": ["a", "b"]}, {"tags": ["a", "b"]}, ["tags.1"])
+        ('tags.1',)
+    """
+    result: dict[str, None] = {}
+    for path in paths:
+        field = path.split(".", 1)[0]
+        if field != path and not _same_as_stored(stored.get(field, MISSING), read.get(field, MISSING)):
+            path = field
+        result[path] = None
+    return tuple(result)
 
 
 def expected_filter(stored: Mapping[str, Any], paths: Iterable[str]) -> dict[str, Any]:
@@ -111,6 +140,24 @@ def _same(a: Any, b: Any) -> bool:
     if a is MISSING or b is MISSING:
         return a is b
     return bson.encode({"v": to_bson(a)}) == bson.encode({"v": to_bson(b)})
+
+
+def _same_as_stored(stored: Any, read: Any) -> bool:
+    """:func:`_same`, encoding directly where the value is already BSON (C speed, the common
+    case); a value that cannot be encoded at all counts as different (the write widens)."""
+    if stored is MISSING or read is MISSING:
+        return stored is read
+    try:
+        return bson.encode({"v": stored}, codec_options=_STANDARD) == _encoded(read)
+    except (InvalidDocument, OverflowError):
+        return False
+
+
+def _encoded(value: Any) -> bytes:
+    try:
+        return bson.encode({"v": value}, codec_options=_STANDARD)
+    except InvalidDocument:  # Decimal, date, set...: made storable first
+        return bson.encode({"v": to_bson(value)}, codec_options=_STANDARD)
 
 
 def _kind(value: Any) -> str:

@@ -6,6 +6,11 @@
 
 Both work with ``with`` and ``async with`` and nest; a task started inside the block
 inherits the setting (asyncio copies the context), a task started elsewhere does not.
+
+The write path keeps here, the same way, which instances' after-hooks this task is running and
+for which write (:func:`running_after_hooks`): a save made inside an after-hook runs no hooks,
+and ``saved_changes`` there is the hook's write, while another task saving the same instance
+at that moment is unaffected.
 """
 
 from __future__ import annotations
@@ -16,10 +21,15 @@ from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any
 
+from ..changes.diff import ChangeSet
+
 _ALL = object()
 _disabled: ContextVar[frozenset[Any]] = ContextVar("ormevents_hooks_disabled", default=frozenset())
 _metadata: ContextVar[MappingProxyType[str, Any]] = ContextVar(
     "ormevents_event_metadata", default=MappingProxyType({})
+)
+_after_hooks: ContextVar[MappingProxyType[int, ChangeSet]] = ContextVar(
+    "ormevents_after_hooks", default=MappingProxyType({})
 )
 
 
@@ -91,3 +101,21 @@ def event_metadata(**metadata: Any) -> _SyncAndAsync:
 def current_metadata() -> dict[str, Any]:
     """The metadata set by the enclosing :func:`event_metadata` blocks."""
     return dict(_metadata.get())
+
+
+@contextmanager
+def running_after_hooks(instance: object, changes: ChangeSet) -> Iterator[None]:
+    """Inside the block, this task runs after-hooks of ``instance`` for a write of ``changes``
+    (nests: an inner block wins until it ends). The instance is alive while its hooks run, so
+    its ``id`` names it."""
+    token = _after_hooks.set(MappingProxyType({**_after_hooks.get(), id(instance): changes}))
+    try:
+        yield
+    finally:
+        _after_hooks.reset(token)
+
+
+def after_hook_changes(instance: object) -> ChangeSet | None:
+    """The changes of the write whose after-hooks this task is running for ``instance``, or
+    ``None`` outside them."""
+    return _after_hooks.get().get(id(instance))

@@ -22,7 +22,9 @@ class Writer(Protocol):
 
     database: Any
     transactional: bool
-    call: Callable[..., Awaitable[Any]]
+
+    async def call(self, method: Callable[..., Awaitable[Any]], *args: Any, what: str, **options: Any) -> Any:
+        """``await method(*args, **options)`` in the unit's session, driver errors translated."""
 
 
 async def delete_with_record(unit: Writer, collection: str, condition: dict[str, Any], object_id: Any,

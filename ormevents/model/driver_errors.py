@@ -58,7 +58,7 @@ def largest_fields(document: Mapping[str, Any], count: int = 3) -> tuple[tuple[s
     (the model's fields only: the outbox's own fields and operators are left out)."""
     import bson
 
-    sizes = []
+    sizes: list[tuple[str, int]] = []
     for name, value in document.items():
         if name in ("$set", "$setOnInsert") and isinstance(value, Mapping):  # an update: its values
             sizes.extend(largest_fields(value, count))

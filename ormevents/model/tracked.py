@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Protocol
 
+from pydantic.fields import FieldInfo
+
 from ..changes.conditions import ChangeContext
 from ..changes.diff import ChangeSet
 from ..events.event import Event
@@ -18,7 +20,7 @@ class Tracked(Protocol):
     """A model instance whose writes are diffed, hooked and turned into events."""
 
     __ormevents__: ClassVar[ModelMeta]
-    model_fields: ClassVar[dict[str, Any]]
+    __pydantic_fields__: ClassVar[dict[str, FieldInfo]]
     __pydantic_fields_set__: set[str]
     id: Any
     _snapshot: dict[str, Any] | None
@@ -26,8 +28,6 @@ class Tracked(Protocol):
     _deleted: bool
     _stored_id: Any
     _stored: dict[str, Any] | None
-    _in_after_hooks: bool
-    _hook_changes: ChangeSet | None
 
     def _pending_context(self) -> ChangeContext:
         """The pending changes and the document, for before-hook conditions."""

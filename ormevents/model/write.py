@@ -27,7 +27,7 @@ from ..delivery.outbox.records import EVENTS_COLLECTION
 from ..events.event import Event
 from .after import finish, joined, refusal, restore_point
 from .bson_form import to_bson
-from .compare_and_set import expected_filter, stored_after
+from .compare_and_set import expected_filter, stored_after, write_paths
 from .hooks import HookKind, run_hooks
 from .tracked import Tracked
 from .transaction import unit_for
@@ -41,7 +41,7 @@ async def insert(instance: Tracked, run: bool, emit: bool, session: Any = None) 
     model = type(instance)
     meta = model.__ormevents__
     if instance.id is None:
-        instance.id = new_id(model.__name__, model.model_fields["id"].annotation)
+        instance.id = new_id(model.__name__, model.__pydantic_fields__["id"].annotation)
     if run:
         for kind in (HookKind.BEFORE_CREATE, HookKind.BEFORE_WRITE):
             await run_hooks(instance, meta.hooks[kind], instance._pending_context)
@@ -83,9 +83,10 @@ async def update(instance: Tracked, run: bool, emit: bool, session: Any = None) 
     event = instance._event("updated", current, changes) if emit else None
     key = instance._key()
     pending = unit.prepare(event, meta.collection, key)
-    update = update_document(to_bson(current), changes)
     known = instance._stored or {}
-    condition = {"_id": key, **expected_filter(known, changes.paths)}
+    paths = write_paths(known, instance._snapshot or {}, changes.paths)
+    update = update_document(to_bson(current), paths)
+    condition = {"_id": key, **expected_filter(known, paths)}
     stored = stored_after(known, update)
     done = joined(unit, instance, run)
     outcome: list[bool] = []
@@ -101,7 +102,7 @@ async def update(instance: Tracked, run: bool, emit: bool, session: Any = None) 
                                          f"update of {model.__name__} {instance.id}")
     if not outcome:
         restore()
-        raise await refusal(unit, instance, changes.paths)
+        raise await refusal(unit, instance, paths)
     if outcome[0]:
         after = (HookKind.AFTER_UPDATE, HookKind.AFTER_WRITE) if run else ()
         await finish(instance, after, changes, current, publish_error)

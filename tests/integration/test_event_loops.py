@@ -4,6 +4,8 @@ SecantusDB, because this suite itself runs on one session-wide loop."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +14,13 @@ import uuid
 from typing import Any
 
 import pytest
+import redis
+import redis.asyncio
 
+from ormevents.delivery.celery.config import DeliverySettings
+from ormevents.delivery.celery.publisher import CeleryPublisher
+from ormevents.delivery.outbox.relay import Relay
+from ormevents.jobs.keys import Keys
 from tests.integration.worker_process import ROOT
 
 pytestmark = pytest.mark.integration
@@ -72,4 +80,58 @@ async def test_asyncio_run_twice_in_one_process(mongo_uri: str, pymongo_client: 
         assert run.returncode == 0, f"second asyncio.run() failed:\n{run.stderr[-3000:]}"
         assert run.stdout.strip() == "['three', 'two']", run.stdout
     finally:
+        await pymongo_client.drop_database(database)
+
+
+TEARDOWN = textwrap.dedent("""
+    import asyncio, os, sys
+    import ormevents
+    from ormevents import EventModel
+
+    class LoopNote(EventModel):
+        text: str
+
+    URI, DB, REDIS, QUEUE = os.environ["ORMEVENTS_TEST_MONGO_URL"], sys.argv[1], sys.argv[2], sys.argv[3]
+
+    async def first():
+        await ormevents.init(mongo_uri=URI, database=DB, redis_uri=REDIS, event_config={"queue_name": QUEUE})
+        await LoopNote.create(text="last")  # acknowledged; the loop closes now, before its hand-off (no close())
+
+    async def second():
+        await LoopNote.create(text="next loop")   # a new client and dispatcher for this loop
+        await ormevents.close()
+
+    asyncio.run(first())
+    asyncio.run(second())
+""")
+
+
+async def test_a_write_acknowledged_as_its_loop_closes_is_delivered_by_the_relay(
+        mongo_uri: str, redis_uri: str, pymongo_client: Any) -> None:
+    """``asyncio.run()`` ends right after a save: its hand-off never runs, the record stays in
+    MongoDB, and the relay publishes it once; the next loop's own write is not published twice."""
+    database, queue = f"loops_{uuid.uuid4().hex[:10]}", f"loops{uuid.uuid4().hex[:8]}:events"
+    publisher = CeleryPublisher(DeliverySettings(redis_url=redis_uri, queue_name=queue))
+    client = redis.asyncio.Redis.from_url(redis_uri)
+    try:
+        run = _run([sys.executable, "-W", "error::RuntimeWarning", "-c", TEARDOWN, database, redis_uri, queue],
+                   mongo_uri)
+        assert run.returncode == 0, run.stderr[-3000:]
+        rdb = redis.Redis.from_url(redis_uri)
+
+        def queued() -> list[str]:
+            return [json.loads(base64.b64decode(json.loads(raw)["body"]))[0][0]["data"]["text"]
+                    for raw in reversed(rdb.lrange(queue, 0, -1))]
+
+        before = queued()  # the first loop's push is cancelled at the latest when its loop closes
+        publisher.outbox.bind(lambda: pymongo_client[database], publisher.outbox.config)
+        relay = Relay(pymongo_client[database], publisher, client, Keys(queue), grace=0.0)
+        published = await relay.run_once()
+        print(f"queued before the relay: {before}; the relay published {published}")
+        assert sorted(queued()) == ["last", "next loop"], f"lost or published twice: {queued()}"
+        assert published == (0 if "last" in before else 1)
+        assert await pymongo_client[database]["loop_notes"].count_documents({"_oe_pending_at": {"$exists": True}}) == 0
+    finally:
+        await publisher.close()
+        await client.aclose()
         await pymongo_client.drop_database(database)

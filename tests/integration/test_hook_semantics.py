@@ -8,11 +8,14 @@
   an earlier after-hook;
 * ``update(**fields)`` validates the combined result once (model validators included) and
   leaves the instance unchanged when it is invalid;
-* a method with two stacked decorators of one moment runs at most once per moment.
+* a method with two stacked decorators of one moment runs at most once per moment;
+* the after-hook state (which write a hook runs for, whether a save is made inside a hook) is
+  per task: two tasks saving one instance concurrently keep theirs apart.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any, Self
 
@@ -199,3 +202,43 @@ async def test_stacked_decorators_of_one_moment_run_once(recorder: RecordingPubl
     assert STACKED == ["kinds", "kinds"], f"once at before_write and once at after_update, got {STACKED}"
     changes: ChangeSet = person.saved_changes
     assert changes == {"age": (0, 3)}
+
+
+GATE: dict[str, asyncio.Event] = {}
+
+
+class Juggled(EventModel):
+    n: int = 0
+    label: str = ""
+
+    @after_update
+    async def noted(self) -> None:
+        SEEN.append(("entered", tuple(self.saved_changes)))
+        await GATE["open"].wait()
+        SEEN.append(("left", tuple(self.saved_changes)))
+
+
+async def test_concurrent_saves_of_one_instance_keep_their_after_hook_state_apart(
+        recorder: RecordingPublisher) -> None:
+    """Task A's after-hook is still awaiting when task B saves the same instance: B's hooks run
+    (B is not inside A's hook), each hook sees its own write's changes, and nothing is left
+    behind: a later save runs its hooks."""
+    GATE["open"] = asyncio.Event()
+    doc = await Juggled.create()
+    doc.n = 1
+    first = asyncio.create_task(doc.save())
+    while not SEEN:
+        await asyncio.sleep(0.005)
+    doc.label = "b"
+    second = asyncio.create_task(doc.save())
+    for _ in range(100):  # until B's hook is waiting too (it never comes if B runs no hooks)
+        if len(SEEN) == 2:
+            break
+        await asyncio.sleep(0.005)
+    GATE["open"].set()
+    await asyncio.gather(first, second)
+    assert sorted(SEEN) == [("entered", ("label",)), ("entered", ("n",)), ("left", ("label",)), ("left", ("n",))], SEEN
+    SEEN.clear()
+    doc.n = 2
+    await doc.save()
+    assert SEEN == [("entered", ("n",)), ("left", ("n",))], "a later save ran no after-hook: state left behind"

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
+from pydantic import field_validator
 
 from ormevents import ConflictError, EventModel, RecordingPublisher
 from ormevents.hooks import after_update, after_write, before_update
@@ -289,3 +290,46 @@ async def test_a_conflict_runs_no_after_hook_and_emits_nothing(recorder: Recordi
         await stale.update(status="b")
     assert AFTER == [] and recorder.names() == names
     assert (stale.status, stale.changes) == ("new", {}), "a refused update() left its fields assigned"
+
+
+class Normalised(EventModel):
+    tags: list[str] = []
+    prefs: dict[str, str] = {}
+
+    @field_validator("tags")
+    @classmethod
+    def _sorted_lower(cls, tags: list[str]) -> list[str]:
+        return sorted(tag.lower() for tag in tags)
+
+    @field_validator("prefs")
+    @classmethod
+    def _lower_keys(cls, prefs: dict[str, str]) -> dict[str, str]:
+        return {key.lower(): value for key, value in prefs.items()}
+
+
+async def test_fields_a_validator_normalised_on_load_are_written_and_expected_whole(
+        recorder: RecordingPublisher, database: Any) -> None:
+    """Stored ``["b", "A"]`` reads as ``["a", "b"]``: an item path (``tags.1``) names a different
+    item in the stored list, so the expectation and the write are the whole stored field."""
+    collection = database[Normalised.__ormevents__.collection]
+    _id = ObjectId()
+    await collection.insert_one({"_id": _id, "tags": ["b", "A"], "prefs": {"Theme": "dark"}})
+    doc = await Normalised.get(_id)
+    assert doc is not None and (doc.tags, doc.prefs) == (["a", "b"], {"theme": "dark"})
+    doc.tags[1] = "c"
+    doc.prefs["theme"] = "light"
+    await doc.save()
+    stored = await collection.find_one({"_id": _id})
+    assert (stored["tags"], stored["prefs"]) == (["a", "c"], {"theme": "light"})
+    assert recorder.events[-1].changes == {"tags.1": ("b", "c"), "prefs.theme": ("dark", "light")}
+    doc.tags[0] = "b"  # stored and read agree now: a fine path again
+    await doc.save()
+    assert (await collection.find_one({"_id": _id}))["tags"] == ["b", "c"]
+    await collection.update_one({"_id": _id}, {"$set": {"tags": ["C", "b"]}})  # another program, raw
+    stale = await Normalised.get(_id)
+    assert stale is not None
+    await collection.update_one({"_id": _id}, {"$set": {"tags": ["B", "c"]}})
+    stale.tags[0] = "x"
+    with pytest.raises(ConflictError) as caught:
+        await stale.save()
+    assert caught.value.paths == ("tags",)

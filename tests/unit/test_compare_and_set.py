@@ -12,6 +12,7 @@ from ormevents.model.compare_and_set import (
     conflicting_paths,
     expected_filter,
     stored_after,
+    write_paths,
 )
 
 EXACT = {"$not": {"$type": "array"}}
@@ -62,3 +63,14 @@ def test_conflicting_paths_names_what_changed() -> None:
     assert conflicting_paths(now, stored, ["n", "tags", "prefs.x"]) == ("n", "prefs.x")
     assert conflicting_paths({"n": 1.0}, {"n": 1}, ["n"]) == ("n",)  # another BSON type counts
     assert conflicting_paths({}, {}, ["gone"]) == ()
+
+
+def test_write_paths_widen_nested_paths_of_fields_stored_otherwise_than_read() -> None:
+    """A validator normalised ``tags``/``prefs`` on load: their indexes and keys mean nothing in
+    the stored form, so the whole field is written and expected; equal fields keep fine paths."""
+    stored = {"tags": ["B", "a"], "prefs": {"Theme": "dark"}, "at": datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC),
+              "same": {"x": 1}}
+    read = {"tags": ["a", "b"], "prefs": {"theme": "dark"}, "at": datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC),
+            "same": {"x": 1}, "new": {}}
+    assert write_paths(stored, read, ["tags.1", "tags.0", "prefs.theme", "same.x", "new.k", "at", "n"]) == (
+        "tags", "prefs", "same.x", "new", "at", "n")

@@ -59,3 +59,14 @@ def test_json_mode_round_trips_exactly() -> None:
 def test_event_status_json_with_a_model_event() -> None:
     status = EventStatus(event_id="x", state="dispatched", event=_event())
     assert json.loads(status.model_dump_json())["event"]["object_id"] == {"$oid": str(OID)}
+
+
+def test_python_mode_keeps_tagged_dicts_and_from_dict_decodes_them() -> None:
+    """docs/events.md: ``model_validate`` (Python mode) leaves a parsed JSON-mode dict's tags as
+    dicts, since event data may hold such a dict; ``from_dict`` is the way back for that form."""
+    event = _event()
+    wire = event.model_dump(mode="json")
+    kept = Event.model_validate(wire)
+    assert kept.object_id == {"$oid": str(OID)} and kept.data["at"] == {"$date": EVERY_VALUE["at"].isoformat()}
+    assert Event.from_dict(wire) == event
+    assert Event.from_dict(event.to_dict()) == event

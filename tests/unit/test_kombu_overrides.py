@@ -12,6 +12,7 @@ import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
+import pytest
 from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual import base as virtual
 from kombu.utils.scheduling import round_robin_cycle
@@ -48,3 +49,32 @@ def test_brpop_read_rotates_the_queue_before_decoding_and_delivers_through_the_c
     cycle.rotate("a")
     assert cycle.items[-1] == "a"  # what the override reads
 
+
+
+def test_a_malformed_message_that_cannot_be_parked_is_logged_with_its_content(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Celery rejects the message before the signal that parks it: with Redis down, the error
+    log line is all that is left of it (docs/reliability.md), so it carries the message."""
+    from types import SimpleNamespace
+
+    import redis
+    from celery import Celery, signals  # type: ignore[import-untyped]  # celery ships no type hints
+
+    from ormevents.delivery.celery.tasks import install
+    from tests.support.celery_signals import disconnect_ormevents
+
+    def park(raw: str, problem: str, queue: str | None) -> None:
+        raise redis.ConnectionError("Redis is down")
+
+    app = Celery("park", set_as_current=False)
+    install(app, SimpleNamespace(park=park, settings=SimpleNamespace(queue_name="park:events")))  # type: ignore[arg-type]
+    message = SimpleNamespace(delivery_info={"routing_key": "park:events"}, payload={"foo": 1}, body=b'{"foo": 1}',
+                              headers={}, content_type="application/json")
+    try:
+        with caplog.at_level("ERROR", logger="ormevents.delivery.celery.tasks"):
+            signals.task_rejected.send(sender=None, message=message, exc=None)
+    finally:
+        disconnect_ormevents(app)
+    # (apps other tests attached in this process may log the same line: any one will do)
+    dropped = [r.getMessage() for r in caplog.records if "could not park" in r.getMessage()]
+    assert dropped and all("the message is dropped" in text and '"body": "{' in text for text in dropped), dropped

@@ -20,7 +20,8 @@ the schedule poller, the heartbeat, parking malformed messages: :func:`~.tasks.i
 routes both tasks to ``queue`` (``task_routes``, your routes kept); makes every worker of the app
 also consume ``queue`` (``celeryd_after_setup``: ``-Q`` still chooses your own queues); appends
 ``imports`` (and ``ORMEVENTS_IMPORTS``) to ``app.conf.imports``; and, on a ``redis://`` broker
-with no ``broker_transport`` of yours, uses the hardened transport
+with no ``broker_transport`` of yours (``rediss://`` too, verifying certificates unless the URL or
+your ``broker_use_ssl`` says otherwise), uses the hardened transport
 (:mod:`~ormevents.delivery.celery.transport`). Your broker, serializers for your tasks, beat
 schedule, pools and limits stay as they are. Messages between ormevents' tasks are JSON:
 ``accept_content`` must include ``"json"`` (Celery's default).
@@ -63,7 +64,7 @@ def attach_celery(app: Any, *, redis_url: str | None = None, queue: str | None =
 
     from ...handlers.registry import registry
     from ..metrics import prepare_worker_metrics
-    from .config import DEFAULT_QUEUE, DeliverySettings
+    from .config import DEFAULT_QUEUE, DeliverySettings, broker_tls
     from .tasks import install
     from .worker import WorkerDelivery
 
@@ -89,8 +90,10 @@ def attach_celery(app: Any, *, redis_url: str | None = None, queue: str | None =
     conf.imports = (*tuple(conf.imports or ()), *settings.imports,
                     *(name for name in imports if name not in settings.imports))
     broker = str(conf.broker_url or "")
-    if harden_transport and not conf.broker_transport and broker.startswith(("redis://", "unix://")):
+    if harden_transport and not conf.broker_transport and broker.startswith(("redis://", "rediss://", "unix://")):
         conf.broker_transport = "ormevents.delivery.celery.transport:Transport"
+        if broker.startswith("rediss://") and not conf.broker_use_ssl:
+            conf.broker_use_ssl = broker_tls(broker)
     delivery = WorkerDelivery(settings, handlers or registry, app)
     delivery.metrics_port = prepare_worker_metrics()
     install(app, delivery)

@@ -4,8 +4,8 @@ A worker reads them from the environment (:meth:`DeliverySettings.from_env`):
 
 | variable                          | meaning                                                        |
 |-----------------------------------|----------------------------------------------------------------|
-| ``ORMEVENTS_REDIS_URL``           | Redis for the schedule, failed jobs and counters (required)    |
-| ``ORMEVENTS_BROKER_URL``          | Celery broker (``redis://`` or ``amqp://``); default: Redis    |
+| ``ORMEVENTS_REDIS_URL``           | Redis for the schedule, failed jobs and counters (required; ``redis://``, ``rediss://`` or ``unix://``, no Sentinel) |
+| ``ORMEVENTS_BROKER_URL``          | Celery broker (``redis://``, ``rediss://`` or ``amqp://``); default: Redis |
 | ``ORMEVENTS_QUEUE``               | queue name and Redis key prefix (default ``ormevents:events``) |
 | ``ORMEVENTS_IMPORTS``             | comma-separated handler modules the worker imports             |
 | ``ORMEVENTS_RETRY_POLICY``        | JSON of :class:`~ormevents.handlers.retry.RetryPolicy` fields (fallback default; events carry the publisher's default) |
@@ -105,6 +105,7 @@ class DeliverySettings:
                 "set ORMEVENTS_REDIS_URL (e.g. redis://localhost:6379/0): the worker keeps its "
                 "schedule, failed jobs and counters in Redis"
             )
+        check_urls(redis_url, env.get("ORMEVENTS_BROKER_URL") or None)
         visibility = env.get("ORMEVENTS_VISIBILITY_TIMEOUT")
         return cls(
             redis_url=redis_url,
@@ -165,8 +166,10 @@ class DeliverySettings:
             "enable_utc": True,
             "imports": self.imports,
         }
-        if self.broker.startswith(("redis://", "unix://")):
+        if self.broker.startswith(("redis://", "rediss://", "unix://")):
             conf["broker_transport"] = "ormevents.delivery.celery.transport:Transport"
+            if self.broker.startswith("rediss://"):
+                conf["broker_use_ssl"] = broker_tls(self.broker)
         return conf
 
 
@@ -177,6 +180,46 @@ def publishing_app(settings: DeliverySettings, main: str = "ormevents") -> Any:
     app = Celery(main, set_as_current=False)
     app.conf.update(settings.celery_conf())
     return app
+
+
+def check_urls(redis_url: str, broker_url: str | None) -> None:
+    """Raise :class:`~ormevents.errors.ConfigurationError` unless ``redis_url`` is a ``redis://``,
+    ``rediss://`` or ``unix://`` URL (what ormevents' own Redis clients take) and ``broker_url``
+    is not a Redis Sentinel one: Sentinel is not supported (kombu's Sentinel transport needs a
+    ``master_name`` ormevents does not set, and the schedule, failed jobs and outbox marks take
+    one server's URL).
+
+    Example::
+
+        >>> check_urls("rediss://cache:6380/0", "amqp://rabbit//")
+    """
+    for url, name in ((redis_url, "the Redis URL"), (broker_url, "the broker URL")):
+        if url is not None and url.startswith("sentinel://"):
+            raise ConfigurationError(f"{name} {redact_url(url)!r} is a Redis Sentinel URL, which ormevents does not "
+                                     "support: give the current master's redis:// or rediss:// URL (or a proxy "
+                                     "that follows failovers)")
+    if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigurationError(f"the Redis URL {redact_url(redis_url)!r} must start with redis://, rediss:// "
+                                 "(TLS) or unix://")
+
+
+def broker_tls(url: str) -> dict[str, Any]:
+    """The TLS options of a ``rediss://`` broker: none of its own (kombu reads the URL's
+    ``ssl_*`` parameters, which win), else certificates verified, as redis-py does for the same
+    URL (kombu alone would turn verification off; the hardened transport replaces kombu's
+    ``rediss`` transport, so it must be said here).
+
+    Example::
+
+        >>> broker_tls("rediss://cache:6380/0?ssl_cert_reqs=none")
+        {}
+    """
+    import ssl
+    from urllib.parse import parse_qs, urlsplit
+
+    if any(name.startswith("ssl_") for name in parse_qs(urlsplit(url).query)):
+        return {}
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:

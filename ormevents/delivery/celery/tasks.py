@@ -111,8 +111,9 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
         raw, problem, queue = unwrap(message, exc, unknown_task)
         try:
             delivery.park(raw, problem, queue)
-        except redis.RedisError:
-            logger.exception("could not park a malformed message of queue %s (%s)", queue, problem)
+        except redis.RedisError:  # Celery already rejected it: this log line is all that is left of it
+            logger.exception("could not park a malformed message of queue %s (%s): Redis is unreachable; the "
+                             "message is dropped, it began: %.2000r", queue, problem, raw)
 
     def task_rejected(message: Any = None, exc: Any = None, **_: Any) -> None:
         logger.error("a message on queue %s was rejected by Celery", delivery.settings.queue_name)

@@ -35,7 +35,7 @@ import logging
 import time
 import uuid
 from base64 import b64decode
-from typing import Any
+from typing import Any, cast
 
 from kombu.transport import redis as kombu_redis
 
@@ -109,9 +109,11 @@ class QoS(kombu_redis.QoS):
         try:
             return super().restore_unacked(client)  # type: ignore[no-untyped-call]  # kombu is untyped
         except _GONE as exc:
+            # kombu declares ``_delivered = None`` on the class; every QoS instance sets a dict
+            delivered = cast("dict[Any, Any]", self._delivered)
             logger.warning("could not put %d unacknowledged messages back while the broker connection closed "
-                           "(%r); they come back after the visibility timeout", len(self._delivered), exc)
-            self._delivered.clear()
+                           "(%r); they come back after the visibility timeout", len(delivered), exc)
+            delivered.clear()
             return None
 
     def ack(self, delivery_tag: Any) -> None:

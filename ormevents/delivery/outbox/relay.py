@@ -196,7 +196,7 @@ class Relay:
         by_collection: dict[str, list[dict[str, Any]]] = {}
         for row in intents:
             by_collection.setdefault(row["c"], []).append(row)
-        standing = set()
+        standing: set[Any] = set()
         for collection, rows in by_collection.items():
             existing = {d["_id"] async for d in self.database[collection].find(
                 {"_id": {"$in": [row["o"] for row in rows]}}, {"_id": 1})}

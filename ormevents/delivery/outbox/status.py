@@ -37,7 +37,7 @@ async def collection_status(database: Any, name: str) -> dict[str, Any]:
     """``{"pending": events, "documents": n, "oldest_age_seconds": s | None}`` of one collection."""
     field = "pending_at" if name == EVENTS_COLLECTION else PENDING_FIELD
     events: Any = 1 if name == EVENTS_COLLECTION else {"$size": {"$objectToArray": {"$ifNull": [f"${OUTBOX_FIELD}", {}]}}}
-    pipeline = [{"$match": {field: {"$gt": _EPOCH}}},
+    pipeline: list[dict[str, Any]] = [{"$match": {field: {"$gt": _EPOCH}}},
                 {"$group": {"_id": None, "documents": {"$sum": 1}, "events": {"$sum": events}, "oldest": {"$min": f"${field}"}}}]
     cursor = await _aggregate(database[name], pipeline)
     rows = [row async for row in cursor]
