@@ -1,11 +1,16 @@
 """What a worker does with ormevents' two tasks: fan an event out, run one handler on it.
 
 * :meth:`WorkerDelivery.dispatch` — match the event against the handler registry (pattern and
-  condition) and send one ``run_handler`` message per matching handler that has not completed
-  the event (one Lua script: :meth:`~ormevents.delivery.celery.run_ledger.RunLedger.dispatch`).
-  No match: counted (``stats.unmatched``) and acknowledged. The first run's message id is
-  deterministic, so a redelivered or duplicate dispatch (a relay re-publish) sends copies of
-  the same message, and the ledger never runs them twice.
+  condition) and queue one run per matching handler that has not completed the event (one Lua
+  script: :meth:`~ormevents.delivery.celery.run_ledger.RunLedger.dispatch`). Each run is a
+  ``run_handler`` message, except the first handler routed to this queue: the dispatch runs
+  that one itself, exactly as if its message had come back from the broker (same run id, same
+  ledger, retries and failed job), after sending the others. That saves a broker round trip and
+  a task per event (scenario 2 of ``docs/benchmarks.md``). No match: counted
+  (``stats.unmatched``) and acknowledged. The first run's message id is deterministic, so a
+  redelivered or duplicate dispatch (a relay re-publish) sends copies of the same message, and
+  the ledger never runs them twice; a redelivered dispatch whose process died in the handler it
+  ran counts a lost run, like a redelivered ``run_handler``.
 * :meth:`WorkerDelivery.run` — run one handler (sync in the task thread, async on the
   process's :class:`~ormevents.delivery.celery.runtime.WorkerLoop`). The ledger's ``begin``
   decides first, atomically: already completed (skipped, logged), already running elsewhere
@@ -60,7 +65,7 @@ from .leases import holder_is_dead, new_token
 from .malformed import malformed_job
 from .outcomes import Run, RunOutcomes
 from .resources import WorkerResources
-from .run_ledger import dispatch_run_id
+from .run_ledger import Begin, dispatch_run_id
 from .runtime import as_coroutine
 from .sending import run_message
 from .soft_time_limit import SoftTimeLimitGuard
@@ -77,8 +82,11 @@ class WorkerDelivery(WorkerResources):
 
     # ----- tasks ------------------------------------------------------------------------
 
-    def dispatch(self, args: tuple[Any, ...], options: Any = None, due: float | None = None) -> list[str]:
-        """Body of ``ormevents.dispatch``: send one run_handler per matching handler not yet done."""
+    def dispatch(self, args: tuple[Any, ...], options: Any = None, due: float | None = None,
+                 guard: SoftTimeLimitGuard | None = None) -> list[str]:
+        """Body of ``ormevents.dispatch``: queue a run of every matching handler not yet done, send
+        their ``run_handler`` messages and run the first handler of this queue here (``guard``: the
+        task's soft time limit guard, which may interrupt that handler only)."""
         event, policy = self._parse(args, 1, "dispatch")
         wire = event.to_dict()
         _, ttl = self.settings.options_from(options)
@@ -95,12 +103,39 @@ class WorkerDelivery(WorkerResources):
         now = time.time()
         queued = {name: handler_fields(name, state="queued", attempts=0, queued_at=now, updated_at=now,
                                        last_error=None, result=None) for name in selected}
-        names = self.ledger.dispatch(json.dumps(wire, separators=(",", ":")), str(event.id), queued, ttl)
-        for name in names:  # queued before any run can start; a copy of a queued run is skipped by the ledger
-            self.sender.send(run_message(wire, name, 0, policy, now, queue=selected[name].queue, options=options,
-                                         due=due, run_id=dispatch_run_id(name)))
-            logger.debug("handler %s queued for event %s", name, event.id,
-                         extra={"event_id": str(event.id), "handler": name, "attempt": 0, "state": "queued"})
+        wire_json = json.dumps(wire, separators=(",", ":"))
+        local = (None, self.settings.queue_name)
+        first = next((h for h in selected.values() if h.queue in local and not h.wants_session), None)
+        begun: Begin | None = None
+        if first is not None:  # its run begins in the dispatch's round trip
+            run = self._bind(Run(event, first.name, 0, policy, now, None, *self.settings.options_from(options)), first)
+            run.run_id, run.token = dispatch_run_id(first.name), new_token("")
+            names, begun = self.ledger.dispatch_and_begin(wire_json, str(event.id), queued, ttl, first.name, run.token,
+                                                          self.outcomes.running_status(run))
+        else:
+            names = self.ledger.dispatch(wire_json, str(event.id), queued, ttl)
+        here = first.name if first is not None and begun is not None else \
+            next((name for name in names if selected[name].queue in local), None)
+        inline: dict[str, Any] | None = None
+        try:
+            for name in names:  # queued before any run can start; a copy of a queued run is skipped by the ledger
+                message = run_message(wire, name, 0, policy, now, queue=selected[name].queue, options=options,
+                                      due=due, run_id=dispatch_run_id(name))
+                logger.debug("handler %s queued for event %s", name, event.id,
+                             extra={"event_id": str(event.id), "handler": name, "attempt": 0, "state": "queued"})
+                if name == here:
+                    inline = message
+                else:
+                    self.sender.send(message)
+        except (redis.RedisError, BrokerUnavailableError):
+            if first is not None and begun is not None and begun.state == "run":  # the requeued dispatch runs it
+                self.ledger.abandon(run.run_id, run.event_id, run.name, "queued", run.token)
+            raise
+        # after every send: a time limit on the handler never cuts the fan-out
+        if first is not None and begun is not None:
+            self._begin(run, first, due, guard or SoftTimeLimitGuard(), None, begun)
+        elif inline is not None:
+            self.run(tuple(inline["args"]), task_id=inline["id"], guard=guard, **inline["kwargs"])
         return names
 
     def run(self, args: tuple[Any, ...], first_at: float | None = None, first_failed_at: float | None = None,
@@ -126,8 +161,7 @@ class WorkerDelivery(WorkerResources):
             self.outcomes.fail(run, "UnknownHandler", f"no handler named {name!r} is registered in the worker; "
                                "check ORMEVENTS_IMPORTS", "", ran=False, reason="unknown_handler")
             return None
-        run.queue = handler.queue  # the handler's current routing wins over the message's
-        run.policy = handler.retry or self.settings.retry_policy  # never a policy a message names
+        self._bind(run, handler)
         if handler.wants_session and not (self.settings.mongo_url and self.settings.database):
             # a worker started by `celery worker` refuses to start like this (check_startup); kept as a failed job
             problem = ConfigurationError(self._inbox_missing())
@@ -142,10 +176,18 @@ class WorkerDelivery(WorkerResources):
             if session is not None:
                 self.end_session(handler, session)
 
-    def _begin(self, run: Run, handler: Handler, due: float | None, guard: SoftTimeLimitGuard, session: Any) -> Any:
+    def _bind(self, run: Run, handler: Handler) -> Run:
+        run.queue = handler.queue  # the handler's current routing wins over the message's
+        run.policy = handler.retry or self.settings.retry_policy  # never a policy a message names
+        return run
+
+    def _begin(self, run: Run, handler: Handler, due: float | None, guard: SoftTimeLimitGuard, session: Any,
+               begun: Begin | None = None) -> Any:
+        """Run ``run`` unless the ledger's begin (``begun``: already asked by the dispatch) says otherwise."""
         name = run.name
-        begun = self.ledger.begin(run.run_id, run.event_id, name, run.waiting, run.token, run.ttl,
-                                  self.outcomes.running_status(run))
+        if begun is None:
+            begun = self.ledger.begin(run.run_id, run.event_id, name, run.waiting, run.token, run.ttl,
+                                      self.outcomes.running_status(run))
         if begun.state == "busy" and holder_is_dead(begun.holder):  # its process died on this host
             begun = self.ledger.begin(run.run_id, run.event_id, name, run.waiting, run.token, run.ttl,
                                       self.outcomes.running_status(run), takeover=begun.holder)
