@@ -154,10 +154,8 @@ class RunOutcomes:
         metrics().delivered.labels(handler=run.name).inc()
         if run.attempt == 0 and due is not None:
             metrics().latency.labels(handler=run.name).observe(max(0.0, now - due))
-        # DEBUG: the running state is in the event's status already; an INFO line per run start
-        # was ~4% of a no-op run's time (py-spy, docs/benchmarks.md)
-        logger.debug("handler %s started on event %s (attempt %d)", run.name, run.event_id, run.attempt + 1,
-                     extra=run.extra("running"))
+        logger.info("handler %s started on event %s (attempt %d)", run.name, run.event_id, run.attempt + 1,
+                    extra=run.extra("running"))
         return now
 
     @staticmethod
