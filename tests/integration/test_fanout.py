@@ -24,7 +24,7 @@ def _delivery(redis_uri: str, reg: HandlerRegistry) -> tuple[WorkerDelivery, lis
     settings = DeliverySettings(redis_url=redis_uri, queue_name=f"fan{tag()}")
     delivery = WorkerDelivery(settings, reg, app=None)  # type: ignore[arg-type]  # the sender is replaced below
     sent: list[dict[str, Any]] = []
-    delivery.sender.send = sent.append  # type: ignore[method-assign]  # record the messages instead of a broker
+    delivery.sender.send = sent.append  # type: ignore[method-assign,assignment]  # record messages, no broker
     return delivery, sent
 
 
