@@ -8,7 +8,9 @@ its own) and expiring ``status_ttl`` seconds (default 7 days) after the last cha
 
 Handler states: ``queued`` -> ``running`` -> ``succeeded`` | ``retrying`` (-> ``running`` ...)
 | ``failed``. A delayed event is ``scheduled`` (no handlers yet: the worker matches them when
-it is due). An event published without delay appears once a worker dispatched it.
+it is due): it has no HASH of its own while it waits, its schedule entry is read instead (a
+pending event costs Redis one entry, not two copies of the event: scenario 5 of
+``docs/benchmarks.md``). An event published without delay appears once a worker dispatched it.
 
 Example::
 
@@ -28,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..events.event import Event
 from .keys import Keys
+from .schedule_codec import event_member, unpack
 
 if TYPE_CHECKING:
     import redis
@@ -137,9 +140,27 @@ def _handler_fields(name: str, values: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_status(client: redis.Redis, keys: Keys, event_id: str) -> EventStatus | None:
-    """The status of ``event_id``, or ``None`` if it is unknown or expired."""
+    """The status of ``event_id``, or ``None`` if it is unknown or expired (a delayed event
+    still waiting: ``scheduled``, read from its schedule entry)."""
     raw = client.hgetall(keys.status(str(event_id)))
-    return parse_status(str(event_id), raw) if raw else None
+    return parse_status(str(event_id), raw) if raw else _scheduled(client, keys, str(event_id))
+
+
+def _scheduled(client: redis.Redis, keys: Keys, event_id: str) -> EventStatus | None:
+    """The status of a delayed event waiting in the schedule (pending, or being sent)."""
+    member = event_member(event_id)
+    payload, claimed = client.hget(keys.payloads, member), client.hget(keys.inflight_claims, member)
+    if payload is None and claimed is not None:  # "<owner>\n<message>"
+        payload = _text(claimed).partition("\n")[2]
+    if payload is None:
+        return None
+    try:
+        message = unpack(payload)
+        event = Event.from_dict(message["args"][0])
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None  # not an event this version can read: unknown rather than an error
+    due = (message.get("kwargs") or {}).get("due")
+    return EventStatus(event_id=event_id, state="scheduled", event=event, due_at=_time("due_at", due), handlers={})
 
 
 def parse_status(event_id: str, raw: dict[Any, Any]) -> EventStatus:

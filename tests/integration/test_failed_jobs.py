@@ -116,7 +116,9 @@ async def test_event_status_through_every_state(ops_bus: Any, ops_redis: redis.R
         if await done():
             break
         await asyncio.sleep(0.01)
-    assert seen["t.status_work"] == ["queued", "running", "retrying", "running", "succeeded"], seen
+    # the dispatch begins its first run in the script that queues it: "queued" may never be seen
+    assert seen["t.status_work"] in (["queued", "running", "retrying", "running", "succeeded"],
+                                     ["running", "retrying", "running", "succeeded"]), seen
     assert seen["t.status_later"][0] == "queued" and seen["t.status_later"][-1] == "succeeded", seen
     final = await ops_bus.get_event_status(ok.id)
     work = final.handlers["t.status_work"]

@@ -22,7 +22,14 @@ import pytest
 import redis
 
 import ormevents
-from ormevents import DatabaseUnavailableError, DocumentTooLargeError, EventModel, EventTooLargeError
+from ormevents import (
+    DatabaseUnavailableError,
+    DocumentTooLargeError,
+    EventModel,
+    EventTooLargeError,
+)
+from ormevents.jobs.keys import Keys
+from ormevents.jobs.status import read_status
 from tests.integration.worker_process import ROOT
 from tests.support.servers import free_port
 
@@ -135,7 +142,8 @@ async def test_a_delayed_custom_event_goes_through_the_redis_schedule(outbox: tu
     client = redis.Redis.from_url(redis_uri)
     due = client.zscore(f"{queue}:schedule", f"event:{event.id}")
     assert due is not None and 55 < due - time.time() <= 60, due
-    assert json.loads(client.hget(f"{queue}:status:{event.id}", "state")) == "scheduled"
+    status = read_status(client, Keys(queue), str(event.id))   # read from the schedule entry: no record of its own
+    assert status is not None and status.state == "scheduled" and status.event == event, status
     assert [e["name"] for e in queued(redis_uri, queue)] == ["profile.created"], "the delayed event was sent at once"
     assert await ormevents.event_bus.cancel(event.id), "a delayed event recorded by the outbox can be cancelled"
     row = await database["_oe_events"].find_one({"_id": str(event.id)})

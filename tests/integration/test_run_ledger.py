@@ -137,3 +137,18 @@ def test_dispatch_queues_each_run_once_and_lists_what_is_not_done(client: redis.
     assert gauges(client, ledger) == {"queued|h": 4, "queued|g": 1}       # counted once: the copies are one message
     stats = client.hgetall(ledger.keys.stats)
     assert (stats.get("dispatched"), stats.get("duplicates")) == ("1", "1"), stats
+
+
+def test_dispatch_and_begin_is_dispatch_then_begin_in_one_round_trip(client: redis.Redis, ledger: RunLedger) -> None:
+    queued = {name: {f"h|{name}|state": '"queued"'} for name in ("h", "g")}
+    names, begun = ledger.dispatch_and_begin(json.dumps({"id": "e1"}), "e1", queued, 60, "h", "t1", RUNNING)
+    assert names == ["h", "g"] and begun is not None and (begun.state, begun.starts) == ("run", 1)
+    assert gauges(client, ledger) == {"queued|h": 3, "queued|g": 1, "running|h": 1}   # queued, then running
+    assert client.get(ledger.keys.lease("e1", "h")) == "t1"
+    assert client.hget(ledger.keys.status("e1"), "h|h|state") == '"running"'
+    names, begun = ledger.dispatch_and_begin(json.dumps({"id": "e1"}), "e1", queued, 60, "h", "t2", RUNNING)
+    assert begun is not None and begun.state == "busy" and begun.holder == "t1"   # a redelivered dispatch waits
+    assert complete(ledger, "h@0", "t1") == ("ok", "")
+    names, begun = ledger.dispatch_and_begin(json.dumps({"id": "e1"}), "e1", queued, 60, "h", "t3", RUNNING)
+    assert (names, begun) == (["g"], None)                                  # h completed: nothing begins
+    assert gauges(client, ledger) == {"queued|h": 3, "queued|g": 1, "running|h": 0}

@@ -171,3 +171,29 @@ def _with_activity_ttl(script: str) -> str:
 
 
 DISPATCH, COMPLETE, END = (_with_activity_ttl(script) for script in (DISPATCH, COMPLETE, END))
+
+# DISPATCH, then BEGIN of one of its handlers (the run the dispatch makes itself), in one round
+# trip. The two scripts run unchanged as Lua functions whose parameters shadow KEYS and ARGV.
+# KEYS: DISPATCH's six, then the lease of that handler's run; ARGV: the number of DISPATCH's
+# arguments, DISPATCH's arguments, then BEGIN's (its handler third).
+# Returns {the handlers that have not completed the event, BEGIN's answer or {} if that handler
+# had completed it}.
+DISPATCH_BEGIN = f"""
+local function dispatch(KEYS, ARGV)
+{DISPATCH}
+end
+local function begin(KEYS, ARGV)
+{BEGIN}
+end
+local n = tonumber(ARGV[1])
+local dispatch_args, begin_args = {{}}, {{}}
+for i = 2, n + 1 do table.insert(dispatch_args, ARGV[i]) end
+for i = n + 2, #ARGV do table.insert(begin_args, ARGV[i]) end
+local out = dispatch({{KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}}, dispatch_args)
+for _, h in ipairs(out) do
+  if h == begin_args[3] then
+    return {{out, begin({{KEYS[5], KEYS[4], KEYS[7], KEYS[1], KEYS[2], KEYS[3]}}, begin_args)}}
+  end
+end
+return {{out, {{}}}}
+"""

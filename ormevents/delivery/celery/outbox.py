@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ...config import OutboxConfig
+from ...jobs.schedule_codec import pack
 from ...urls import redact_url
 from ..outbox.cleanup import Cleaner
 from ..outbox.records import PendingEvent
@@ -62,15 +63,13 @@ return #messages
 """
 
 # KEYS: sent ZSET, schedule ZSET, schedule payloads HASH; ARGV: now, then groups of
-# (id, member, due, message JSON, status key, event JSON, status TTL).
+# (id, member, due, packed message). No status record: the entry is the status while it waits.
 SCHEDULE = """
 local n = 0
-for i = 2, #ARGV, 7 do
+for i = 2, #ARGV, 4 do
   if not redis.call('ZSCORE', KEYS[1], ARGV[i]) then
     redis.call('HSET', KEYS[3], ARGV[i + 1], ARGV[i + 3])
     redis.call('ZADD', KEYS[2], ARGV[i + 2], ARGV[i + 1])
-    redis.call('HSET', ARGV[i + 4], 'event', ARGV[i + 5], 'state', '"scheduled"', 'due_at', ARGV[i + 2])
-    redis.call('EXPIRE', ARGV[i + 4], ARGV[i + 6])
     redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i])
     n = n + 1
   end
@@ -164,8 +163,6 @@ class CeleryOutbox:
         return handed + int(await state.push(keys=keys, args=args))
 
     async def _schedule(self, state: _LoopState, records: Sequence[PendingEvent], now: float) -> int:
-        import json
-
         from .sending import event_member
 
         keys = self.settings.keys
@@ -173,9 +170,7 @@ class CeleryOutbox:
         for record in records:
             due = float(record.due or now)
             message = self.envelopes.message(record.wire, record.id, due)
-            ttl = self.settings.status_ttl + max(0, int(due - now))
-            args += [record.id, event_member(record.id), due, json.dumps(message, separators=(",", ":")),
-                     keys.status(record.id), record.wire, ttl]
+            args += [record.id, event_member(record.id), due, pack(message)]
         return int(await state.schedule(keys=[keys.outbox_sent, keys.schedule, keys.payloads], args=args))
 
     async def _produce(self, client: Any, records: Sequence[PendingEvent], now: float, mark: bool) -> int:

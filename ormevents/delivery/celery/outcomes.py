@@ -31,6 +31,7 @@ from ...handlers.retry import RetryPolicy
 from ...jobs.keys import Keys
 from ...jobs.records import FailedJob, FailedJobRetention, FailureReason
 from ...jobs.redis_store import FailedJobStore
+from ...jobs.schedule_codec import pack
 from ...jobs.status import StatusWriter, handler_fields
 from ..metrics import metrics
 from .config import DeliverySettings
@@ -169,7 +170,7 @@ class RunOutcomes:
         :meth:`~ormevents.delivery.celery.run_ledger.RunLedger.complete`)."""
         now = time.time()
         status = handler_fields(run.name, state="succeeded", result=outcome.value, finished_at=now, last_error=None)
-        children = [(event_member(child.id), _json(dispatch_message(child.to_dict(), run.policy_cfg)), now)
+        children = [(event_member(child.id), pack(dispatch_message(child.to_dict(), run.policy_cfg)), now)
                     for child in outcome.children]
         verdict, holder = self.ledger.complete(run.run_id, run.event_id, run.name, run.token, _json(outcome.value),
                                                run.ttl, status, children)

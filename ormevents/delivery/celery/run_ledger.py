@@ -12,7 +12,8 @@ count in Redis, one Lua script per state change (:mod:`ormevents.delivery.celery
   it. Each gets a run message whose id is deterministic (:func:`dispatch_run_id`), so a
   duplicate or redelivered dispatch sends a copy of the same message, which the checks below
   skip: **a duplicate event never produces a duplicate run**.
-* :meth:`RunLedger.begin` — a delivery wants to run the handler. Atomically: ``"finished"``
+* :meth:`RunLedger.begin` — a delivery wants to run the handler (for the run a dispatch makes
+  itself, in the dispatch's round trip: :meth:`RunLedger.dispatch_and_begin`). Atomically: ``"finished"``
   (this message recorded an outcome already), ``"done"`` (the handler completed this event,
   through any message), ``"busy"`` (another run holds the *lease* of this (event, handler)),
   ``"lost"`` (an earlier delivery of this message started and no longer runs: its process
@@ -81,6 +82,11 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _begun(reply: list[Any]) -> Begin:
+    state, starts, holder, pttl = reply
+    return Begin(_text(state), int(starts), _text(holder), int(pttl))
+
+
 def _pairs(fields: dict[str, str]) -> list[str]:
     return [item for pair in fields.items() for item in pair]
 
@@ -93,6 +99,7 @@ class RunLedger:
         self.ttl = ttl
         self.lease_ms = max(1, int(lease * 1000))
         self._dispatch = client.register_script(lua.DISPATCH)
+        self._dispatch_begin = client.register_script(lua.DISPATCH_BEGIN)
         self._begin = client.register_script(lua.BEGIN)
         self._complete = client.register_script(lua.COMPLETE)
         self._abandon = client.register_script(lua.ABANDON)
@@ -101,23 +108,43 @@ class RunLedger:
     def dispatch(self, wire_json: str, event_id: str, queued: dict[str, dict[str, str]], status_ttl: int) -> list[str]:
         """Record a dispatch of the event to the handlers of ``queued`` (name -> the status fields
         of its queued state); returns those that have not completed the event, in order."""
+        keys, args = self._dispatch_call(wire_json, event_id, queued, status_ttl)
+        return [_text(name) for name in self._dispatch(keys=keys, args=args)]
+
+    def dispatch_and_begin(self, wire_json: str, event_id: str, queued: dict[str, dict[str, str]], status_ttl: int,
+                           handler: str, token: str, status: dict[str, str]) -> tuple[list[str], Begin | None]:
+        """:meth:`dispatch`, then :meth:`begin` of the first run of ``handler`` (one of ``queued``:
+        the run the dispatch makes itself), in one round trip. The :class:`Begin` is ``None`` when
+        ``handler`` had completed the event (it is not among the names returned)."""
+        keys, args = self._dispatch_call(wire_json, event_id, queued, status_ttl)
+        begin_keys, begin_args = self._begin_call(dispatch_run_id(handler), event_id, handler, "queued", token,
+                                                  status_ttl, status, "")
+        names, begun = self._dispatch_begin(keys=[*keys, begin_keys[2]], args=[len(args), *args, *begin_args])
+        return [_text(name) for name in names], (_begun(begun) if begun else None)
+
+    def _dispatch_call(self, wire_json: str, event_id: str, queued: dict[str, dict[str, str]],
+                       status_ttl: int) -> tuple[list[str], list[Any]]:
         args: list[Any] = [status_ttl, self.ttl, wire_json, json.dumps("dispatched")]
         for name, fields in queued.items():
             args += [name, dispatch_run_id(name), len(fields), *_pairs(fields)]
         keys = [self.keys.status(event_id), self.keys.gauges, self.keys.stats, self.keys.done(event_id),
                 self.keys.runs(event_id), self._this_minute()]
-        return [_text(name) for name in self._dispatch(keys=keys, args=args)]
+        return keys, args
 
     def begin(self, run_id: str, event_id: str, handler: str, waiting: str, token: str, status_ttl: int,
               status: dict[str, str], takeover: str = "") -> Begin:
         """Decide what this delivery does and, for ``run``, take the lease for ``token`` and write
         ``status`` (see module doc). ``waiting`` is the gauge the run leaves: ``queued`` or
         ``scheduled``; ``takeover`` is the token of a holder known to be dead."""
+        keys, args = self._begin_call(run_id, event_id, handler, waiting, token, status_ttl, status, takeover)
+        return _begun(self._begin(keys=keys, args=args))
+
+    def _begin_call(self, run_id: str, event_id: str, handler: str, waiting: str, token: str, status_ttl: int,
+                    status: dict[str, str], takeover: str) -> tuple[list[str], list[Any]]:
         keys = [self.keys.runs(event_id), self.keys.done(event_id), self.keys.lease(event_id, handler),
                 self.keys.status(event_id), self.keys.gauges, self.keys.stats]
         args: list[Any] = [run_id, self.ttl, handler, waiting, token, self.lease_ms, takeover, status_ttl, *_pairs(status)]
-        state, starts, holder, pttl = self._begin(keys=keys, args=args)
-        return Begin(_text(state), int(starts), _text(holder), int(pttl))
+        return keys, args
 
     def complete(self, run_id: str, event_id: str, handler: str, token: str, result_json: str, status_ttl: int,
                  status: dict[str, str], children: list[tuple[str, str, float]]) -> tuple[str, str]:

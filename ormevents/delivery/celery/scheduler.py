@@ -36,7 +36,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -46,6 +45,7 @@ from typing import Any
 import redis
 
 from ...jobs.keys import Keys
+from ...jobs.schedule_codec import pack, unpack
 
 logger = logging.getLogger("ormevents.delivery.celery.scheduler")
 
@@ -121,12 +121,14 @@ return kept
 """
 
 # KEYS: schedule, payloads; ARGV: member. Only a still-scheduled entry can be cancelled.
+# KEYS: schedule, payloads; ARGV: member. Returns the payload of the pending entry it removed, or nil.
 _CANCEL = """
-local removed = redis.call('ZREM', KEYS[1], ARGV[1])
-if removed == 1 then
+local payload = redis.call('HGET', KEYS[2], ARGV[1])
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
   redis.call('HDEL', KEYS[2], ARGV[1])
+  return payload or '{}'
 end
-return removed
+return false
 """
 
 
@@ -150,14 +152,19 @@ class RedisSchedule:
         """Schedule ``message`` for ``due`` (epoch seconds); replaces a pending ``member`` (one
         being sent is not touched: this one is sent after it)."""
         target = pipe if pipe is not None else self.client.pipeline(transaction=True)
-        target.hset(self.keys.payloads, member, json.dumps(message, separators=(",", ":")))
+        target.hset(self.keys.payloads, member, pack(message))
         target.zadd(self.keys.schedule, {member: due})
         if pipe is None:
             target.execute()
 
     def cancel(self, member: str) -> bool:
         """Remove a pending ``member``; ``True`` if it was still pending."""
-        return bool(self._cancel(keys=[self.keys.schedule, self.keys.payloads], args=[member]))
+        return self.remove(member) is not None
+
+    def remove(self, member: str) -> dict[str, Any] | None:
+        """Remove a pending ``member``; returns its message, ``None`` if it was not pending."""
+        raw = self._cancel(keys=[self.keys.schedule, self.keys.payloads], args=[member])
+        return None if raw is None else unpack(raw)
 
     def claim(self, now: float | None = None, limit: int = 100, owner: str = "") -> list[tuple[str, dict[str, Any]]]:
         """Atomically take up to ``limit`` entries due by ``now`` (default: Redis's clock), leased to
@@ -169,7 +176,7 @@ class RedisSchedule:
         items = []
         for i in range(0, len(flat), 2):
             member = flat[i].decode() if isinstance(flat[i], bytes) else flat[i]
-            items.append((member, json.loads(flat[i + 1])))
+            items.append((member, unpack(flat[i + 1])))
         return items
 
     def renew(self, members: list[str], owner: str = "", seconds: float | None = None) -> set[str]:

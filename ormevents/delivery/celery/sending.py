@@ -31,6 +31,7 @@ from kombu.exceptions import OperationalError
 
 from ...errors import BrokerUnavailableError
 from ...events.event import Event
+from ...jobs.schedule_codec import DISPATCH_TASK, RUN_HANDLER_TASK, event_member
 from ...jobs.status import StatusWriter
 from ...urls import redact_url
 from .config import DeliverySettings
@@ -38,8 +39,7 @@ from .scheduler import RedisSchedule
 
 logger = logging.getLogger("ormevents.delivery.celery.sending")
 
-DISPATCH_TASK = "ormevents.dispatch"
-RUN_HANDLER_TASK = "ormevents.run_handler"
+__all__ = ["DISPATCH_TASK", "RUN_HANDLER_TASK", "Sender", "dispatch_message", "event_member", "run_message"]
 
 
 def dispatch_message(event_wire: dict[str, Any], retry_policy: dict[str, Any] | None,
@@ -80,11 +80,6 @@ def run_message(
     if queue:
         message["kwargs"]["queue"] = queue
     return message
-
-
-def event_member(event_id: uuid.UUID | str) -> str:
-    """The schedule member of a delayed event (what :meth:`Sender.cancel` removes)."""
-    return f"event:{event_id}"
 
 
 def retry_member(event_id: str, handler: str, attempt: int) -> str:
@@ -139,10 +134,8 @@ class Sender:
             self.send(message)
             return
         try:
-            pipe = self.schedule.client.pipeline(transaction=True)
-            self.schedule.add(event_member(event.id), message, due, pipe=pipe)
-            StatusWriter(self.settings.keys).event(pipe, message["args"][0], "scheduled", self.settings.status_ttl, due=due)
-            pipe.execute()
+            # no status record while it waits: the schedule entry is its status (jobs.status.read_status)
+            self.schedule.add(event_member(event.id), message, due)
         except redis.RedisError as exc:
             raise BrokerUnavailableError(
                 f"could not schedule event {event.id} in Redis at {redact_url(self.settings.redis_url)}: {exc}"
@@ -151,11 +144,12 @@ class Sender:
     def cancel(self, event_id: uuid.UUID | str) -> bool:
         """Cancel a pending delayed event; ``True`` if it was pending."""
         try:
-            cancelled = self.schedule.cancel(event_member(event_id))
-            if cancelled:
+            message = self.schedule.remove(event_member(event_id))
+            if message is not None and isinstance((message.get("args") or [None])[0], dict):
                 pipe = self.schedule.client.pipeline(transaction=False)
-                StatusWriter(self.settings.keys).state(pipe, str(event_id), "cancelled")
+                StatusWriter(self.settings.keys).event(pipe, message["args"][0], "cancelled", self.settings.status_ttl,
+                                                       due=(message.get("kwargs") or {}).get("due"))
                 pipe.execute()
-            return cancelled
+            return message is not None
         except redis.RedisError as exc:
             raise BrokerUnavailableError(f"could not cancel event {event_id}: {exc}") from exc

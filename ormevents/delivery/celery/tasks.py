@@ -56,8 +56,8 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
 
     @app.task(name=DISPATCH_TASK, acks_late=True, reject_on_worker_lost=True, acks_on_timeout=False, ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
     def dispatch(*args: Any, options: Any = None, due: float | None = None, **kwargs: Any) -> Any:
-        with SoftTimeLimitGuard():  # the fan-out is never cut half-way
-            return requeue_on_infrastructure_error(delivery.dispatch, args, options=options, due=due)
+        with SoftTimeLimitGuard() as guard:  # the fan-out is never cut half-way; the handler it runs may be
+            return requeue_on_infrastructure_error(delivery.dispatch, args, options=options, due=due, guard=guard)
 
     @app.task(name=RUN_HANDLER_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, acks_on_timeout=False,
               ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped

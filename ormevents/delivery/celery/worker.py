@@ -1,11 +1,10 @@
 """What a worker does with ormevents' two tasks: fan an event out, run one handler on it.
 
-* :meth:`WorkerDelivery.dispatch` — match the event against the handler registry (pattern and
-  condition) and send one ``run_handler`` message per matching handler that has not completed
-  the event (one Lua script: :meth:`~ormevents.delivery.celery.run_ledger.RunLedger.dispatch`).
-  No match: counted (``stats.unmatched``) and acknowledged. The first run's message id is
-  deterministic, so a redelivered or duplicate dispatch (a relay re-publish) sends copies of
-  the same message, and the ledger never runs them twice.
+* :meth:`WorkerDelivery.dispatch` — fan an event out (:mod:`ormevents.delivery.celery.fanout`):
+  queue a run per matching handler not yet done, send ``run_handler`` messages for handlers of
+  other queues and run those of this queue in the task, each as its own run (below). The first
+  run's message id is deterministic, so a redelivered or duplicate dispatch (a relay re-publish)
+  is a copy of the same runs, and the ledger never runs them twice.
 * :meth:`WorkerDelivery.run` — run one handler (sync in the task thread, async on the
   process's :class:`~ormevents.delivery.celery.runtime.WorkerLoop`). The ledger's ``begin``
   decides first, atomically: already completed (skipped, logged), already running elsewhere
@@ -49,20 +48,18 @@ from ...errors import BrokerUnavailableError, ConfigurationError, OrmEventsError
 from ...events.event import Event
 from ...handlers.registry import Handler, HandlerRegistry
 from ...handlers.results import qualname, split_result
-from ...jobs import activity
 from ...jobs.records import FailedJob
-from ...jobs.status import handler_fields
 from ..metrics import metrics
 from ..tracing import handler_span
+from . import fanout
 from .config import DeliverySettings
 from .inbox import InboxOutcome, session_hex
 from .leases import holder_is_dead, new_token
 from .malformed import malformed_job
 from .outcomes import Run, RunOutcomes
 from .resources import WorkerResources
-from .run_ledger import dispatch_run_id
+from .run_ledger import Begin, dispatch_run_id
 from .runtime import as_coroutine
-from .sending import run_message
 from .soft_time_limit import SoftTimeLimitGuard
 
 logger = logging.getLogger("ormevents.delivery.celery.worker")
@@ -77,31 +74,10 @@ class WorkerDelivery(WorkerResources):
 
     # ----- tasks ------------------------------------------------------------------------
 
-    def dispatch(self, args: tuple[Any, ...], options: Any = None, due: float | None = None) -> list[str]:
-        """Body of ``ormevents.dispatch``: send one run_handler per matching handler not yet done."""
-        event, policy = self._parse(args, 1, "dispatch")
-        wire = event.to_dict()
-        _, ttl = self.settings.options_from(options)
-        selected = {handler.name: handler for handler in self.registry.match(event)}
-        if not selected:
-            pipe = self.redis.pipeline(transaction=True)
-            self.status.event(pipe, wire, "unmatched", ttl)
-            pipe.hincrby(self.keys.stats, "unmatched", 1)
-            activity.count(pipe, self.keys, "unmatched")
-            pipe.execute()
-            logger.info("event %s %s matched no handler", event.name, event.id,
-                        extra={"event_id": str(event.id), "state": "unmatched"})
-            return []
-        now = time.time()
-        queued = {name: handler_fields(name, state="queued", attempts=0, queued_at=now, updated_at=now,
-                                       last_error=None, result=None) for name in selected}
-        names = self.ledger.dispatch(json.dumps(wire, separators=(",", ":")), str(event.id), queued, ttl)
-        for name in names:  # queued before any run can start; a copy of a queued run is skipped by the ledger
-            self.sender.send(run_message(wire, name, 0, policy, now, queue=selected[name].queue, options=options,
-                                         due=due, run_id=dispatch_run_id(name)))
-            logger.debug("handler %s queued for event %s", name, event.id,
-                         extra={"event_id": str(event.id), "handler": name, "attempt": 0, "state": "queued"})
-        return names
+    def dispatch(self, args: tuple[Any, ...], options: Any = None, due: float | None = None,
+                 guard: SoftTimeLimitGuard | None = None) -> list[str]:
+        """Body of ``ormevents.dispatch`` (see :func:`~ormevents.delivery.celery.fanout.dispatch`)."""
+        return fanout.dispatch(self, args, options, due, guard)
 
     def run(self, args: tuple[Any, ...], first_at: float | None = None, first_failed_at: float | None = None,
             options: Any = None, due: float | None = None, queue: str | None = None, run_id: Any = None,
@@ -110,7 +86,7 @@ class WorkerDelivery(WorkerResources):
         sent to; ``run_id``: names the message in the run ledger, else ``task_id`` does; ``guard``
         lets Celery's soft time limit interrupt the handler only)."""
         guard = guard or SoftTimeLimitGuard()
-        event, policy_cfg = self._parse(args, 3, "run_handler")
+        event, policy_cfg = self.parse(args, 3, "run_handler")
         name, attempt = args[1], args[2]
         if not isinstance(name, str) or not isinstance(attempt, int) or attempt < 0:
             self._reject(f"run_handler needs (event, handler name, attempt >= 0), got {args[1:3]!r}",
@@ -126,8 +102,19 @@ class WorkerDelivery(WorkerResources):
             self.outcomes.fail(run, "UnknownHandler", f"no handler named {name!r} is registered in the worker; "
                                "check ORMEVENTS_IMPORTS", "", ran=False, reason="unknown_handler")
             return None
-        run.queue = handler.queue  # the handler's current routing wins over the message's
-        run.policy = handler.retry or self.settings.retry_policy  # never a policy a message names
+        return self.start(self._bind(run, handler), handler, due, guard)
+
+    def first_run(self, event: Event, handler: Handler, policy_cfg: Any, now: float, options: Any) -> Run:
+        """The first run of ``handler`` on ``event`` as a dispatch queues it (its deterministic run id)."""
+        run = self._bind(Run(event, handler.name, 0, policy_cfg, now, None, *self.settings.options_from(options)),
+                         handler)
+        run.run_id, run.token = dispatch_run_id(handler.name), new_token("")
+        return run
+
+    def start(self, run: Run, handler: Handler, due: float | None, guard: SoftTimeLimitGuard,
+              begun: Begin | None = None) -> Any:
+        """Begin ``run`` in the ledger (unless ``begun``: the dispatch did, with the run's token) and
+        run it; a handler taking a session gets one first (its id travels in the token)."""
         if handler.wants_session and not (self.settings.mongo_url and self.settings.database):
             # a worker started by `celery worker` refuses to start like this (check_startup); kept as a failed job
             problem = ConfigurationError(self._inbox_missing())
@@ -135,17 +122,26 @@ class WorkerDelivery(WorkerResources):
             self.outcomes.fail(run, qualname(ConfigurationError), str(problem), "", ran=False)
             return None
         session = self.open_session(handler)  # before the lease: its id travels in the token
-        run.token, run.inbox = new_token(session_hex(session) if session is not None else ""), handler.wants_session
+        if begun is None:
+            run.token, run.inbox = new_token(session_hex(session) if session is not None else ""), handler.wants_session
         try:
-            return self._begin(run, handler, due, guard, session)
+            return self._begin(run, handler, due, guard, session, begun)
         finally:
             if session is not None:
                 self.end_session(handler, session)
 
-    def _begin(self, run: Run, handler: Handler, due: float | None, guard: SoftTimeLimitGuard, session: Any) -> Any:
+    def _bind(self, run: Run, handler: Handler) -> Run:
+        run.queue = handler.queue  # the handler's current routing wins over the message's
+        run.policy = handler.retry or self.settings.retry_policy  # never a policy a message names
+        return run
+
+    def _begin(self, run: Run, handler: Handler, due: float | None, guard: SoftTimeLimitGuard, session: Any,
+               begun: Begin | None = None) -> Any:
+        """Run ``run`` unless the ledger's begin (``begun``: already asked by the dispatch) says otherwise."""
         name = run.name
-        begun = self.ledger.begin(run.run_id, run.event_id, name, run.waiting, run.token, run.ttl,
-                                  self.outcomes.running_status(run))
+        if begun is None:
+            begun = self.ledger.begin(run.run_id, run.event_id, name, run.waiting, run.token, run.ttl,
+                                      self.outcomes.running_status(run))
         if begun.state == "busy" and holder_is_dead(begun.holder):  # its process died on this host
             begun = self.ledger.begin(run.run_id, run.event_id, name, run.waiting, run.token, run.ttl,
                                       self.outcomes.running_status(run), takeover=begun.holder)
@@ -216,7 +212,9 @@ class WorkerDelivery(WorkerResources):
 
     # ----- helpers ----------------------------------------------------------------------
 
-    def _parse(self, args: tuple[Any, ...], policy_index: int, task: str) -> tuple[Event, Any]:
+    def parse(self, args: tuple[Any, ...], policy_index: int, task: str) -> tuple[Event, Any]:
+        """The event and the retry policy config of a message's ``args``; a malformed one is parked
+        and rejected."""
         if len(args) <= policy_index or not isinstance(args[0], dict):
             self._reject(f"{task} got malformed arguments {args!r:.300}", task, args)
         try:

@@ -34,6 +34,7 @@ from ...jobs.activity import (
 from ...jobs.keys import Keys
 from ...jobs.records import FailedJob
 from ...jobs.redis_store import FailedJobStore
+from ...jobs.schedule_codec import unpack
 from ...jobs.status import EventStatus, read_gauges, read_status
 
 COUNTERS = ("dispatched", "unmatched", "succeeded", "retried", "failed", "rejected", "duplicates",
@@ -122,7 +123,7 @@ def _delayed(member: str, due: float, raw: Any) -> Delayed:
     kind, _, rest = member.partition(":")
     event_name, event_id, handler, attempt = "?", rest, None, None
     try:
-        args = json.loads(raw)["args"] if raw else []
+        args = unpack(raw)["args"] if raw else []
         event_name, event_id = str(args[0]["name"]), str(args[0]["id"])
         if kind == "run":
             handler, attempt = str(args[1]), int(args[2])

@@ -1,0 +1,116 @@
+"""The body of ``ormevents.dispatch``: fan an event out, running this queue's handlers in the task.
+
+1. Match the event against the registry (pattern and condition). No match: the status says
+   ``unmatched``, counted, acknowledged.
+2. Queue one run per matching handler that has not completed the event, in the run ledger's
+   DISPATCH script (:meth:`~ormevents.delivery.celery.run_ledger.RunLedger.dispatch`). The
+   first handler of this queue that takes no session also *begins* its run in that same round
+   trip (:meth:`~ormevents.delivery.celery.run_ledger.RunLedger.dispatch_and_begin`).
+3. Send a ``run_handler`` message for each handler routed to another queue.
+4. Run the handlers of this queue here, one after another, each exactly as if its
+   ``run_handler`` message (deterministic run id ``<handler>@0``) had come back from the broker:
+   its own begin in the ledger, lease, status, retry into the schedule, failed job, and its own
+   soft time limit window. Once :data:`INLINE_BUDGET` seconds have gone by, the handlers not yet
+   started are sent as ``run_handler`` messages instead, so a slow handler delays the others of
+   the event by at most its own run.
+
+Why: a broker message and a Celery task cost more than a no-op handler run (scenarios 2 and 11
+of ``docs/benchmarks.md``, profiled with py-spy): one message per event instead of one per
+(event, handler), and one round trip fewer for the first run. Nothing about a run's guarantees
+changes: a dispatch redelivered after its process died skips the runs that completed (the
+ledger), counts the one that was running as a lost attempt (retried by its policy), and runs
+or sends the others; the fan-out messages are all sent before any handler runs, so a time limit
+never cuts them.
+
+Example::
+
+    names = dispatch(delivery, (event.to_dict(), None), options=None, due=time.time())
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import redis
+
+from ...errors import BrokerUnavailableError
+from ...events.event import Event
+from ...jobs import activity
+from ...jobs.status import handler_fields
+from .run_ledger import Begin, dispatch_run_id
+from .sending import run_message
+from .soft_time_limit import SoftTimeLimitGuard
+
+if TYPE_CHECKING:
+    from .outcomes import Run
+    from .worker import WorkerDelivery
+
+logger = logging.getLogger("ormevents.delivery.celery.worker")
+
+INLINE_BUDGET = 1.0
+"""Seconds a dispatch spends running its queue's handlers before it sends the rest as messages."""
+
+
+def dispatch(delivery: WorkerDelivery, args: tuple[Any, ...], options: Any = None, due: float | None = None,
+             guard: SoftTimeLimitGuard | None = None) -> list[str]:
+    """Fan the event of ``args`` out (see module doc); returns the handlers not yet done."""
+    event, policy = delivery.parse(args, 1, "dispatch")
+    wire = event.to_dict()
+    _, ttl = delivery.settings.options_from(options)
+    selected = {handler.name: handler for handler in delivery.registry.match(event)}
+    if not selected:
+        _unmatched(delivery, event, wire, ttl)
+        return []
+    now = time.time()
+    queued = {name: handler_fields(name, state="queued", attempts=0, queued_at=now, updated_at=now,
+                                   last_error=None, result=None) for name in selected}
+    wire_json = json.dumps(wire, separators=(",", ":"))
+    local = (None, delivery.settings.queue_name)
+    first = next((h for h in selected.values() if h.queue in local and not h.wants_session), None)
+    run: Run | None = None
+    begun: Begin | None = None
+    if first is not None:  # its run begins in the dispatch's round trip
+        run = delivery.first_run(event, first, policy, now, options)
+        names, begun = delivery.ledger.dispatch_and_begin(wire_json, str(event.id), queued, ttl, first.name,
+                                                          run.token, delivery.outcomes.running_status(run))
+    else:
+        names = delivery.ledger.dispatch(wire_json, str(event.id), queued, ttl)
+    here = [name for name in names if selected[name].queue in local]
+    messages = {name: run_message(wire, name, 0, policy, now, queue=selected[name].queue, options=options,
+                                  due=due, run_id=dispatch_run_id(name)) for name in names}
+    try:  # queued before any run can start; a copy of a queued run is skipped by the ledger
+        for name in names:
+            if name not in here:
+                delivery.sender.send(messages[name])
+    except (redis.RedisError, BrokerUnavailableError):
+        if run is not None and begun is not None and begun.state == "run":  # the requeued dispatch runs it
+            delivery.ledger.abandon(run.run_id, run.event_id, run.name, "queued", run.token)
+        raise
+    guard = guard or SoftTimeLimitGuard()
+    began = time.monotonic()
+    for index, name in enumerate(here):
+        if time.monotonic() - began > INLINE_BUDGET:
+            for rest in here[index:]:
+                delivery.sender.send(messages[rest])
+            logger.debug("dispatch of event %s sent %d handler runs after %.2f s", event.id, len(here) - index,
+                         time.monotonic() - began, extra={"event_id": str(event.id), "state": "queued"})
+            break
+        handler = selected[name]
+        if run is not None and begun is not None and name == run.name:
+            delivery.start(run, handler, due, guard, begun)
+        else:
+            delivery.start(delivery.first_run(event, handler, policy, now, options), handler, due, guard)
+    return names
+
+
+def _unmatched(delivery: WorkerDelivery, event: Event, wire: dict[str, Any], ttl: int) -> None:
+    pipe = delivery.redis.pipeline(transaction=True)
+    delivery.status.event(pipe, wire, "unmatched", ttl)
+    pipe.hincrby(delivery.keys.stats, "unmatched", 1)
+    activity.count(pipe, delivery.keys, "unmatched")
+    pipe.execute()
+    logger.info("event %s %s matched no handler", event.name, event.id,
+                extra={"event_id": str(event.id), "state": "unmatched"})
