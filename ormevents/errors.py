@@ -103,6 +103,14 @@ class InvalidFilterError(OrmEventsError, ValueError):
     """A failed-job filter or cursor is malformed (a bad date, an unknown cursor)."""
 
 
+class UnknownModelError(OrmEventsError, LookupError):
+    """No model of that name has stored events (``ormevents events history``, ``replay``)."""
+
+
+class UnknownHandlerError(OrmEventsError, LookupError):
+    """No handler of that name is registered here, or no running worker has it (``replay``)."""
+
+
 class DatabaseUnavailableError(OrmEventsError):
     """MongoDB could not be reached (or stopped answering) during a write.
 
