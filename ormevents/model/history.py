@@ -77,6 +77,14 @@ class Rebuilt:
         return not self.disagreements
 
 
+def rebuilt(entries: list[HistoryEntry], stored: dict[str, Any] | None) -> Rebuilt:
+    """Fold ``entries`` (oldest first) and compare the state with ``stored`` (the document's
+    fields without ``_id``; ``None``: no document)."""
+    state = fold((entry.action, entry.changes) for entry in entries)
+    plain = None if stored is None else codec.to_plain(stored)
+    return Rebuilt(state.document, plain, state.events, tuple(sorted(state.redacted)), disagreements(state, plain))
+
+
 class ModelHistory:
     """``Model.history``: ``await Model.history(id, since=, until=, limit=)`` and ``.rebuild(id, at=)``."""
 
@@ -99,13 +107,10 @@ class ModelHistory:
         """Fold the events of document ``id`` written up to ``at`` (default: all of them) and compare
         the result with the stored document."""
         entries = await self(id, until=at)
-        state = fold((entry.action, entry.changes) for entry in entries)
         key = to_bson(valid_id(self.model, id, "history.rebuild"))
         raw = await get_runtime().collection(self.model.__ormevents__.collection).find_one({"_id": key},
                                                                                            HIDDEN_PROJECTION)
-        stored = None if raw is None else codec.to_plain(self.model._from_document(raw)._fields_document())
-        return Rebuilt(state.document, stored, state.events, tuple(sorted(state.redacted)),
-                       disagreements(state, stored))
+        return rebuilt(entries, None if raw is None else self.model._from_document(raw)._fields_document())
 
 
 class DocumentHistory:

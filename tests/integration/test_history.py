@@ -4,6 +4,8 @@ for the model's retention (also after a delete); the state rebuilt from it; type
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -130,3 +132,39 @@ async def test_bad_input_is_refused_before_any_read(outbox: Any) -> None:
         class Bad(EventModel):
             model_config = EventModelConfig(history_days=-1)
             name: str
+
+
+def cli(*args: str) -> Any:
+    from click.testing import CliRunner
+
+    from ormevents.ops.cli import build
+
+    return CliRunner().invoke(build(), list(args), env={"COLUMNS": "300"})
+
+
+async def test_cli_prints_the_timeline_and_the_rebuild(outbox: Any, mongo_uri: str) -> None:
+    ledger = await Ledger.create(owner="cli")
+    await ledger.update(balance=3, pin="4321")
+    await ormevents.flush(cleanup=True)
+    where = ["--mongo-url", mongo_uri, "--database", outbox.name]
+
+    table = await asyncio.to_thread(cli, "events", "history", "ledger", str(ledger.id), *where)
+    assert table.exit_code == 0, table.output
+    assert "ledger.created" in table.output and "balance: 0 -> 3" in table.output and "4321" not in table.output
+    as_json = await asyncio.to_thread(cli, "events", "history", "ledgers", str(ledger.id), "--json", *where)
+    rows = json.loads(as_json.output)
+    assert [r["name"] for r in rows] == ["ledger.created", "ledger.updated"]
+    assert rows[1]["changes"] == {"balance": [0, 3], "pin": ["[REDACTED]", "[REDACTED]"]}
+
+    agrees = await asyncio.to_thread(cli, "events", "rebuild", "ledger", str(ledger.id), "--json", *where)
+    assert agrees.exit_code == 0 and json.loads(agrees.output)["agrees"] is True, agrees.output
+    await outbox["ledgers"].update_one({"_id": ledger.id}, {"$set": {"owner": "mallory"}})
+    drift = await asyncio.to_thread(cli, "events", "rebuild", "ledger", str(ledger.id), *where)
+    assert drift.exit_code == 1 and "owner" in drift.output and "mallory" in drift.output, drift.output
+
+    unknown = await asyncio.to_thread(cli, "events", "history", "nosuchmodel", str(ledger.id), *where)
+    assert unknown.exit_code == 1 and "no stored events of a model 'nosuchmodel'" in unknown.output, unknown.output
+    missing = await asyncio.to_thread(cli, "events", "history", "ledger", "5f5f5f5f5f5f5f5f5f5f5f5f", *where)
+    assert missing.exit_code == 1 and "no stored events" in missing.output
+    bad = await asyncio.to_thread(cli, "events", "history", "ledger", "x", "--since", "yesterday", *where)
+    assert bad.exit_code == 2 and "not a date" in bad.output, bad.output

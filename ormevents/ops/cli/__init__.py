@@ -1,5 +1,6 @@
 """The ``ormevents`` command line: failed jobs, event status, handlers, stats, a worker, the outbox
-(``outbox status``) and its relay (``relay``).
+(``outbox status``) and its relay (``relay``), a document's event history (``events history``,
+``events rebuild``).
 
 Built on click and rich, both dependencies of ormevents (a plain ``pip install ormevents``
 gives the command; ``web`` needs the ``web`` extra). Connection: ``--redis-url`` or
@@ -18,6 +19,7 @@ Example::
     ormevents failed list --handler billing.activate --since 2h --json
     ormevents failed retry --all --exception builtins.TimeoutError --dry-run
     ormevents events status 0b6f6c1e-...
+    ormevents events history order 6650f0c2a1b2c3d4e5f60718 --mongo-url mongodb://db:27017 --database shop
     ormevents outbox status --mongo-url mongodb://db:27017 --database shop --json
 """
 
@@ -35,6 +37,7 @@ def build() -> Any:
 
     from ...delivery.celery.config import DEFAULT_QUEUE
     from .failed import failed
+    from .history import history, rebuild
     from .inspect import events, handlers, stats
     from .outbox import outbox, relay
     from .web import web
@@ -54,6 +57,8 @@ def build() -> Any:
 
     for command in (failed, events, handlers, stats, worker, web, outbox, relay):
         cli.add_command(command)
+    for command in (history, rebuild):
+        events.add_command(command)
     return cli
 
 

@@ -23,7 +23,7 @@ from .plumbing import EXIT_NOT_FOUND, EXIT_USAGE, Connection, guarded, literal
 
 @click.group()
 def events() -> None:
-    """Events: delivery status."""
+    """Events: delivery status, a document's history, its state rebuilt from it."""
 
 
 @events.command("status")
