@@ -5,6 +5,7 @@
     entries = await Order.history(order_id, since=datetime(2026, 11, 1, tzinfo=UTC), limit=100)
     entries = await order.history()
     [(e.name, e.changes) for e in entries]        # {path: (old, new)}, redacted paths redacted
+    whole = await order.history(full=True)        # with each event's data: whole[0].event is an Event
     rebuilt = await Order.history.rebuild(order_id)            # or order.history.rebuild(at=...)
     rebuilt.agrees, rebuilt.disagreements                      # {path: (rebuilt, stored)}
 
@@ -92,8 +93,9 @@ class ModelHistory:
         self.model = model
 
     async def __call__(self, id: Any, *, since: datetime | None = None, until: datetime | None = None,
-                      limit: int | None = None) -> list[HistoryEntry]:
-        """The events of document ``id`` written between ``since`` and ``until``, oldest first."""
+                      limit: int | None = None, full: bool = False) -> list[HistoryEntry]:
+        """The events of document ``id`` written between ``since`` and ``until``, oldest first
+        (``full``: with each event's ``data``, for :attr:`HistoryEntry.event`)."""
         low, high = sequence_range(since, until)
         if limit is not None and (not isinstance(limit, int) or limit < 1):
             raise InvalidFilterError(f"limit must be a positive integer or None, got {limit!r}")
@@ -101,7 +103,8 @@ class ModelHistory:
         runtime, collection = get_runtime(), self.model.__ormevents__.collection
         outbox = runtime.outbox
         return await read_document(runtime.database, collection, key, since=low, until=high, limit=limit,
-                                   in_flight=(lambda: outbox.in_flight(collection, key)) if outbox else tuple)
+                                   in_flight=(lambda: outbox.in_flight(collection, key)) if outbox else tuple,
+                                   full=full)
 
     async def rebuild(self, id: Any, *, at: datetime | None = None) -> Rebuilt:
         """Fold the events of document ``id`` written up to ``at`` (default: all of them) and compare
@@ -120,9 +123,9 @@ class DocumentHistory:
         self.of_model, self.id = ModelHistory(model), id
 
     async def __call__(self, *, since: datetime | None = None, until: datetime | None = None,
-                      limit: int | None = None) -> list[HistoryEntry]:
+                      limit: int | None = None, full: bool = False) -> list[HistoryEntry]:
         """This document's events (see :meth:`ModelHistory.__call__`)."""
-        return await self.of_model(self.id, since=since, until=until, limit=limit)
+        return await self.of_model(self.id, since=since, until=until, limit=limit, full=full)
 
     async def rebuild(self, *, at: datetime | None = None) -> Rebuilt:
         """This document's state rebuilt from its events (see :meth:`ModelHistory.rebuild`)."""

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
+from ...errors import ConfigurationError
 from ...events import codec
 from ...events.event import Event
 from .records import EVENTS_COLLECTION, HISTORY_COLLECTION, OUTBOX_FIELD, PendingEvent
@@ -36,16 +37,18 @@ _NO_END = 2**63 - 1
 @dataclass(frozen=True)
 class HistoryEntry:
     """One stored event of a document: its write sequence ``seq`` (nanoseconds since the epoch
-    when it was written), its wire JSON (redacted) and whether it is still ``pending`` (not yet
-    known to be on the broker). The event is decoded on first use of a property."""
+    when it was written), its JSON (redacted: the event's wire form when ``full``, else its
+    summary without ``data``, :func:`~.history_store.summary`) and whether it is still
+    ``pending`` (not yet known to be on the broker). The JSON is decoded on first use of a property."""
 
     seq: int
     wire: str = field(repr=False)
     pending: bool = False
+    full: bool = True
 
     @cached_property
     def data(self) -> dict[str, Any]:
-        """The event's wire form (:meth:`Event.to_dict`)."""
+        """The event's wire form (:meth:`Event.to_dict`; without ``data`` unless ``full``)."""
         decoded: dict[str, Any] = json.loads(self.wire)
         return decoded
 
@@ -80,15 +83,26 @@ class HistoryEntry:
         """When the event was built (UTC)."""
         return datetime.fromisoformat(self.data["created_at"])
 
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The event's metadata."""
+        decoded: dict[str, Any] = codec.decode(self.data.get("metadata") or {})
+        return decoded
+
     @cached_property
     def event(self) -> Event:
-        """The full :class:`Event`."""
+        """The full :class:`Event`; :class:`~ormevents.errors.ConfigurationError` for an entry read
+        without its data (``history(..., full=True)`` reads them)."""
+        if not self.full:
+            raise ConfigurationError("this history entry was read without the event's data: "
+                                     "read the history with full=True to get whole events")
         return Event.from_dict(self.data)
 
 
 async def read_document(database: Any, collection: str, object_id: Any, *, since: int = 0,
                         until: int = _NO_END, limit: int | None = None,
-                        in_flight: Callable[[], Sequence[PendingEvent]] = tuple) -> list[HistoryEntry]:
+                        in_flight: Callable[[], Sequence[PendingEvent]] = tuple,
+                        full: bool = False) -> list[HistoryEntry]:
     """The events of document ``object_id`` of ``collection`` written between sequences ``since``
     and ``until`` (inclusive), oldest first, at most ``limit``.
 
@@ -96,11 +110,12 @@ async def read_document(database: Any, collection: str, object_id: Any, *, since
     before it removes it from the document, so an entry read in neither place cannot exist,
     except one a later write of the document dropped before the clean-up ran (within
     ``cleanup_interval``, 1 s): ``in_flight`` returns those of this process
-    (:meth:`~ormevents.delivery.base.Outbox.in_flight`); another process sees them after the clean-up."""
+    (:meth:`~ormevents.delivery.base.Outbox.in_flight`); another process sees them after the clean-up.
+    ``full``: read whole events (with ``data``), not the summaries of sent ones."""
     outbox = await database[collection].find_one({"_id": object_id}, {OUTBOX_FIELD: 1})
     buckets = database[HISTORY_COLLECTION].find(
         {"c": collection, "o": object_id, "last": {"$gte": since}, "first": {"$lte": until}},
-        {"e": 1, "_id": 0}).sort("first", 1)
+        {"s": 1, "i": 1, "w" if full else "h": 1, "_id": 0}).sort("first", 1)
     rows = database[EVENTS_COLLECTION].find(
         {"c": collection, "o": object_id, "s": {"$gte": since, "$lte": until}},
         {"w": 1, "s": 1, "pending_at": 1}).sort("s", 1)
@@ -110,9 +125,9 @@ async def read_document(database: Any, collection: str, object_id: Any, *, since
         if since <= record.seq <= until:
             entries[record.id] = HistoryEntry(record.seq, record.wire)
     for bucket in found:
-        for item in bucket.get("e", ()):
-            if since <= item.get("s", 0) <= until:
-                entries.setdefault(item["i"], HistoryEntry(item.get("s", 0), item["w"]))
+        for seq, event_id, text in zip(bucket["s"], bucket["i"], bucket["w" if full else "h"]):
+            if since <= seq <= until and event_id not in entries:
+                entries[event_id] = HistoryEntry(seq, text, full=full)
     for row in stored:
         entries.setdefault(str(row["_id"]), HistoryEntry(row.get("s", 0), row["w"], "pending_at" in row))
     for event_id, entry in ((outbox or {}).get(OUTBOX_FIELD) or {}).items():
@@ -131,13 +146,12 @@ async def read_model(database: Any, collection: str, *, since: int = 0, until: i
     seen: set[str] = set()
     buckets = database[HISTORY_COLLECTION].find(
         {"c": collection, "last": {"$gte": since}, "first": {"$lte": until}},
-        {"e": 1, "o": 1, "_id": 0}).sort([("o", 1), ("first", 1)]).batch_size(batch)
+        {"s": 1, "i": 1, "w": 1, "_id": 0}).sort([("o", 1), ("first", 1)]).batch_size(batch)
     async for bucket in buckets:
-        items = sorted((i for i in bucket.get("e", ()) if since <= i.get("s", 0) <= until), key=lambda i: i["s"])
-        for item in items:
-            if item["i"] not in seen:
-                seen.add(item["i"])
-                yield HistoryEntry(item["s"], item["w"])
+        for seq, event_id, wire in sorted(zip(bucket["s"], bucket["i"], bucket["w"])):
+            if since <= seq <= until and event_id not in seen:
+                seen.add(event_id)
+                yield HistoryEntry(seq, wire)
     rows = database[EVENTS_COLLECTION].find({"c": collection, "s": {"$gte": since, "$lte": until}},
                                             {"w": 1, "s": 1, "pending_at": 1}).sort("s", 1)
     async for row in rows:
