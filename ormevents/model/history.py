@@ -21,11 +21,11 @@ are datetimes (naive ones are UTC); ``since`` after ``until`` raises
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, overload
 
 from ..changes.fold import disagreements, fold
-from ..delivery.outbox.history import HistoryEntry, read_document
+from ..delivery.outbox.history import HistoryEntry, read_document, sequence_range
 from ..delivery.outbox.records import HIDDEN_PROJECTION
 from ..errors import InvalidFilterError
 from ..events import codec
@@ -35,25 +35,6 @@ from .types import valid_id
 
 if TYPE_CHECKING:
     from .base import EventModel
-
-
-def sequence_at(moment: datetime | None, default: int) -> int:
-    """The write sequence of ``moment`` (nanoseconds since the epoch; naive = UTC), or ``default``."""
-    if moment is None:
-        return default
-    if not isinstance(moment, datetime):
-        raise InvalidFilterError(f"expected a datetime, got {moment!r}")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1_000_000) * 1000
-
-
-def sequence_range(since: datetime | None, until: datetime | None) -> tuple[int, int]:
-    """``(since, until)`` as write sequences; :class:`InvalidFilterError` when since is after until."""
-    low, high = sequence_at(since, 0), sequence_at(until, 2**63 - 1000) + 999  # until: its whole microsecond
-    if low > high:
-        raise InvalidFilterError(f"since ({since}) is after until ({until}): nothing can match")
-    return low, high
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,13 @@ from typing import Annotated, Any
 import pytest
 
 import ormevents
-from ormevents import EventModel, EventModelConfig, InvalidIdError, ModelDefinitionError, Sensitive
+from ormevents import (
+    EventModel,
+    EventModelConfig,
+    InvalidIdError,
+    ModelDefinitionError,
+    Sensitive,
+)
 from ormevents.errors import InvalidFilterError
 
 pytestmark = pytest.mark.integration

@@ -18,20 +18,39 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import re
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-from ...errors import ConfigurationError
+from ...errors import ConfigurationError, InvalidFilterError
 from ...events import codec
 from ...events.event import Event
 from .records import EVENTS_COLLECTION, HISTORY_COLLECTION, OUTBOX_FIELD, PendingEvent
 
 _NO_END = 2**63 - 1
+
+
+def sequence_at(moment: datetime | None, default: int) -> int:
+    """The write sequence of ``moment`` (nanoseconds since the epoch; naive = UTC), or ``default``."""
+    if moment is None:
+        return default
+    if not isinstance(moment, datetime):
+        raise InvalidFilterError(f"expected a datetime, got {moment!r}")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1_000_000) * 1000
+
+
+def sequence_range(since: datetime | None, until: datetime | None) -> tuple[int, int]:
+    """``(since, until)`` as write sequences; :class:`InvalidFilterError` when since is after until."""
+    low, high = sequence_at(since, 0), sequence_at(until, 2**63 - 1000) + 999  # until: its whole microsecond
+    if low > high:
+        raise InvalidFilterError(f"since ({since}) is after until ({until}): nothing can match")
+    return low, high
 
 
 @dataclass(frozen=True)
@@ -166,6 +185,6 @@ async def resolve_collection(database: Any, model: str) -> str | None:
         found = await database[HISTORY_COLLECTION].find_one(query, {"c": 1})
         if found is not None:
             return str(found["c"])
-    row = await database[EVENTS_COLLECTION].find_one({"$or": [{"c": model}, {"n": {"$regex": f"^{model}\\."}}]},
+    row = await database[EVENTS_COLLECTION].find_one({"$or": [{"c": model}, {"n": {"$regex": f"^{re.escape(model)}\\."}}]},
                                                      {"c": 1})
     return None if row is None else str(row["c"])

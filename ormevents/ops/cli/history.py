@@ -52,10 +52,13 @@ async def _entries(settings: Any, model: str, text: str, since: Any, until: Any,
                    with_stored: bool) -> tuple[str, Any, list[Any], dict[str, Any] | None]:
     from pymongo import AsyncMongoClient
 
-    from ...delivery.outbox.history import read_document, resolve_collection
+    from ...delivery.outbox.history import (
+        read_document,
+        resolve_collection,
+        sequence_range,
+    )
     from ...delivery.outbox.records import HIDDEN_PROJECTION
     from ...errors import UnknownModelError
-    from ...model.history import sequence_range
 
     low, high = sequence_range(since, until)
     client: Any = AsyncMongoClient(settings.mongo_url, tz_aware=True, serverSelectionTimeoutMS=3000)
