@@ -213,3 +213,33 @@ def test_outbox_settings_and_bad_values() -> None:
     with pytest.raises(ValidationError, match="typo"):
         parse_event_config({"outbox": {"typo": 1}})
     assert parse_event_config({"outbox": {"history_seconds": 0}}).outbox.history_seconds == 0
+
+
+def test_the_replay_envelope_is_the_run_handler_message_celery_builds() -> None:
+    import base64
+
+    from kombu import Connection, Exchange, Producer, Queue
+
+    from ormevents.delivery.celery.config import publishing_app
+    from ormevents.delivery.celery.sending import run_message
+
+    event = Event(name="user.created", data={"name": "ann \u00e9"})
+    settings = DeliverySettings(redis_url="memory://", broker_url="memory://", queue_name="q:events")
+    kwargs = {"first_at": 1.5, "options": {**settings.message_options(), "replay": True}, "due": 1.5,
+              "run_id": "replay:audit.user"}
+    ours = json.loads(EnvelopeBuilder("q:events", None).run(event.to_json(), str(event.id), "audit.user", kwargs))
+    message = run_message(event.to_dict(), "audit.user", 0, None, 1.5, options=kwargs["options"], due=1.5,
+                          run_id="replay:audit.user")
+    app = publishing_app(settings)
+    with Connection("memory://") as connection:
+        queue = Queue("q:events", Exchange("q:events"), routing_key="q:events")
+        queue(connection.default_channel).declare()
+        app.send_task(message["task"], args=message["args"], kwargs=message["kwargs"], task_id=message["id"],
+                      argsrepr=f"<{message['task']} {message['id']}>", kwargsrepr="{}", queue="q:events",
+                      connection=connection, producer=Producer(connection))
+        celery_message = queue(connection.default_channel).get(no_ack=True)
+    assert json.loads(base64.b64decode(ours["body"])) == json.loads(celery_message.body)
+    for header in ("task", "id", "root_id", "parent_id", "retries", "eta", "expires", "group", "timelimit",
+                   "argsrepr", "kwargsrepr", "lang", "shadow", "ignore_result"):
+        assert ours["headers"][header] == celery_message.headers[header], header
+    assert ours["properties"]["delivery_info"]["routing_key"] == "q:events"

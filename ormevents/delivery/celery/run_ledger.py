@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,14 +99,21 @@ class RunLedger:
         self._abandon = client.register_script(lua.ABANDON)
         self._renew = client.register_script(lua.RENEW)
 
-    def dispatch(self, wire_json: str, event_id: str, queued: dict[str, dict[str, str]], status_ttl: int) -> list[str]:
+    def dispatch(self, wire_json: str, event_id: str, queued: dict[str, dict[str, str]], status_ttl: int,
+                 pipe: Any = None, run_id: Callable[[str], str] = dispatch_run_id) -> list[str]:
         """Record a dispatch of the event to the handlers of ``queued`` (name -> the status fields
-        of its queued state); returns those that have not completed the event, in order."""
+        of its queued state); returns those that have not completed the event, in order.
+
+        ``run_id`` names each handler's run (a replay passes its own); with ``pipe`` the script is
+        queued on that pipeline instead, and its ``execute()`` returns the names."""
         args: list[Any] = [status_ttl, self.ttl, wire_json, json.dumps("dispatched")]
         for name, fields in queued.items():
-            args += [name, dispatch_run_id(name), len(fields), *_pairs(fields)]
+            args += [name, run_id(name), len(fields), *_pairs(fields)]
         keys = [self.keys.status(event_id), self.keys.gauges, self.keys.stats, self.keys.done(event_id),
                 self.keys.runs(event_id), self._this_minute()]
+        if pipe is not None:
+            self._dispatch(keys=keys, args=args, client=pipe)
+            return []
         return [_text(name) for name in self._dispatch(keys=keys, args=args)]
 
     def begin(self, run_id: str, event_id: str, handler: str, waiting: str, token: str, status_ttl: int,
