@@ -8,6 +8,9 @@ since after until, a bad rate) is refused before anything is sent."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -20,7 +23,7 @@ import ormevents
 from ormevents import EventModel, event_bus
 from ormevents.errors import InvalidFilterError, UnknownHandlerError, UnknownModelError
 from tests.integration.test_delivery import wait_for
-from tests.integration.worker_process import WorkerProcess, running
+from tests.integration.worker_process import ROOT, WorkerProcess, running
 
 pytestmark = pytest.mark.integration
 DOCUMENTS, WRITES = 20, 10  # 200 events
@@ -61,8 +64,14 @@ def counts(rdb: redis.Redis, queue: str, handler: str) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in rdb.hgetall(f"{queue}:replay:{handler}").items()}
 
 
+def cli(redis_uri: str, queue: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ormevents", "--redis-url", redis_uri, "--queue", queue, *args],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
 async def test_a_replay_runs_a_new_handler_once_per_stored_event_and_nothing_else(
-        app: Any, queue: str, redis_uri: str, rdb: redis.Redis) -> None:
+        app: Any, queue: str, redis_uri: str, mongo_uri: str, rdb: redis.Redis) -> None:
     with running(worker(queue, redis_uri, new=False)):
         tallies = [await Tally.create(name=f"t{i}") for i in range(DOCUMENTS)]
         for step in range(1, WRITES):
@@ -106,6 +115,13 @@ async def test_a_replay_runs_a_new_handler_once_per_stored_event_and_nothing_els
 
         second = await event_bus.replay(handler="replay.audit", model=Tally)
         assert (second.sent, second.skipped) == (0, 200), second
+        where = ["--mongo-url", mongo_uri, "--database", app.name]
+        counted = await asyncio.to_thread(cli, redis_uri, queue, "replay", "--handler", "replay.audit", "--model",
+                                          "tally", "--since", "1d", "--dry-run", *where)
+        assert counted.returncode == 0 and "200 events; would send 0, would skip 200" in counted.stdout, counted
+        unknown = await asyncio.to_thread(cli, redis_uri, queue, "replay", "--handler", "replay.gone", "--model",
+                                          "tally", "--since", "1d", *where)
+        assert unknown.returncode == 1 and "no running worker has a handler named 'replay.gone'" in unknown.stderr
         history = await tallies[0].history()
         forced = await event_bus.replay(handler="replay.audit", model=Tally, force=True,
                                         where=lambda entry: entry.id in {e.id for e in history})
