@@ -66,7 +66,7 @@ def counts(rdb: redis.Redis, queue: str, handler: str) -> dict[str, int]:
 
 def cli(redis_uri: str, queue: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "ormevents", "--redis-url", redis_uri, "--queue", queue, *args],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          check=False, capture_output=True, text=True, timeout=60, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
