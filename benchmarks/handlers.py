@@ -4,7 +4,8 @@ Each does what the raw Celery baseline's task does (:mod:`benchmarks.tasks_commo
 
 * ``bench.fan1`` / ``bench.fan4`` / ``bench.fan16`` events go to 1, 4 and 16 counting handlers;
 * ``bench.stamp`` events and ``latency_doc.updated`` record when the handler started;
-* ``bench_doc.created`` / ``bench_doc.updated`` (model writes) are counted by ``data["run"]``.
+* ``bench_doc.created`` / ``bench_doc.updated`` (model writes) are counted by ``data["run"]``;
+* ``bench_replay.*`` events (only ever replayed, scenario 14) likewise.
 """
 
 from __future__ import annotations
@@ -31,3 +32,4 @@ for fanout in FANOUTS:
 event_handler("bench.stamp", name="bench.stamp")(stamp)
 event_handler("latency_doc.updated", name="bench.latency_doc")(stamp)
 event_handler("bench_doc.*", name="bench.bench_doc")(count)
+event_handler("bench_replay.*", name="bench.replay")(count)  # scenario 14: runs only by a replay

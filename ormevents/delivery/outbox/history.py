@@ -132,12 +132,11 @@ async def read_document(database: Any, collection: str, object_id: Any, *, since
     (:meth:`~ormevents.delivery.base.Outbox.in_flight`); another process sees them after the clean-up.
     ``full``: read whole events (with ``data``), not the summaries of sent ones."""
     outbox = await database[collection].find_one({"_id": object_id}, {OUTBOX_FIELD: 1})
-    buckets = database[HISTORY_COLLECTION].find(
-        {"c": collection, "o": object_id, "last": {"$gte": since}, "first": {"$lte": until}},
-        {"s": 1, "i": 1, "w" if full else "h": 1, "_id": 0}).sort("first", 1)
-    rows = database[EVENTS_COLLECTION].find(
-        {"c": collection, "o": object_id, "s": {"$gte": since, "$lte": until}},
-        {"w": 1, "s": 1, "pending_at": 1}).sort("s", 1)
+    # equality on (c, o) only, the range applied here: SecantusDB took 14 ms instead of 1.7 ms for
+    # the buckets of one document with a range on first/last beside them (measured, 50 other documents)
+    buckets = database[HISTORY_COLLECTION].find({"c": collection, "o": object_id},
+                                                {"s": 1, "i": 1, "w" if full else "h": 1, "_id": 0})
+    rows = database[EVENTS_COLLECTION].find({"c": collection, "o": object_id}, {"w": 1, "s": 1, "pending_at": 1})
     found, stored = await asyncio.gather(buckets.to_list(None), rows.to_list(None))
     entries: dict[str, HistoryEntry] = {}
     for record in in_flight():
@@ -148,7 +147,8 @@ async def read_document(database: Any, collection: str, object_id: Any, *, since
             if since <= seq <= until and event_id not in entries:
                 entries[event_id] = HistoryEntry(seq, text, full=full)
     for row in stored:
-        entries.setdefault(str(row["_id"]), HistoryEntry(row.get("s", 0), row["w"], "pending_at" in row))
+        if since <= row.get("s", 0) <= until:
+            entries.setdefault(str(row["_id"]), HistoryEntry(row.get("s", 0), row["w"], "pending_at" in row))
     for event_id, entry in ((outbox or {}).get(OUTBOX_FIELD) or {}).items():
         if since <= entry.get("s", 0) <= until:
             entries.setdefault(event_id, HistoryEntry(entry.get("s", 0), entry["w"], True))
