@@ -63,6 +63,8 @@ from .errors import (
     OrmEventsError,
     PublishError,
     TransactionAbortedError,
+    UnknownHandlerError,
+    UnknownModelError,
     UnserializableValueError,
 )
 from .events.event import Event
@@ -134,6 +136,8 @@ __all__ = [
     "Transaction",
     "transaction",
     "TransactionAbortedError",
+    "UnknownHandlerError",
+    "UnknownModelError",
     "UnserializableValueError",
     "Was",
 ]
