@@ -132,15 +132,15 @@ class Cleaner:
         records, self._waiting = self._waiting, []
         dropped, self._dropped = self._dropped, set()
         recompute, self._recompute = self._recompute, set()
-        self._by_document = {}
         if not records and not recompute:
             return 0
-        self._cleaning = records
+        self._cleaning = records  # still droppable by a write meanwhile: the history is written first
         try:
             await self._clean(self.database(), records, dropped, recompute)
         except Exception as error:  # keep them for the next round; the relay covers a dead process
             self._cleaning = []
-            self.add(records)
+            self._waiting[:0] = records
+            del self._waiting[: max(0, len(self._waiting) - KEEP_AT_MOST)]
             self._dropped |= dropped
             self._recompute |= recompute
             if not self._failing:
@@ -149,12 +149,26 @@ class Cleaner:
             self._failing = True
             return 0
         self._cleaning = []
+        self._cleaned_up(records)
         if self._failing:
             logger.info("outbox clean-up works again")
         self._failing = False
         if self.forget is not None:
             self._cleaned.append((time.monotonic() + self.forget_after, [r.id for r in records]))
         return len(records)
+
+    def _cleaned_up(self, records: list[PendingEvent]) -> None:
+        """``records`` left their documents: a write no longer has them to drop."""
+        gone: dict[Any, set[str]] = {}
+        for record in records:
+            if record.embedded:
+                gone.setdefault(document_key(record.home, record.key), set()).add(record.id)
+        for key, ids in gone.items():
+            held = self._by_document.get(key)
+            if held is not None:
+                held[:] = [event_id for event_id in held if event_id not in ids]
+                if not held:
+                    del self._by_document[key]
 
     async def _clean(self, database: Any, records: list[PendingEvent], dropped: set[str],
                      recompute: set[tuple[str, Any]]) -> None:
