@@ -7,6 +7,7 @@ Each does what the raw Celery baseline's task does (:mod:`benchmarks.tasks_commo
 * ``bench_doc.created`` / ``bench_doc.updated`` (model writes) are counted by ``data["run"]``;
   an update whose diff is not ``{"n": [old, -1]}`` (scenario 3's update) is also counted under
   :data:`BAD_DIFFS`.
+* ``bench_replay.*`` events (only ever replayed, scenario 14) are counted like ``bench.fan1``.
 """
 
 from __future__ import annotations
@@ -43,3 +44,4 @@ for fanout in FANOUTS:
 event_handler("bench.stamp", name="bench.stamp")(stamp)
 event_handler("latency_doc.updated", name="bench.latency_doc")(stamp)
 event_handler("bench_doc.*", name="bench.bench_doc")(count_doc)
+event_handler("bench_replay.*", name="bench.replay")(count)  # scenario 14: runs only by a replay

@@ -65,6 +65,8 @@ from .errors import (
     OrmEventsError,
     PublishError,
     TransactionAbortedError,
+    UnknownHandlerError,
+    UnknownModelError,
     UnserializableValueError,
 )
 from .events.event import Event
@@ -142,6 +144,8 @@ __all__ = [
     "transaction",
     "watch",
     "TransactionAbortedError",
+    "UnknownHandlerError",
+    "UnknownModelError",
     "UnserializableValueError",
     "Was",
 ]

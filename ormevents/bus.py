@@ -12,20 +12,25 @@ Example::
     event = Event(name="user.reminder", data={})
     await event_bus.publish(event, delay=3600)
     await event_bus.cancel(event.id)        # True: it was still waiting
+    summary = await event_bus.replay(handler="audit.order", model="order", since=datetime(2026, 11, 1))
     page = await event_bus.get_failed_jobs(handler="billing.activate", limit=20)
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, UnknownModelError
 from .events.event import Event
 from .jobs.records import FailedJob, Page
 from .jobs.status import EventStatus, HandlerStatus
 from .runtime import get_runtime
+
+if TYPE_CHECKING:
+    from .delivery.outbox.history import HistoryEntry
 
 
 def _api(name: str) -> Any:
@@ -110,6 +115,28 @@ class EventBus(FailedJobsFacade):
         for event in events:
             await publisher.publish(event)
         return len(events)
+
+    async def replay(self, *, handler: str, model: Any, since: datetime | None = None, until: datetime | None = None,
+                     where: Callable[[HistoryEntry], bool] | None = None, force: bool = False, dry_run: bool = False,
+                     rate: str | float | None = None, progress: Callable[[int], None] | None = None) -> Any:
+        """Re-deliver ``model``'s stored events written between ``since`` and ``until`` (and passing
+        ``where(entry)``) to the handler named ``handler`` only, through the workers; events it
+        completed already are skipped unless ``force`` (see :mod:`ormevents.delivery.celery.replay`).
+        ``model``: an EventModel class, its event name (``"order"``) or its collection. Returns a
+        :class:`~ormevents.delivery.celery.replay.ReplaySummary`. Needs ``init(redis_uri=...)``."""
+        runtime = get_runtime()
+        replay = _api("replay")
+        meta = getattr(model, "__ormevents__", None)
+        collection = meta.collection if meta is not None else None
+        if collection is None:
+            from .delivery.outbox.history import resolve_collection
+
+            collection = await resolve_collection(runtime.database, str(model)) if isinstance(model, str) else None
+        if collection is None:
+            raise UnknownModelError(f"no stored events of a model {model!r}: give the model class, its event "
+                                    "name (order) or its collection (orders)")
+        return await replay(runtime.database, collection, handler, since=since, until=until, where=where,
+                            force=force, dry_run=dry_run, rate=rate, progress=progress)
 
     async def cancel(self, event_id: uuid.UUID | str) -> bool:
         """Cancel a pending delayed event; ``True`` if it was still waiting."""

@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 class OutboxConfig(BaseModel):
     """How the outbox hands events over and keeps them (``event_config={"outbox": {...}}``).
 
-    ``history_seconds``: how long sent events stay in ``_oe_events`` as the event history
-    (default 7 days; ``0`` keeps none; ``None`` keeps them forever).
+    ``history_seconds``: how long sent events stay in the event history (``_oe_history`` and
+    ``_oe_events``; default 7 days; ``0`` keeps none; ``None`` keeps them forever); a model's
+    ``history_days`` wins (``docs/history.md``).
     ``cleanup_interval``: seconds between the batched clean-ups of sent records (default 1).
     ``queue_limit``: events waiting in memory for their hand-off, per event loop; beyond it
     an event is left to the relay (default 10,000).

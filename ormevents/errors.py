@@ -114,6 +114,14 @@ class ChangeStreamHistoryLostError(OrmEventsError):
     silently: reconcile that period, then start the watcher with ``from_now=True``."""
 
 
+class UnknownModelError(OrmEventsError, LookupError):
+    """No model of that name has stored events (``ormevents events history``, ``replay``)."""
+
+
+class UnknownHandlerError(OrmEventsError, LookupError):
+    """No handler of that name is registered here, or no running worker has it (``replay``)."""
+
+
 class DatabaseUnavailableError(OrmEventsError):
     """MongoDB could not be reached (or stopped answering) during a write.
 

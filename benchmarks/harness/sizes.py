@@ -32,6 +32,8 @@ class Sizes:
     fanout_runs: int        # 11: handler runs (tasks) per fan-out and side
     throughput_rounds: int  # rounds of every throughput comparison
     relay_backlog: int = 20_000  # 13: pending events the relay drains, per kind and round
+    history_events: int = 1000   # 14: events of the document whose history is read
+    replay_events: int = 2000    # 14: stored events replayed to one handler
 
     @classmethod
     def full(cls) -> Sizes:
@@ -46,4 +48,4 @@ class Sizes:
         return cls(write_ops=40, rounds=2, events=60, events_fan4=20, bulk_docs=200, latency_events=10,
                    delayed=300, delayed_raw=300, ingest_wait=10.0, diff_ops=100, failed_jobs=2000, pages=5, beanie_ops=20,
                    beanie_docs=20, concurrent_ops=64, size_ops=20, fanout_runs=32, throughput_rounds=2,
-                   relay_backlog=200)
+                   relay_backlog=200, history_events=50, replay_events=100)

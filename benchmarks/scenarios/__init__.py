@@ -11,7 +11,7 @@ import importlib
 from types import ModuleType
 
 ORDER = ("s06_diff", "s07_failed_paging", "s12_dashboard", "s01_write_latency", "s09_loop_lag", "s10_document_size", "s08_beanie",
-         "s04_handler_latency", "s02_delivery", "s11_fanout", "s03_bulk", "s13_relay", "s05_delayed")
+         "s04_handler_latency", "s02_delivery", "s11_fanout", "s03_bulk", "s13_relay", "s14_history", "s05_delayed")
 
 
 def load(numbers: set[int] | None = None) -> list[ModuleType]:

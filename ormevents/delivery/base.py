@@ -70,6 +70,11 @@ class Outbox(Protocol):
         """That write went through: entries ``ids`` are gone from the document already."""
         ...
 
+    def in_flight(self, home: str, key: Any) -> list[PendingEvent]:
+        """The records of document ``key`` this process handed over and has not yet written to
+        the history (the event history merges them: the document may have dropped them)."""
+        ...
+
     async def flush(self, cleanup: bool = False) -> None:
         """Wait until the records submitted on this loop were handed over (``cleanup``: and
         marked sent in MongoDB)."""

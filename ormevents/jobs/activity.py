@@ -77,7 +77,8 @@ def read_handler_totals(client: Any, keys: Keys) -> dict[str, dict[str, int]]:
 @dataclass(frozen=True)
 class WorkerSeen:
     """One worker's last heartbeat: its name, host and pid, the queues it consumes, when it
-    started and was last seen, and whether that is recent (:data:`WORKER_ALIVE`)."""
+    started and was last seen, whether that is recent (:data:`WORKER_ALIVE`), and the handlers
+    it has imported (name -> its own queue or ``None``; ``None``: a worker that does not say)."""
 
     name: str
     host: str
@@ -86,6 +87,7 @@ class WorkerSeen:
     started_at: datetime
     seen_at: datetime
     alive: bool
+    handlers: dict[str, str | None] | None = None
 
 
 def read_workers(client: Any, keys: Keys, now: float | None = None) -> list[WorkerSeen]:
@@ -101,7 +103,8 @@ def read_workers(client: Any, keys: Keys, now: float | None = None) -> list[Work
             worker = WorkerSeen(name, str(beat.get("host", "")), int(beat.get("pid", 0)),
                                 tuple(str(q) for q in beat.get("queues", ())),
                                 datetime.fromtimestamp(float(beat.get("started", seen)), UTC),
-                                datetime.fromtimestamp(seen, UTC), now - seen <= WORKER_ALIVE)
+                                datetime.fromtimestamp(seen, UTC), now - seen <= WORKER_ALIVE,
+                                dict(beat["handlers"]) if isinstance(beat.get("handlers"), dict) else None)
         except (ValueError, KeyError, TypeError):
             stale.append(name)  # not a heartbeat this version wrote
             continue

@@ -54,6 +54,8 @@ class HandlerStatus(BaseModel):
     finished_at: datetime | None = None
     next_attempt_at: datetime | None = None
     updated_at: datetime | None = None
+    replay: bool = False
+    """True when this run was sent by a replay (``event_bus.replay``, ``ormevents replay``)."""
 
 
 class EventStatus(BaseModel):

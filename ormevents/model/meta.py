@@ -14,15 +14,20 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
+from ..delivery.outbox.records import FOREVER
+from ..errors import ModelDefinitionError
 from ..events.naming import default_collection, snake_case
 from ..events.redaction import sensitive_paths
 from .hooks import HookTable, collect_hooks
 
 
 class EventModelConfig(ConfigDict, total=False):
-    """pydantic's ``ConfigDict`` plus ``sensitive_fields``: names whose values are redacted."""
+    """pydantic's ``ConfigDict`` plus ``sensitive_fields`` (names whose values are redacted) and
+    ``history_days`` (how long the model's events stay in its history once sent: days, or
+    ``None`` for forever; without it, the outbox's ``history_seconds``)."""
 
     sensitive_fields: tuple[str, ...]
+    history_days: float | None
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,8 @@ class ModelMeta:
     hooks: HookTable
     sensitive: frozenset[str]
     id_adapter: TypeAdapter[Any]
+    retention: float | None = None
+    """``history_days`` in seconds (``FOREVER`` for ``None``); ``None``: the outbox's setting."""
 
 
 def model_meta(cls: type[BaseModel]) -> ModelMeta:
@@ -44,7 +51,23 @@ def model_meta(cls: type[BaseModel]) -> ModelMeta:
         hooks=collect_hooks(cls),
         sensitive=sensitive_paths(cls),
         id_adapter=TypeAdapter(cls.model_fields["id"].rebuild_annotation()),
+        retention=_retention(cls),
     )
+
+
+def _retention(cls: type[BaseModel]) -> float | None:
+    """The model's ``history_days`` in seconds, :data:`FOREVER` for ``None``, ``None`` when unset;
+    :class:`ModelDefinitionError` for a negative or non-numeric value."""
+    config = dict(cls.model_config)
+    if "history_days" not in config:
+        return None
+    days = config["history_days"]
+    if days is None:
+        return FOREVER
+    if isinstance(days, bool) or not isinstance(days, (int, float)) or days < 0:
+        raise ModelDefinitionError(f"{cls.__name__}: history_days must be a number of days >= 0 or None (forever), "
+                                   f"got {days!r}")
+    return float(days) * 86400
 
 
 def _class_option(cls: type[BaseModel], name: str) -> Any:

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Self
-
-from pydantic import ValidationError
+from typing import Any, ClassVar, Self
 
 from ..changes.diff import EMPTY
-from ..errors import InvalidIdError
 from ..delivery.outbox.records import HIDDEN_PROJECTION
 from ..runtime import get_runtime
 from .compare_and_set import stored_form
+from .history import HistoryAccessor
 from .transaction import current_session
 from .bson_form import from_bson, to_bson
+from .types import valid_id
 
 logger = logging.getLogger("ormevents.model.query")
 
@@ -30,7 +29,10 @@ Sort = str | Sequence[tuple[str, int]] | None
 
 
 class QueryMixin:
-    """Read methods shared by every :class:`~ormevents.model.base.EventModel`."""
+    """Read methods shared by every :class:`~ormevents.model.base.EventModel`; ``history``: the
+    document's stored events (:mod:`ormevents.model.history`)."""
+
+    history: ClassVar[HistoryAccessor] = HistoryAccessor()
 
     @classmethod
     async def get(cls, id: Any) -> Self | None:
@@ -39,16 +41,7 @@ class QueryMixin:
         Raises :class:`~ormevents.errors.InvalidIdError` (a ``ValueError``) for a value that
         cannot be an id of this model, such as ``"not-an-id"``, before any database access.
         """
-        model = _model(cls)
-        try:
-            key = model.__ormevents__.id_adapter.validate_python(id)
-        except ValidationError as error:
-            reason = error.errors()[0]["msg"] if error.errors() else str(error)
-            raise InvalidIdError(
-                f"{model.__name__}.get({id!r}): not a valid id for this model ({reason}); "
-                "pass the id as stored, e.g. an ObjectId or its 24-hex string"
-            ) from None
-        return await cls.find_one({"_id": key})
+        return await cls.find_one({"_id": valid_id(_model(cls), id, "get")})
 
     @classmethod
     async def find_one(cls, filter: Mapping[str, Any] | None = None) -> Self | None:

@@ -37,6 +37,7 @@ from ..delivery.outbox.records import (
     PENDING_FIELD,
     PendingEvent,
     build_pending,
+    companions,
     indexes,
     too_large,
 )
@@ -86,8 +87,9 @@ class Unit:
 
     # ----- building records (before any I/O) ---------------------------------------------------
 
-    def prepare(self, event: Event | None, home: str, key: Any) -> PendingEvent | None:
-        """The record of ``event`` for the outbox (``None`` without an outbox or an event).
+    def prepare(self, event: Event | None, home: str, key: Any, retention: float | None = None) -> PendingEvent | None:
+        """The record of ``event`` for the outbox (``None`` without an outbox or an event);
+        ``retention``: its model's history retention (:class:`~ormevents.delivery.outbox.records.PendingEvent`).
 
         Checks the event's size either way: :class:`~ormevents.errors.EventTooLargeError`
         before anything is written.
@@ -99,7 +101,7 @@ class Unit:
             if len(wire) > self.max_event_bytes:
                 raise too_large(event, len(wire), self.max_event_bytes)
             return None
-        return build_pending(event, home=home, key=key, max_bytes=self.max_event_bytes)
+        return build_pending(event, home=home, key=key, max_bytes=self.max_event_bytes, retention=retention)
 
     # ----- the writes -------------------------------------------------------------------------
 
@@ -175,17 +177,21 @@ class Unit:
     async def indexed(self, collection: str) -> None:
         """Create the outbox indexes of ``collection`` if this runtime has not yet (the relay finds
         the collections holding records by them). In a transaction, right after the commit: a
-        catalog change while it is open would abort it."""
+        catalog change while it is open would abort it. A model collection's first write also
+        creates those of ``_oe_events`` and ``_oe_history`` (the history and its TTL)."""
         if collection in self.runtime.indexed:
             return
         if self.transactional:
             self.unindexed.add(collection)
             return
-        target = self.database[collection]
-        for keys, options in indexes(collection):
-            await self.call(target.create_index, keys, what=f"creating the outbox index of {collection}",
-                            use_session=False, **options)
-        self.runtime.indexed.add(collection)
+        for name in (collection, *companions(collection)):
+            if name in self.runtime.indexed:
+                continue
+            target = self.database[name]
+            for keys, options in indexes(name):
+                await self.call(target.create_index, keys, what=f"creating the outbox index of {name}",
+                                use_session=False, **options)
+            self.runtime.indexed.add(name)
 
     async def call(self, method: Callable[..., Awaitable[T]], *args: Any, what: str,
                    document: Mapping[str, Any] | None = None, use_session: bool = True, **options: Any) -> T:

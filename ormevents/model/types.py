@@ -10,7 +10,7 @@ from bson import ObjectId
 from bson.errors import InvalidId
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, InvalidIdError
 
 
 def _to_object_id(value: Any) -> ObjectId:
@@ -44,3 +44,18 @@ def new_id(model_name: str, annotation: Any) -> Any:
     if str in args:
         return str(ObjectId())
     raise ConfigurationError(f"{model_name}.id has type {annotation}; set it before saving")
+
+
+def valid_id(model: Any, id: Any, call: str) -> Any:
+    """``id`` validated as an id of ``model`` (an ObjectId may be its hex string), or
+    :class:`InvalidIdError` naming ``model.call(id)``."""
+    from pydantic import ValidationError
+
+    try:
+        return model.__ormevents__.id_adapter.validate_python(id)
+    except ValidationError as error:
+        reason = error.errors()[0]["msg"] if error.errors() else str(error)
+        raise InvalidIdError(
+            f"{model.__name__}.{call}({id!r}): not a valid id for this model ({reason}); "
+            "pass the id as stored, e.g. an ObjectId or its 24-hex string"
+        ) from None

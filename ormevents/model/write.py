@@ -50,7 +50,7 @@ async def insert(instance: Tracked, run: bool, emit: bool, session: Any = None) 
     changes = diff(None, current)
     event = instance._event("created", current, changes) if emit else None
     document = to_bson({"_id": instance.id, **current})
-    pending = unit.prepare(event, meta.collection, document["_id"])  # fails before writing if unserializable
+    pending = unit.prepare(event, meta.collection, document["_id"], meta.retention)  # fails before writing if unserializable
     stored = stored_after({}, {"$set": {k: v for k, v in document.items() if k != "_id"}})
     done = joined(unit, instance, run)
 
@@ -82,7 +82,7 @@ async def update(instance: Tracked, run: bool, emit: bool, session: Any = None) 
     unit = unit_for(session)
     event = instance._event("updated", current, changes) if emit else None
     key = instance._key()
-    pending = unit.prepare(event, meta.collection, key)
+    pending = unit.prepare(event, meta.collection, key, meta.retention)
     known = instance._stored or {}
     paths = write_paths(known, instance._snapshot or {}, changes.paths)
     update = update_document(to_bson(current), paths)
@@ -121,7 +121,7 @@ async def delete(instance: Tracked, run: bool, emit: bool, session: Any = None) 
         instance._check_id(instance.id)  # a hook may have changed it
     unit = unit_for(session)
     event = instance._event("deleted", last_state, removal) if emit else None
-    pending = unit.prepare(event, EVENTS_COLLECTION, None)
+    pending = unit.prepare(event, EVENTS_COLLECTION, None, meta.retention)
     expected = tuple(last_state)
     key = instance._key()
     condition = {"_id": key, **expected_filter(instance._stored or {}, expected)}
@@ -152,7 +152,8 @@ async def emit(instance: Tracked, event: Event, delay: float | None, eta: Any, s
     """
     due = due_time(delay, eta)
     unit = unit_for(session)
-    pending = unit.prepare(event, EVENTS_COLLECTION, None)
+    model = type(instance)
+    pending = unit.prepare(event, EVENTS_COLLECTION, None, model.__ormevents__.retention)
     if pending is None:
         if unit.transactional:
             unit.events.append(PublishedEvent(event, delay, eta))
@@ -161,7 +162,6 @@ async def emit(instance: Tracked, event: Event, delay: float | None, eta: Any, s
         return
     if due is not None:
         pending = replace(pending, due=due, delay=delay)
-    model = type(instance)
     _, publish_error = await unit.record(pending, model.__ormevents__.collection, to_bson(instance.id), event,
                                          f"event {event.name} of {model.__name__} {instance.id}")
     if publish_error is not None:

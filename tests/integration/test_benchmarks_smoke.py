@@ -24,6 +24,6 @@ def test_benchmark_suite_quick_mode_runs(tmp_path: Path) -> None:
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
     scenarios = json.loads(out.read_text())["scenarios"]
-    assert sorted(s["number"] for s in scenarios) == list(range(1, 14))
+    assert sorted(s["number"] for s in scenarios) == list(range(1, 15))
     assert {s["status"] for s in scenarios} <= {"ok", "not available"}
     assert "Summary (targets of issue 14)" in result.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from typing import Any
 
 import pytest
 
@@ -91,18 +92,13 @@ def test_document_too_large_names_the_largest_fields() -> None:
     assert error is not None and error.fields[0][0] == "photo" and "16 MiB" in str(error), error
 
 
-def test_the_envelope_is_the_message_celery_builds() -> None:
-    """The hand-built kombu envelope decodes to what Celery's own send_task produces for the same call."""
+def assert_celery_builds(ours: dict[str, Any], message: dict[str, Any]) -> None:
+    """``ours`` (a hand-built kombu envelope) decodes to what Celery's own send_task produces for ``message``."""
     from kombu import Connection, Exchange, Producer, Queue
 
     from ormevents.delivery.celery.config import publishing_app
 
-    event = Event(name="user.created", data={"name": "ann \u00e9"})
-    settings = DeliverySettings(redis_url="memory://", broker_url="memory://", queue_name="q:events")
-    options = settings.message_options()
-    ours = json.loads(EnvelopeBuilder("q:events", options).dispatch(event.to_json(), str(event.id), 1.5)[1])
-    app = publishing_app(settings)
-    message = dispatch_message(event.to_dict(), None, options, 1.5)
+    app = publishing_app(DeliverySettings(redis_url="memory://", broker_url="memory://", queue_name="q:events"))
     with Connection("memory://") as connection:
         queue = Queue("q:events", Exchange("q:events"), routing_key="q:events")
         queue(connection.default_channel).declare()
@@ -119,6 +115,14 @@ def test_the_envelope_is_the_message_celery_builds() -> None:
     assert ours["content-type"] == "application/json" and ours["content-encoding"] == "utf-8"
     assert ours["properties"]["delivery_info"]["routing_key"] == "q:events"
     assert ours["properties"]["correlation_id"] == message["id"]
+
+
+def test_the_envelope_is_the_message_celery_builds() -> None:
+    """The hand-built kombu envelope decodes to what Celery's own send_task produces for the same call."""
+    event = Event(name="user.created", data={"name": "ann \u00e9"})
+    options = DeliverySettings(redis_url="memory://", queue_name="q:events").message_options()
+    ours = json.loads(EnvelopeBuilder("q:events", options).dispatch(event.to_json(), str(event.id), 1.5)[1])
+    assert_celery_builds(ours, dispatch_message(event.to_dict(), None, options, 1.5))
 
 
 def test_the_clean_up_pipeline_removes_only_sent_entries() -> None:
@@ -213,3 +217,14 @@ def test_outbox_settings_and_bad_values() -> None:
     with pytest.raises(ValidationError, match="typo"):
         parse_event_config({"outbox": {"typo": 1}})
     assert parse_event_config({"outbox": {"history_seconds": 0}}).outbox.history_seconds == 0
+
+
+def test_the_replay_envelope_is_the_run_handler_message_celery_builds() -> None:
+    from ormevents.delivery.celery.sending import run_message
+
+    event = Event(name="user.created", data={"name": "ann \u00e9"})
+    options = {**DeliverySettings(redis_url="memory://", queue_name="q:events").message_options(), "replay": True}
+    kwargs = {"first_at": 1.5, "options": options, "due": 1.5, "run_id": "replay:audit.user"}
+    ours = json.loads(EnvelopeBuilder("q:events", None).run(event.to_json(), str(event.id), "audit.user", kwargs)[1])
+    assert_celery_builds(ours, run_message(event.to_dict(), "audit.user", 0, None, 1.5, options=options, due=1.5,
+                                           run_id="replay:audit.user"))

@@ -27,7 +27,7 @@ import socket
 import uuid
 from typing import Any
 
-from .sending import DISPATCH_TASK
+from .sending import DISPATCH_TASK, RUN_HANDLER_TASK
 
 EMBED = '{"callbacks":null,"errbacks":null,"chain":null,"chord":null}'
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
@@ -79,6 +79,20 @@ class EnvelopeBuilder:
         """The same message as a dict for the schedule (:func:`~.sending.dispatch_message`'s shape)."""
         return {"task": DISPATCH_TASK, "args": [json.loads(wire), json.loads(self._policy)],
                 "kwargs": json.loads(self.kwargs(due)), "id": f"{event_id}:dispatch"}
+
+    def run(self, wire: str, event_id: str, handler: str, kwargs: dict[str, Any]) -> tuple[str, str]:
+        """The delivery tag and the kombu envelope of a first ``ormevents.run_handler`` of
+        ``handler`` on event JSON ``wire`` (what :func:`~.sending.run_message` with attempt 0 and no
+        policy sends), for a replay's batches."""
+        task_id = f"{event_id}:{handler}:0"
+        tag = f"{self._tag_prefix}{next(self._tags):012d}"
+        body = f"[[{wire},{_dumps(handler)},0,null],{_dumps(kwargs)},{EMBED}]"
+        head = _HEAD.replace(DISPATCH_TASK, RUN_HANDLER_TASK)
+        envelope = json.loads(head % (base64.b64encode(body.encode()).decode("ascii"), "x", "x", "x", self._origin,
+                                      "x", self._queue_json, tag))
+        envelope["headers"].update(id=task_id, root_id=task_id, argsrepr=f"<{RUN_HANDLER_TASK} {task_id}>")
+        envelope["properties"]["correlation_id"] = task_id
+        return tag, _dumps(envelope)
 
     def _encoded(self, wire: str, task_id: str, due: float, tag: str) -> str:
         """The envelope through ``json`` (for ids that would need escaping in the template)."""

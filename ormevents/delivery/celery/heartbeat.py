@@ -2,7 +2,8 @@
 
 Every worker's main process (started at ``worker_ready``) writes one field of
 ``<queue>:workers`` every :data:`EVERY` seconds: its Celery node name -> ``{"host", "pid",
-"queues", "started", "seen"}``; a warm shutdown removes it. The dashboard and
+"queues", "started", "seen", "handlers"}`` (``handlers``: the names it has imported -> their own
+queue or ``null``, so a replay can refuse a handler no worker runs); a warm shutdown removes it. The dashboard and
 :func:`ormevents.jobs.activity.read_workers` read it (a worker not seen for 30 s is shown as gone),
 and measure the depth of each queue a worker consumes. One small ``HSET`` every 5 s per worker.
 
@@ -38,16 +39,18 @@ EVERY = 5.0
 class Heartbeat(PeriodicThread):
     """A daemon thread writing this worker's heartbeat (see module doc)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, name: str, queues: Sequence[str], every: float = EVERY) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, name: str, queues: Sequence[str], every: float = EVERY,
+                 handlers: dict[str, str | None] | None = None) -> None:
         super().__init__("ormevents-heartbeat", every)
         self.client, self.keys, self.worker = client, keys, name
         self.queues = sorted(set(queues))
+        self.handlers = dict(handlers or {})
         self.started = time.time()
 
     def tick(self) -> None:
         """Write the heartbeat once."""
         value = {"host": socket.gethostname(), "pid": os.getpid(), "queues": self.queues,
-                 "started": self.started, "seen": time.time()}
+                 "started": self.started, "seen": time.time(), "handlers": self.handlers}
         self.client.hset(self.keys.workers, self.worker, json.dumps(value))
 
     def stop(self, timeout: float = 5.0) -> None:

@@ -117,6 +117,11 @@ class CeleryOutbox:
         if state is not None:
             state.dispatcher.cleaner.dropped(home, key, ids)
 
+    def in_flight(self, home: str, key: Any) -> list[PendingEvent]:
+        """The records of document ``key`` handed over by any loop of this process and not yet in
+        the history (see :meth:`Cleaner.in_flight`)."""
+        return [r for state in list(self._dispatchers.values()) for r in state.dispatcher.cleaner.in_flight(home, key)]
+
     async def flush(self, cleanup: bool = False) -> None:
         """Wait for this loop's dispatcher (see :meth:`Dispatcher.flush`)."""
         state = self._dispatchers.get(id(asyncio.get_running_loop()))

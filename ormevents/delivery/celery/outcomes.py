@@ -65,11 +65,12 @@ class Run:
         self.inbox = False  # the handler's effect commits with a MongoDB inbox record
         self.queue: str | None = None  # the broker queue of the run: from the message, then the handler
         self.policy: RetryPolicy | None = None  # the policy the worker applies (None: handler unknown)
+        self.replay = False  # sent by event_bus.replay() (its options say so; retries keep them)
 
     def extra(self, state: str) -> dict[str, Any]:
         """The structured logging context of this run in ``state``."""
         return {"event_id": self.event_id, "event_name": self.event.name, "handler": self.name,
-                "attempt": self.attempt + 1, "state": state}
+                "attempt": self.attempt + 1, "state": state, **({"replay": True} if self.replay else {})}
 
     @property
     def waiting(self) -> str:
@@ -82,7 +83,8 @@ class Run:
 
     def options(self) -> dict[str, Any]:
         """The options a retry message carries on."""
-        return {"failed_jobs": self.retention.model_dump(), "status_ttl": self.ttl}
+        return {"failed_jobs": self.retention.model_dump(), "status_ttl": self.ttl,
+                **({"replay": True} if self.replay else {})}
 
 
 def _when(epoch: float | None) -> datetime | None:
@@ -154,8 +156,8 @@ class RunOutcomes:
         metrics().delivered.labels(handler=run.name).inc()
         if run.attempt == 0 and due is not None:
             metrics().latency.labels(handler=run.name).observe(max(0.0, now - due))
-        logger.info("handler %s started on event %s (attempt %d)", run.name, run.event_id, run.attempt + 1,
-                    extra=run.extra("running"))
+        logger.info("handler %s started on event %s (attempt %d%s)", run.name, run.event_id, run.attempt + 1,
+                    ", replay" if run.replay else "", extra=run.extra("running"))
         return now
 
     @staticmethod

@@ -118,6 +118,14 @@ class CeleryPublisher(FailedJobsMixin):
         """Cancel a pending delayed event; ``True`` if it was still waiting."""
         return bool(await self._off_loop(self.sender.cancel, event_id, what=f"cancel {event_id}"))
 
+    async def replay(self, database: Any, collection: str, handler: str, **options: Any) -> Any:
+        """Replay ``collection``'s stored events to ``handler`` only (:mod:`.replay`); returns a
+        :class:`~ormevents.delivery.celery.replay.ReplaySummary`."""
+        from ...handlers.registry import registry
+        from .replay import replay_events
+
+        return await replay_events(self, registry, database, collection, handler, **options)
+
     async def pending(self) -> int:
         """How many delayed events and retries wait in the schedule."""
         return int(await self._off_loop(self.sender.schedule.pending, what="count pending"))

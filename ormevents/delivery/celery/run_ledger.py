@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,10 +106,17 @@ class RunLedger:
         self._abandon = client.register_script(lua.ABANDON)
         self._renew = client.register_script(lua.RENEW)
 
-    def dispatch(self, wire_json: str, event_id: str, queued: dict[str, dict[str, str]], status_ttl: int) -> list[str]:
+    def dispatch(self, wire_json: str, event_id: str, queued: dict[str, dict[str, str]], status_ttl: int,
+                 pipe: Any = None, run_id: Callable[[str], str] = dispatch_run_id) -> list[str]:
         """Record a dispatch of the event to the handlers of ``queued`` (name -> the status fields
-        of its queued state); returns those that have not completed the event, in order."""
-        keys, args = self._dispatch_call(wire_json, event_id, queued, status_ttl)
+        of its queued state); returns those that have not completed the event, in order.
+
+        ``run_id`` names each handler's run (a replay passes its own); with ``pipe`` the script is
+        queued on that pipeline instead, and its ``execute()`` returns the names."""
+        keys, args = self._dispatch_call(wire_json, event_id, queued, status_ttl, run_id)
+        if pipe is not None:
+            self._dispatch(keys=keys, args=args, client=pipe)
+            return []
         return [_text(name) for name in self._dispatch(keys=keys, args=args)]
 
     def dispatch_and_begin(self, wire_json: str, event_id: str, queued: dict[str, dict[str, str]], status_ttl: int,
@@ -116,17 +124,17 @@ class RunLedger:
         """:meth:`dispatch`, then :meth:`begin` of the first run of ``handler`` (one of ``queued``:
         the run the dispatch makes itself), in one round trip. The :class:`Begin` is ``None`` when
         ``handler`` had completed the event (it is not among the names returned)."""
-        keys, args = self._dispatch_call(wire_json, event_id, queued, status_ttl)
+        keys, args = self._dispatch_call(wire_json, event_id, queued, status_ttl, dispatch_run_id)
         begin_keys, begin_args = self._begin_call(dispatch_run_id(handler), event_id, handler, "queued", token,
                                                   status_ttl, status, "")
         names, begun = self._dispatch_begin(keys=[*keys, begin_keys[2]], args=[len(args), *args, *begin_args])
         return [_text(name) for name in names], (_begun(begun) if begun else None)
 
     def _dispatch_call(self, wire_json: str, event_id: str, queued: dict[str, dict[str, str]],
-                       status_ttl: int) -> tuple[list[str], list[Any]]:
+                       status_ttl: int, run_id: Callable[[str], str]) -> tuple[list[str], list[Any]]:
         args: list[Any] = [status_ttl, self.ttl, wire_json, json.dumps("dispatched")]
         for name, fields in queued.items():
-            args += [name, dispatch_run_id(name), len(fields), *_pairs(fields)]
+            args += [name, run_id(name), len(fields), *_pairs(fields)]
         keys = [self.keys.status(event_id), self.keys.gauges, self.keys.stats, self.keys.done(event_id),
                 self.keys.runs(event_id), self._this_minute()]
         return keys, args

@@ -86,7 +86,8 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
         thread.start()
         poller["thread"] = thread
         beat = Heartbeat(delivery.redis, delivery.keys, str(getattr(sender, "hostname", delivery.worker_name)),
-                         consumed_queues(app))
+                         consumed_queues(app), handlers={h: getattr(delivery.registry.get(h), "queue", None)
+                                                         for h in delivery.registry.names()})
         beat.start()
         poller["heartbeat"] = beat
         if delivery.settings.broker_is_redis_url:

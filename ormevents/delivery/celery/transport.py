@@ -141,6 +141,17 @@ UNACKED_KEYS = ("unacked", "unacked_index")
 """kombu's unacknowledged-message hash and its time index (kombu's default names; ormevents does not rename them)."""
 
 
+def push_registered(pipe: Any, queue: str, tagged: list[tuple[str, str]], exchange: str = "",
+                    routing_key: str | None = None, keys: tuple[str, str] = UNACKED_KEYS) -> None:
+    """Queue on ``pipe`` (a MULTI/EXEC pipeline, for all or nothing) the ``LPUSH`` of ``tagged``
+    messages ((delivery tag, envelope JSON) pairs) onto ``queue``, and their records as
+    unacknowledged in kombu's hash ``keys[0]`` and index ``keys[1]``, as kombu writes them."""
+    where = f", {json.dumps(exchange)}, {json.dumps(routing_key or queue)}]"
+    pipe.lpush(queue, *[message for _, message in tagged])
+    pipe.hset(keys[0], mapping={tag: f"[{message}{where}" for tag, message in tagged})
+    pipe.zadd(keys[1], dict.fromkeys((tag for tag, _ in tagged), time.time()))
+
+
 def registered(message: dict[str, Any]) -> bool:
     """True for the messages recorded as unacknowledged when pushed: those of ``ormevents.*`` tasks."""
     return str(message.get("headers", {}).get("task", "")).startswith("ormevents.")
@@ -160,9 +171,8 @@ class Channel(kombu_redis.Channel):
         info, tag = properties["delivery_info"], properties["delivery_tag"]
         key = self._q_for_pri(queue, self._get_message_priority(message, reverse=False))
         with self.conn_or_acquire() as client, client.pipeline() as pipe:  # MULTI/EXEC: all or nothing
-            pipe.lpush(key, json.dumps(message))
-            pipe.zadd(self.unacked_index_key, {tag: time.time()})
-            pipe.hset(self.unacked_key, tag, json.dumps([message, info["exchange"], info["routing_key"]]))
+            push_registered(pipe, key, [(tag, json.dumps(message))], info["exchange"], info["routing_key"],
+                            (self.unacked_key, self.unacked_index_key))
             pipe.execute()
 
     def _brpop_read(self, **options: Any) -> Any:

@@ -94,6 +94,7 @@ class WorkerDelivery(WorkerResources):
         run = Run(event, name, attempt, policy_cfg, first_at, first_failed_at, *self.settings.options_from(options))
         run.run_id = run_id if isinstance(run_id, str) and run_id else task_id or f"{run.event_id}:{name}:{attempt}"
         run.queue = queue if isinstance(queue, str) and queue else None
+        run.replay = isinstance(options, dict) and options.get("replay") is True
         handler = self.registry.get(name)
         if handler is None:
             logger.error("no handler named %r in this worker (event %s); recorded as failed", name, event.id,

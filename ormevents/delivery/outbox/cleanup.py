@@ -7,10 +7,12 @@ documents per ``bulk_write``), off the write path:
 * an entry of a model document's ``_oe_outbox`` is removed, and ``_oe_pending_at`` recomputed
   (both fields removed when nothing is left), by one pipeline update per document, unless the
   document's next write already dropped it (:meth:`Cleaner.sent` / :meth:`Cleaner.dropped`);
-  the event is kept as a history row in ``_oe_events`` (``sent_at``, ``expire_at`` =
-  ``sent_at`` + the retention), unless the retention is 0;
+  the event is appended to the document's history buckets in ``_oe_history``
+  (:mod:`.history_store`; expiring ``sent_at`` + the retention), unless the retention is 0;
 * an ``_oe_events`` row loses ``pending_at``/``intent`` and gains ``sent_at``/``expire_at``
   (or is deleted when the retention is 0).
+
+The retention is the record's model's (``history_days``) when it sets one, else ``history_seconds``.
 
 A failed clean-up keeps its records for the next round (bounded); the relay cleans up what a
 process left behind. Once cleaned, the records' ids are passed to ``forget`` after
@@ -33,12 +35,15 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from ...urls import redact_url
+from .history_store import bucket_updates
 from .records import (
     EVENTS_COLLECTION,
+    HISTORY_COLLECTION,
     OUTBOX_FIELD,
     PENDING_FIELD,
     PendingEvent,
-    history_row,
+    document_key,
+    expiry,
     now,
 )
 
@@ -76,6 +81,7 @@ class Cleaner:
         self._dropped: set[str] = set()
         self._recompute: set[tuple[str, Any]] = set()
         self._cleaned: deque[tuple[float, list[str]]] = deque()
+        self._cleaning: list[PendingEvent] = []
         self._failing = False
         self._running: asyncio.Lock | None = None  # created on the loop that cleans
 
@@ -113,6 +119,11 @@ class Cleaner:
             gone = set(ids)
             held[:] = [event_id for event_id in held if event_id not in gone]
 
+    def in_flight(self, home: str, key: Any) -> list[PendingEvent]:
+        """The records of document ``key`` of ``home`` handed over and not yet in the history (a
+        write of the document may have dropped them from it already: readers merge these)."""
+        return [r for r in (*self._waiting, *self._cleaning) if r.embedded and r.home == home and r.key == key]
+
     def recompute(self, home: str, key: Any) -> None:
         """Set ``_oe_pending_at`` of document ``key`` exactly on the next run (it only moves down on writes)."""
         self._recompute.add((home, key))
@@ -131,13 +142,15 @@ class Cleaner:
         records, self._waiting = self._waiting, []
         dropped, self._dropped = self._dropped, set()
         recompute, self._recompute = self._recompute, set()
-        self._by_document = {}
         if not records and not recompute:
             return 0
+        self._cleaning = records  # still droppable by a write meanwhile: the history is written first
         try:
             await self._clean(self.database(), records, dropped, recompute)
         except Exception as error:  # keep them for the next round; the relay covers a dead process
-            self.add(records)
+            self._cleaning = []
+            self._waiting[:0] = records
+            del self._waiting[: max(0, len(self._waiting) - KEEP_AT_MOST)]
             self._dropped |= dropped
             self._recompute |= recompute
             if not self._failing:
@@ -145,6 +158,8 @@ class Cleaner:
                                redact_url(repr(error)))
             self._failing = True
             return 0
+        self._cleaning = []
+        self._cleaned_up(records)
         if self._failing:
             logger.info("outbox clean-up works again")
         self._failing = False
@@ -152,24 +167,39 @@ class Cleaner:
             self._cleaned.append((time.monotonic() + self.forget_after, [r.id for r in records]))
         return len(records)
 
+    def _cleaned_up(self, records: list[PendingEvent]) -> None:
+        """``records`` left their documents: a write no longer has them to drop."""
+        gone: dict[Any, set[str]] = {}
+        for record in records:
+            if record.embedded:
+                gone.setdefault(document_key(record.home, record.key), set()).add(record.id)
+        for key, ids in gone.items():
+            held = self._by_document.get(key)
+            if held is not None:
+                held[:] = [event_id for event_id in held if event_id not in ids]
+                if not held:
+                    del self._by_document[key]
+
     async def _clean(self, database: Any, records: list[PendingEvent], dropped: set[str],
                      recompute: set[tuple[str, Any]]) -> None:
-        from pymongo import DeleteOne, InsertOne, UpdateOne
+        from pymongo import DeleteOne, UpdateOne
 
         sent_at = now()
         grouped: dict[Any, tuple[str, Any, list[PendingEvent]]] = {}
         rows: list[PendingEvent] = []
-        history: list[Any] = []
+        embedded: list[PendingEvent] = []
         for record in records:
             if not record.embedded:
                 rows.append(record)
                 continue
-            if self.history_seconds != 0:
-                history.append(InsertOne(history_row(record, record.home, record.key, sent_at, self.history_seconds)))
+            embedded.append(record)
             if record.id not in dropped:
-                grouped.setdefault(_document(record.home, record.key), (record.home, record.key, []))[2].append(record)
+                grouped.setdefault(document_key(record.home, record.key), (record.home, record.key, []))[2].append(record)
+        history = bucket_updates(embedded, sent_at, self.history_seconds)
+        if history:  # before the entries leave their documents: a reader sees each in one place at least
+            await _bulk(database[HISTORY_COLLECTION], history)
         for home, key in recompute:
-            grouped.setdefault(_document(home, key), (home, key, []))
+            grouped.setdefault(document_key(home, key), (home, key, []))
         documents: dict[str, list[tuple[Any, list[PendingEvent]]]] = {}
         for home, key, held in grouped.values():
             documents.setdefault(home, []).append((key, held))
@@ -180,14 +210,15 @@ class Cleaner:
                 await database[home].bulk_write(operations, ordered=False)
         marks: list[Any] = []
         for record in rows:
-            if self.history_seconds == 0:
+            seconds = record.history_seconds(self.history_seconds)
+            if seconds == 0:
                 marks.append(DeleteOne({"_id": record.key}))
                 continue
             change: dict[str, Any] = {"$unset": {"pending_at": "", "intent": ""}, "$set": {"sent_at": sent_at}}
-            if self.history_seconds is not None:
-                change["$set"]["expire_at"] = _expiry(sent_at, self.history_seconds)
+            if seconds is not None:
+                change["$set"]["expire_at"] = expiry(sent_at, seconds)
             marks.append(UpdateOne({"_id": record.key, "pending_at": {"$exists": True}}, change))
-        await _bulk(database[EVENTS_COLLECTION], history + marks)
+        await _bulk(database[EVENTS_COLLECTION], marks)
 
     async def _forget_due(self) -> None:
         due: list[str] = []
@@ -201,17 +232,8 @@ class Cleaner:
                 logger.debug("could not drop %d sent marks: %r", len(due), error)
 
 
-def _document(home: str, key: Any) -> Any:
-    """A dict key for document ``key`` of ``home`` (``repr`` for an unhashable ``_id``)."""
-    try:
-        hash(key)
-    except TypeError:
-        return (home, repr(key))
-    return (home, key)
-
-
 async def _bulk(collection: Any, operations: list[Any]) -> None:
-    """``bulk_write`` in batches, ignoring history rows that already exist (a re-published event)."""
+    """``bulk_write`` in batches, ignoring rows that already exist (a re-published event)."""
     from pymongo.errors import BulkWriteError
 
     for start in range(0, len(operations), BATCH):
@@ -221,9 +243,3 @@ async def _bulk(collection: Any, operations: list[Any]) -> None:
             others = [e for e in error.details.get("writeErrors", []) if e.get("code") != 11000]
             if others:
                 raise
-
-
-def _expiry(sent_at: Any, seconds: float) -> Any:
-    from datetime import timedelta
-
-    return sent_at + timedelta(seconds=seconds)

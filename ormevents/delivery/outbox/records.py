@@ -3,7 +3,8 @@
 Layout (MongoDB)::
 
     model document, while events are pending:
-      _oe_outbox:     {"<event id>": {n: "user.updated", at: ISODate, w: "<event JSON>", due?: <epoch s>}}
+      _oe_outbox:     {"<event id>": {n: "user.updated", at: ISODate, s: <write sequence>, w: "<event JSON>",
+                                      due?: <epoch s>, r?: <history retention s; -1 forever>}}
       _oe_pending_at: ISODate            # <= min(_oe_outbox.*.at); absent when nothing is pending
       index oe_pending {_oe_pending_at: 1} sparse
 
@@ -13,10 +14,18 @@ path conflict, so a document written again and again carries only the entries st
 (an array would grow until the next clean-up, and every write would rewrite it).
 ``_oe_pending_at`` only ever moves down on a write (``$min``); the clean-up sets it exactly.
 
-    _oe_events (deletes, custom events, and the sent history):
-      {_id: "<event id>", n, at, w, due?, c: "<model collection>", o: <document id>,
+    _oe_events (deletes and custom events, pending then sent):
+      {_id: "<event id>", n, at, s, w, due?, r?, c: "<model collection>", o: <document id>,
        pending_at?: ISODate, intent?: true, sent_at?: ISODate, expire_at?: ISODate}
-      index oe_pending {pending_at: 1} sparse;  index oe_ttl {expire_at: 1} expireAfterSeconds=0
+      index oe_pending {pending_at: 1} sparse;  index oe_ttl {expire_at: 1} expireAfterSeconds=0;
+      index oe_history {c: 1, o: 1, s: 1}
+
+    _oe_history (the sent events of model writes, in buckets: :mod:`.history_store`)
+
+``s`` is the write sequence (:func:`next_sequence`): nanoseconds since the epoch, strictly
+increasing in a process, so the history sorts a document's events in write order. ``r`` is the
+model's own history retention (``history_days``); without it the process's ``history_seconds``
+applies.
 
 ``w`` is :meth:`Event.to_json` (redacted, with the trace context), the exact body the broker
 message carries. An ``intent`` row is written *before* a delete outside a transaction: the relay
@@ -27,12 +36,14 @@ Example::
     >>> from ormevents.events.event import Event
     >>> pending = build_pending(Event(name="user.created"), home="users", key=1)
     >>> sorted(pending.entry())
-    ['at', 'n', 'w']
+    ['at', 'n', 's', 'w']
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,11 +56,25 @@ from ..tracing import with_trace_context
 OUTBOX_FIELD = "_oe_outbox"
 PENDING_FIELD = "_oe_pending_at"
 EVENTS_COLLECTION = "_oe_events"
+HISTORY_COLLECTION = "_oe_history"
 HIDDEN_FIELDS = (OUTBOX_FIELD, PENDING_FIELD)
 HIDDEN_PROJECTION: dict[str, int] = {OUTBOX_FIELD: 0, PENDING_FIELD: 0}
 """The projection model reads use: a model never sees its outbox."""
 INDEX_NAME = "oe_pending"
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
+FOREVER = -1.0
+"""The ``retention`` of a record kept in the history forever."""
+_last_sequence = [0]
+_sequence_lock = threading.Lock()
+
+
+def next_sequence() -> int:
+    """The next write sequence: ``time.time_ns()``, or one more than the last one given out by
+    this process when the clock has not moved (or went back), so it never repeats here."""
+    with _sequence_lock:
+        value = max(time.time_ns(), _last_sequence[0] + 1)
+        _last_sequence[0] = value
+        return value
 
 
 def indexes(collection: str) -> list[tuple[list[tuple[str, int]], dict[str, Any]]]:
@@ -60,8 +85,17 @@ def indexes(collection: str) -> list[tuple[list[tuple[str, int]], dict[str, Any]
     """
     if collection == EVENTS_COLLECTION:
         return [([("pending_at", 1)], {"name": INDEX_NAME, "sparse": True}),
+                ([("expire_at", 1)], {"name": "oe_ttl", "expireAfterSeconds": 0}),
+                ([("c", 1), ("o", 1), ("s", 1)], {"name": "oe_history"})]
+    if collection == HISTORY_COLLECTION:
+        return [([("c", 1), ("o", 1), ("first", 1)], {"name": "oe_history"}),
                 ([("expire_at", 1)], {"name": "oe_ttl", "expireAfterSeconds": 0})]
     return [([(PENDING_FIELD, 1)], {"name": INDEX_NAME, "sparse": True})]
+
+
+def companions(collection: str) -> tuple[str, ...]:
+    """The collections whose indexes a model collection's writes need too (rows and history)."""
+    return () if collection in (EVENTS_COLLECTION, HISTORY_COLLECTION) else (EVENTS_COLLECTION, HISTORY_COLLECTION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +106,8 @@ class PendingEvent:
     of that document's ``_oe_outbox``, whose ``_id`` is ``key``) or :data:`EVENTS_COLLECTION`.
     ``event`` is the :class:`Event` itself in the process that built it (``None`` when read back),
     and ``delay`` the ``delay=`` it was emitted with (``None`` when read back: ``due`` is kept).
+    ``seq`` is its write sequence (``0``: written before there was one); ``retention`` the
+    model's history retention in seconds (:data:`FOREVER`; ``None``: the process's setting).
     """
 
     id: str
@@ -83,6 +119,8 @@ class PendingEvent:
     key: Any = None
     event: Event | None = field(default=None, compare=False, repr=False)
     delay: float | None = field(default=None, compare=False, repr=False)
+    seq: int = 0
+    retention: float | None = None
 
     @property
     def embedded(self) -> bool:
@@ -96,10 +134,19 @@ class PendingEvent:
 
     def entry(self) -> dict[str, Any]:
         """The ``_oe_outbox`` entry of this record (its key is the event id)."""
-        entry: dict[str, Any] = {"n": self.name, "at": self.at, "w": self.wire}
+        entry: dict[str, Any] = {"n": self.name, "at": self.at, "s": self.seq, "w": self.wire}
         if self.due is not None:
             entry["due"] = self.due
+        if self.retention is not None:
+            entry["r"] = self.retention
         return entry
+
+    def history_seconds(self, default: float | None) -> float | None:
+        """How long this record stays in the history once sent: the model's retention, else
+        ``default`` (``None``: forever; ``0``: not kept)."""
+        if self.retention is None:
+            return default
+        return None if self.retention < 0 else self.retention
 
     def row(self, collection: str, object_id: Any, *, intent: bool = False) -> dict[str, Any]:
         """The pending ``_oe_events`` row of this record, for ``object_id`` of ``collection``."""
@@ -125,8 +172,9 @@ def now() -> datetime:
 
 
 def build_pending(event: Event, due: float | None = None, *, home: str = "", key: Any = None,
-                  max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> PendingEvent:
-    """The record of ``event`` (with the current trace context), checked against ``max_bytes``.
+                  max_bytes: int = DEFAULT_MAX_EVENT_BYTES, retention: float | None = None) -> PendingEvent:
+    """The record of ``event`` (with the current trace context), checked against ``max_bytes``;
+    ``retention``: the model's history retention (see :class:`PendingEvent`).
 
     Raises :class:`EventTooLargeError` naming the largest parts of the event when its JSON is
     longer than ``max_bytes``; nothing has been written at that point.
@@ -137,33 +185,40 @@ def build_pending(event: Event, due: float | None = None, *, home: str = "", key
     wire = event.to_json()
     if len(wire) > max_bytes:  # ASCII JSON (json.dumps escapes the rest): characters are bytes
         raise too_large(event, len(wire), max_bytes)
-    return PendingEvent(str(event.id), event.name, wire, now(), due, home, key, event)
+    return PendingEvent(str(event.id), event.name, wire, now(), due, home, key, event, seq=next_sequence(),
+                        retention=retention)
 
 
 def from_entry(event_id: str, entry: dict[str, Any], home: str, key: Any) -> PendingEvent:
     """A record read back from a model document's ``_oe_outbox``."""
-    return PendingEvent(event_id, entry.get("n", ""), entry["w"], entry["at"], entry.get("due"), home, key)
+    return PendingEvent(event_id, entry.get("n", ""), entry["w"], entry["at"], entry.get("due"), home, key,
+                        seq=entry.get("s", 0), retention=entry.get("r"))
 
 
 def moved(event_id: str, entry: dict[str, Any]) -> PendingEvent:
     """A document's ``_oe_outbox`` entry as the ``_oe_events`` row it is copied to (before a delete)."""
     return PendingEvent(event_id, entry.get("n", ""), entry["w"], entry["at"], entry.get("due"), EVENTS_COLLECTION,
-                        event_id)
+                        event_id, seq=entry.get("s", 0), retention=entry.get("r"))
 
 
 def from_row(row: dict[str, Any]) -> PendingEvent:
     """A record read back from ``_oe_events``."""
-    return PendingEvent(str(row["_id"]), row.get("n", ""), row["w"], row.get("at") or row["pending_at"],
-                        row.get("due"), EVENTS_COLLECTION, row["_id"])
+    return PendingEvent(str(row["_id"]), row.get("n", ""), row["w"], row.get("at") or row.get("pending_at"),
+                        row.get("due"), EVENTS_COLLECTION, row["_id"], seq=row.get("s", 0), retention=row.get("r"))
 
 
-def history_row(pending: PendingEvent, collection: str, object_id: Any, sent_at: datetime,
-                retention: float | None) -> dict[str, Any]:
-    """The ``_oe_events`` history row of a sent embedded record (``retention`` seconds; ``None``: forever)."""
-    row = {"_id": pending.id, **pending.entry(), "c": collection, "o": object_id, "sent_at": sent_at}
-    if retention is not None:
-        row["expire_at"] = sent_at + timedelta(seconds=retention)
-    return row
+def expiry(sent_at: datetime, seconds: float | None) -> datetime | None:
+    """When a record sent at ``sent_at`` leaves the history (``seconds``: ``None`` forever)."""
+    return None if seconds is None else sent_at + timedelta(seconds=seconds)
+
+
+def document_key(home: str, key: Any) -> Any:
+    """A dict key for document ``key`` of ``home`` (``repr`` for an unhashable ``_id``)."""
+    try:
+        hash(key)
+    except TypeError:
+        return (home, repr(key))
+    return (home, key)
 
 
 def largest_parts(event: Event, count: int = 3) -> tuple[tuple[str, int], ...]:

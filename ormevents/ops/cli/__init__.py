@@ -1,5 +1,6 @@
 """The ``ormevents`` command line: failed jobs, event status, handlers, stats, a worker, the outbox
-(``outbox status``), its relay (``relay``) and the change-stream watcher (``watch``).
+(``outbox status``), its relay (``relay``), the change-stream watcher (``watch``), a document's
+event history (``events history``, ``events rebuild``) and its replay to one handler (``replay``).
 
 Built on click and rich, both dependencies of ormevents (a plain ``pip install ormevents``
 gives the command; ``web`` needs the ``web`` extra). Connection: ``--redis-url`` or
@@ -18,6 +19,8 @@ Example::
     ormevents failed list --handler billing.activate --since 2h --json
     ormevents failed retry --all --exception builtins.TimeoutError --dry-run
     ormevents events status 0b6f6c1e-...
+    ormevents events history order 6650f0c2a1b2c3d4e5f60718 --mongo-url mongodb://db:27017 --database shop
+    ormevents replay --handler audit.order --model order --since 7d --dry-run --mongo-url ... --database shop
     ormevents outbox status --mongo-url mongodb://db:27017 --database shop --json
 """
 
@@ -35,8 +38,10 @@ def build() -> Any:
 
     from ...delivery.celery.config import DEFAULT_QUEUE
     from .failed import failed
+    from .history import history, rebuild
     from .inspect import events, handlers, stats
     from .outbox import outbox, relay
+    from .replay import replay
     from .watch import watch
     from .web import web
     from .worker import worker
@@ -53,8 +58,10 @@ def build() -> Any:
         """Inspect and operate ormevents: failed jobs, event status, handlers, stats, workers, the outbox."""
         ctx.obj = Connection(redis_url, queue, broker_url)
 
-    for command in (failed, events, handlers, stats, worker, web, outbox, relay, watch):
+    for command in (failed, events, handlers, stats, worker, web, outbox, relay, watch, replay):
         cli.add_command(command)
+    for command in (history, rebuild):
+        events.add_command(command)
     return cli
 
 

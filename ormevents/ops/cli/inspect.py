@@ -23,7 +23,7 @@ from .plumbing import EXIT_NOT_FOUND, EXIT_USAGE, Connection, guarded, literal
 
 @click.group()
 def events() -> None:
-    """Events: delivery status."""
+    """Events: delivery status, a document's history, its state rebuilt from it."""
 
 
 @events.command("status")
@@ -55,7 +55,8 @@ def event_status(conn: Connection, event_id: str, as_json: bool) -> None:
         Console().print(table)
 
 
-def _import(modules: tuple[str, ...]) -> list[str]:
+def import_modules(modules: tuple[str, ...]) -> list[str]:
+    """Import ``modules`` (else ``ORMEVENTS_IMPORTS``) as ``celery -A`` would; an import error exits 2."""
     names = list(modules) or [m.strip() for m in os.environ.get("ORMEVENTS_IMPORTS", "").split(",") if m.strip()]
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # as `celery -A` does: project modules import from here
@@ -80,7 +81,7 @@ def list_handlers(modules: tuple[str, ...], as_json: bool) -> None:
     """Handlers registered by the imported modules: name, pattern, condition, retry policy, queue."""
     from ...handlers.registry import registry
 
-    _import(modules)
+    import_modules(modules)
     rows: list[dict[str, Any]] = []
     for name in registry.names():
         handler = registry.get(name)

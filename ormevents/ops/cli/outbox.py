@@ -29,18 +29,20 @@ from rich.table import Table
 
 from .plumbing import EXIT_UNREACHABLE, EXIT_USAGE, Connection, check_url, literal
 
-_MONGO = click.option("--mongo-url", envvar="ORMEVENTS_MONGO_URL", required=True,
+MONGO_OPTION = click.option("--mongo-url", envvar="ORMEVENTS_MONGO_URL", required=True,
                       help="MongoDB of the models [env ORMEVENTS_MONGO_URL]")
-_DATABASE = click.option("--database", envvar="ORMEVENTS_DATABASE", required=True,
+DATABASE_OPTION = click.option("--database", envvar="ORMEVENTS_DATABASE", required=True,
                          help="database of the models [env ORMEVENTS_DATABASE]")
 
 
-def _settings(conn: Connection, mongo_url: str, database: str, **more: Any) -> Any:
+def mongo_settings(conn: Connection, mongo_url: str, database: str, **more: Any) -> Any:
+    """The delivery settings with the models' MongoDB (:class:`ConfigurationError` for a bad URL)."""
     check_url("--mongo-url", mongo_url)
     return dataclasses.replace(conn.settings, mongo_url=mongo_url, database=database, **more)
 
 
-def _unreachable(error: Exception, settings: Any) -> None:
+def unreachable(error: Exception, settings: Any) -> None:
+    """Exit with the unreachable code and one line naming both servers (passwords hidden)."""
     from ...urls import redact_url
 
     click.echo(f"error: cannot reach MongoDB at {redact_url(settings.mongo_url)} or Redis at "
@@ -54,8 +56,8 @@ def outbox() -> None:
 
 
 @outbox.command("status")
-@_MONGO
-@_DATABASE
+@MONGO_OPTION
+@DATABASE_OPTION
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def status(conn: Connection, mongo_url: str, database: str, as_json: bool) -> None:
@@ -63,14 +65,14 @@ def status(conn: Connection, mongo_url: str, database: str, as_json: bool) -> No
     from ...errors import ConfigurationError
 
     try:
-        settings = _settings(conn, mongo_url, database)
+        settings = mongo_settings(conn, mongo_url, database)
     except ConfigurationError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     try:
         result = asyncio.run(_status(settings))
     except Exception as exc:  # a driver or Redis error: one line, never a traceback
-        _unreachable(exc, settings)
+        unreachable(exc, settings)
     if as_json:
         click.echo(json.dumps(result, default=str))
         return
@@ -102,8 +104,8 @@ async def _status(settings: Any) -> dict[str, Any]:
 
 
 @click.command()
-@_MONGO
-@_DATABASE
+@MONGO_OPTION
+@DATABASE_OPTION
 @click.option("--grace", type=float, default=5.0, show_default=True,
               help="seconds a record stays pending before the relay publishes it")
 @click.option("--once", is_flag=True, help="one pass over the outbox, then exit (prints how many were published)")
@@ -113,14 +115,14 @@ def relay(conn: Connection, mongo_url: str, database: str, grace: float, once: b
     from ...errors import ConfigurationError
 
     try:
-        settings = _settings(conn, mongo_url, database, relay_grace=grace)
+        settings = mongo_settings(conn, mongo_url, database, relay_grace=grace)
     except ConfigurationError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     try:
         published = asyncio.run(_relay(settings, once))
     except Exception as exc:
-        _unreachable(exc, settings)
+        unreachable(exc, settings)
     click.echo(f"relay stopped; {published} events published")
 
 

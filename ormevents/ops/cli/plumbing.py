@@ -120,6 +120,8 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
         InvalidFilterError,
         JobNotFoundError,
         JobNotRetryableError,
+        UnknownHandlerError,
+        UnknownModelError,
     )
     from ...urls import redact_url
 
@@ -127,7 +129,7 @@ def guarded(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (JobNotFoundError, JobNotRetryableError) as exc:
+        except (JobNotFoundError, JobNotRetryableError, UnknownModelError, UnknownHandlerError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_NOT_FOUND)
         except (InvalidFilterError, ConfigurationError) as exc:

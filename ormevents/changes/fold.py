@@ -1,0 +1,77 @@
+"""Folding a document's diffs back into its state, and comparing the result (pure, no I/O).
+
+:func:`fold` replays ``(action, changes)`` steps, oldest first: ``created`` starts a document
+from its changes' new values, ``updated`` (and any other action carrying changes) sets each
+changed path to its new value, ``deleted`` ends it (``None``). A path whose new value is
+redacted cannot be rebuilt: it is listed in :attr:`Folded.redacted` and never compared.
+
+A key removed from a nested dict is carried by its diff as ``new=None``, so it folds to ``None``;
+:func:`disagreements` treats a ``None`` and a missing key as the same.
+
+Example::
+
+    >>> state = fold([("created", {"status": (None, "new"), "total": (None, 5)}),
+    ...               ("updated", {"status": ("new", "paid")})])
+    >>> state.document
+    {'status': 'paid', 'total': 5}
+    >>> disagreements(state, {"status": "paid", "total": 6})
+    {'total': (5, 6)}
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..events.redaction import REDACTED
+from .diff import assign, diff
+
+
+@dataclass
+class Folded:
+    """The state a document's events rebuild: ``document`` (``None``: never created, or deleted),
+    how many events were folded, and the ``redacted`` paths whose values the history does not hold."""
+
+    document: dict[str, Any] | None = None
+    events: int = 0
+    redacted: set[str] = field(default_factory=set)
+
+
+def fold(steps: Iterable[tuple[str, Mapping[str, tuple[Any, Any]]]]) -> Folded:
+    """The state after ``steps`` (``(action, {path: (old, new)})``, oldest first; see module doc)."""
+    state = Folded()
+    for action, changes in steps:
+        state.events += 1
+        if action == "deleted":
+            state.document = None
+            continue
+        if action == "created":
+            state.document = {}
+        if not changes:
+            continue
+        if state.document is None:  # its creation is older than the history kept: rebuild what is known
+            state.document = {}
+        for path, (_, new) in changes.items():
+            if new == REDACTED:
+                state.redacted.add(path)
+            else:
+                state.redacted.discard(path)
+            assign(state.document, path, copy.deepcopy(new))
+    return state
+
+
+def disagreements(state: Folded, stored: Mapping[str, Any] | None) -> dict[str, tuple[Any, Any]]:
+    """``{path: (rebuilt, stored)}`` where ``state`` differs from the ``stored`` document (``None``:
+    no document), leaving out redacted paths and ``None`` against a missing key."""
+    found = diff(state.document, stored)
+    out: dict[str, tuple[Any, Any]] = {}
+    for path, change in found.items():
+        if change.old is None and change.new is None:
+            continue
+        if any(path == r or path.startswith(r + ".") or r.startswith(path + ".") for r in state.redacted):
+            continue
+        out[path] = change.as_pair()
+    return out
+

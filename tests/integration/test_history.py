@@ -1,0 +1,176 @@
+"""Event history per document (issue 16) on SecantusDB with the outbox: every event a write
+produced, in write order, with its exact diff, pending or sent, redacted fields redacted, kept
+for the model's retention (also after a delete); the state rebuilt from it; typed errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import pytest
+
+import ormevents
+from ormevents import (
+    EventModel,
+    EventModelConfig,
+    InvalidIdError,
+    ModelDefinitionError,
+    Sensitive,
+)
+from ormevents.errors import InvalidFilterError
+
+pytestmark = pytest.mark.integration
+
+
+class Ledger(EventModel):
+    _collection = "ledgers"
+    model_config = EventModelConfig(history_days=30)
+    owner: str
+    balance: int = 0
+    tags: list[str] = []
+    pin: Annotated[str, Sensitive()] = "0000"
+
+
+class Note(EventModel):
+    _collection = "notes"
+    model_config = EventModelConfig(history_days=None)
+    text: str
+
+
+def naive(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=None)
+
+
+@pytest.fixture
+async def outbox(database: Any, redis_uri: str) -> AsyncIterator[Any]:
+    await ormevents.init(database=database, redis_uri=redis_uri,
+                         event_config={"queue_name": f"hist{uuid.uuid4().hex[:8]}:events"})
+    yield database
+    await ormevents.close()
+
+
+async def test_history_lists_every_write_in_order_with_its_diff_pending_or_sent(outbox: Any) -> None:
+    ledger = await Ledger.create(owner="ann")
+    await ledger.update(balance=10)
+    await ledger.update(balance=25, tags=["vip"], pin="1234")
+    pending = await ledger.history()  # some may still be in the document's outbox: listed all the same
+    await ormevents.flush(cleanup=True)
+    await ledger.update(balance=5)
+    await ledger.emit("audited", data={"by": "bob"})
+    await ormevents.flush(cleanup=True)
+    await ledger.delete()
+    await ormevents.flush(cleanup=True)
+
+    entries = await Ledger.history(ledger.id)
+    assert [e.name for e in entries] == ["ledger.created", "ledger.updated", "ledger.updated", "ledger.updated",
+                                         "ledger.audited", "ledger.deleted"]
+    assert [e.id for e in pending] == [e.id for e in entries[:3]]
+    assert [e.seq for e in entries] == sorted(e.seq for e in entries) and not any(e.pending for e in entries)
+    assert entries[0].changes == {"owner": (None, "ann"), "balance": (None, 0), "tags": (None, []),
+                                  "pin": ("[REDACTED]", "[REDACTED]")}
+    assert entries[1].changes == {"balance": (0, 10)}
+    assert entries[2].changes == {"balance": (10, 25), "tags": ([], ["vip"]), "pin": ("[REDACTED]", "[REDACTED]")}
+    assert entries[3].changes == {"balance": (25, 5)}
+    assert entries[4].changes == {} and (await ledger.history(full=True))[4].event.data["by"] == "bob"
+    assert entries[5].changes["balance"] == (5, None)
+    assert "1234" not in "".join(e.wire for e in entries)
+    assert (await ledger.history(full=True))[0].event.object_id == ledger.id
+
+    assert [e.name for e in await Ledger.history(str(ledger.id), limit=2)] == ["ledger.created", "ledger.updated"]
+    later = await Ledger.history(ledger.id, since=entries[3].written_at)
+    assert [e.id for e in later] == [e.id for e in entries[3:]]
+    assert await Ledger.history(ledger.id, until=datetime(2000, 1, 1, tzinfo=UTC)) == []
+
+    soon = naive(datetime.now(UTC)) + timedelta(days=29)  # history_days=30
+    buckets = await outbox["_oe_history"].find({"c": "ledgers", "o": ledger.id}).to_list(None)
+    assert buckets and all(naive(b["expire_at"]) > soon for b in buckets), buckets
+    row = await outbox["_oe_events"].find_one({"c": "ledgers", "o": ledger.id, "n": "ledger.deleted"})
+    assert naive(row["expire_at"]) > soon, row
+
+
+async def test_rebuild_folds_the_history_and_names_disagreements(outbox: Any) -> None:
+    ledger = await Ledger.create(owner="ann", tags=["a"])
+    await ledger.update(balance=7, pin="9999")
+    await ledger.update(tags=["a", "b"])
+    await ormevents.flush(cleanup=True)
+    middle = (await ledger.history())[1].written_at
+
+    rebuilt = await ledger.history.rebuild()
+    assert rebuilt.agrees and rebuilt.events == 3, rebuilt
+    assert rebuilt.document is not None and rebuilt.document["tags"] == ["a", "b"] and rebuilt.redacted == ("pin",)
+    then = await Ledger.history.rebuild(ledger.id, at=middle)
+    assert then.document is not None and then.document["balance"] == 7 and then.document["tags"] == ["a"]
+    assert then.disagreements == {"tags": (["a"], ["a", "b"])}, then.disagreements
+
+    await outbox["ledgers"].update_one({"_id": ledger.id}, {"$set": {"balance": 99}})  # a write around ormevents
+    drifted = await Ledger.history.rebuild(ledger.id)
+    assert drifted.disagreements == {"balance": (7, 99)} and not drifted.agrees
+
+
+async def test_retention_forever_and_deleted_documents_keep_their_history(outbox: Any) -> None:
+    note = await Note.create(text="a")
+    await note.update(text="b")
+    await note.delete()
+    await ormevents.flush(cleanup=True)
+    assert [e.action for e in await Note.history(note.id)] == ["created", "updated", "deleted"]
+    bucket = await outbox["_oe_history"].find_one({"c": "notes", "o": note.id})
+    assert bucket["expire_at"].year == 9999 and bucket["m"] == "note"
+    row = await outbox["_oe_events"].find_one({"c": "notes", "o": note.id})
+    assert "expire_at" not in row, row
+    indexes = await outbox["_oe_history"].index_information()
+    assert indexes["oe_ttl"]["expireAfterSeconds"] == 0 and "oe_history" in indexes, indexes
+    gone = await Note.history.rebuild(note.id)
+    assert gone.document is None and gone.stored is None and gone.agrees
+
+
+async def test_bad_input_is_refused_before_any_read(outbox: Any) -> None:
+    with pytest.raises(InvalidIdError, match=r"Ledger.history\('not-an-id'\)"):
+        await Ledger.history("not-an-id")
+    with pytest.raises(InvalidFilterError, match="since .* is after until"):
+        await Ledger.history("5f5f5f5f5f5f5f5f5f5f5f5f", since=datetime(2026, 2, 1), until=datetime(2026, 1, 1))
+    with pytest.raises(InvalidFilterError, match="limit"):
+        await Ledger.history("5f5f5f5f5f5f5f5f5f5f5f5f", limit=0)
+    with pytest.raises(ModelDefinitionError, match="history_days"):
+        class Bad(EventModel):
+            model_config = EventModelConfig(history_days=-1)
+            name: str
+
+
+def cli(*args: str) -> Any:
+    from click.testing import CliRunner
+
+    from ormevents.ops.cli import build
+
+    return CliRunner().invoke(build(), list(args), env={"COLUMNS": "300"})
+
+
+async def test_cli_prints_the_timeline_and_the_rebuild(outbox: Any, mongo_uri: str) -> None:
+    ledger = await Ledger.create(owner="cli")
+    await ledger.update(balance=3, pin="4321")
+    await ormevents.flush(cleanup=True)
+    where = ["--mongo-url", mongo_uri, "--database", outbox.name]
+
+    table = await asyncio.to_thread(cli, "events", "history", "ledger", str(ledger.id), *where)
+    assert table.exit_code == 0, table.output
+    assert "ledger.created" in table.output and "balance: 0 -> 3" in table.output and "4321" not in table.output
+    as_json = await asyncio.to_thread(cli, "events", "history", "ledgers", str(ledger.id), "--json", *where)
+    rows = json.loads(as_json.output)
+    assert [r["name"] for r in rows] == ["ledger.created", "ledger.updated"]
+    assert rows[1]["changes"] == {"balance": [0, 3], "pin": ["[REDACTED]", "[REDACTED]"]}
+
+    agrees = await asyncio.to_thread(cli, "events", "rebuild", "ledger", str(ledger.id), "--json", *where)
+    assert agrees.exit_code == 0 and json.loads(agrees.output)["agrees"] is True, agrees.output
+    await outbox["ledgers"].update_one({"_id": ledger.id}, {"$set": {"owner": "mallory"}})
+    drift = await asyncio.to_thread(cli, "events", "rebuild", "ledger", str(ledger.id), *where)
+    assert drift.exit_code == 1 and "owner" in drift.output and "mallory" in drift.output, drift.output
+
+    unknown = await asyncio.to_thread(cli, "events", "history", "nosuchmodel", str(ledger.id), *where)
+    assert unknown.exit_code == 1 and "no stored events of a model 'nosuchmodel'" in unknown.output, unknown.output
+    missing = await asyncio.to_thread(cli, "events", "history", "ledger", "5f5f5f5f5f5f5f5f5f5f5f5f", *where)
+    assert missing.exit_code == 1 and "no stored events" in missing.output
+    bad = await asyncio.to_thread(cli, "events", "history", "ledger", "x", "--since", "yesterday", *where)
+    assert bad.exit_code == 2 and "not a date" in bad.output, bad.output

@@ -1,0 +1,131 @@
+"""The pure parts of the event history and replay (issue 16): folding diffs, bucket updates and
+summaries, write sequences, time ranges, rates, which worker runs a handler, CLI id parsing."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from bson import ObjectId
+
+from ormevents import Event, EventModel, EventModelConfig, ModelDefinitionError
+from ormevents.changes.fold import disagreements, fold
+from ormevents.delivery.celery.replay import handler_queue, parse_rate
+from ormevents.delivery.outbox.history import HistoryEntry, sequence_at, sequence_range
+from ormevents.delivery.outbox.history_store import (
+    BUCKET_SIZE,
+    FOREVER_AT,
+    bucket_updates,
+    summary,
+)
+from ormevents.delivery.outbox.records import FOREVER, build_pending, next_sequence, now
+from ormevents.errors import ConfigurationError, InvalidFilterError, UnknownHandlerError
+from ormevents.handlers import event_handler
+from ormevents.handlers.registry import HandlerRegistry
+from ormevents.jobs.activity import WorkerSeen
+from ormevents.ops.cli.history import id_candidates
+
+
+def test_fold_rebuilds_created_updated_deleted_and_nested_paths() -> None:
+    steps = [("created", {"a": (None, 1), "b": (None, {"c": [1, 2]}), "pin": (None, "[REDACTED]")}),
+             ("updated", {"b.c.1": (2, 5), "a": (1, 2)}),
+             ("audited", {}),
+             ("updated", {"b.d": (None, "x"), "pin": ("[REDACTED]", "[REDACTED]")})]
+    state = fold(steps)
+    assert state.document == {"a": 2, "b": {"c": [1, 5], "d": "x"}, "pin": "[REDACTED]"} and state.events == 4
+    assert state.redacted == {"pin"}
+    assert disagreements(state, {"a": 2, "b": {"c": [1, 5], "d": "x"}, "pin": "1234"}) == {}
+    assert disagreements(state, {"a": 3, "b": {"c": [1, 5]}, "pin": "1"}) == {"a": (2, 3), "b.d": ("x", None)}
+    assert fold([*steps, ("deleted", {"a": (2, None)})]).document is None
+    assert fold([("updated", {"x.y": (None, 1)})]).document == {"x": {"y": 1}}  # creation older than the history
+    removed = fold([("created", {"m": (None, {"k": 1, "j": 2})}), ("updated", {"m.j": (2, None)})])
+    assert disagreements(removed, {"m": {"k": 1}}) == {}  # a removed key folds to None: the same
+
+
+def test_bucket_updates_group_by_document_in_write_order_with_retention() -> None:
+    at = now()
+    records = [build_pending(Event(name="order.updated"), home="orders", key=k, retention=r)
+               for k, r in ((1, None), (2, FOREVER), (1, None), (3, 0.0))]
+    updates = bucket_updates(records, at, 3600)
+    by_key = {u._filter["o"]: u._doc for u in updates}
+    assert set(by_key) == {1, 2}  # retention 0: not kept
+    first = by_key[1]
+    assert first["$push"]["i"]["$each"] == [records[0].id, records[2].id]
+    assert first["$push"]["s"]["$each"] == sorted(first["$push"]["s"]["$each"])
+    assert (first["$max"]["expire_at"] - at).total_seconds() == 3600 and by_key[2]["$max"]["expire_at"] == FOREVER_AT
+    assert first["$setOnInsert"] == {"m": "order"} and first["$inc"] == {"count": 2}
+    many = [build_pending(Event(name="order.updated"), home="orders", key=9) for _ in range(BUCKET_SIZE + 5)]
+    assert [u._doc["$inc"]["count"] for u in bucket_updates(many, at, None)] == [BUCKET_SIZE, 5]
+    assert all(u._doc["$max"]["expire_at"] == FOREVER_AT for u in bucket_updates(many, at, None))
+
+
+def test_summary_keeps_all_but_data_and_entries_decode_lazily() -> None:
+    event = Event(name="order.updated", data={"big": "x" * 100}, changes={"n": (1, 2)}, metadata={"by": "ann"})
+    text = summary(event.to_json())
+    assert "big" not in text and json.loads(text)["changes"] == {"n": [1, 2]}
+    entry = HistoryEntry(next_sequence(), text, full=False)
+    assert (entry.name, entry.action, entry.changes, entry.metadata) == ("order.updated", "updated", {"n": (1, 2)},
+                                                                        {"by": "ann"})
+    with pytest.raises(ConfigurationError, match="full=True"):
+        _ = entry.event
+    assert HistoryEntry(1, event.to_json()).event == event
+
+
+def test_sequences_increase_and_time_ranges_are_checked() -> None:
+    values = [next_sequence() for _ in range(1000)]
+    assert values == sorted(set(values))
+    moment = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    assert sequence_at(moment, 0) == int(moment.timestamp()) * 10**9 == sequence_at(moment.replace(tzinfo=None), 0)
+    low, high = sequence_range(moment, moment)
+    assert high - low == 999  # until covers its whole microsecond
+    with pytest.raises(InvalidFilterError, match="is after until"):
+        sequence_range(datetime(2026, 2, 1), datetime(2026, 1, 1))
+    with pytest.raises(InvalidFilterError, match="expected a datetime"):
+        sequence_at("2026-01-01", 0)  # type: ignore[arg-type]  # the error under test
+
+
+def test_rates() -> None:
+    assert (parse_rate("500/s"), parse_rate("30/m"), parse_rate("3600/h"), parse_rate(250), parse_rate(None)) == (
+        500.0, 0.5, 1.0, 250.0, None)
+    for bad in ("fast", "0/s", "-5", "5/d"):
+        with pytest.raises(InvalidFilterError, match="rate"):
+            parse_rate(bad)
+
+
+def worker(handlers: dict[str, str | None] | None, alive: bool = True) -> WorkerSeen:
+    moment = datetime.now(UTC)
+    return WorkerSeen("w1@h", "h", 1, ("q",), moment, moment, alive, handlers)
+
+
+def test_the_handler_must_be_imported_by_a_running_worker() -> None:
+    registry = HandlerRegistry()
+
+    @event_handler("order.*", name="local.only", queue="slow", registry=registry)
+    def local(event: Event) -> None: ...
+    assert handler_queue("audit", registry, [worker({"audit": "audits"})]) == "audits"
+    with pytest.raises(UnknownHandlerError, match="no running worker has a handler named 'local.only'.*audit"):
+        handler_queue("local.only", registry, [worker({"audit": None})])
+    assert handler_queue("local.only", registry, [worker({"x": None}, alive=False)]) == "slow"  # none running
+    assert handler_queue("local.only", registry, [worker(None)]) == "slow"  # an older worker does not say
+    with pytest.raises(UnknownHandlerError, match="registered here: local.only"):
+        handler_queue("nope", registry, [])
+
+
+def test_history_days_is_checked_when_the_model_is_defined() -> None:
+    class Kept(EventModel):
+        model_config = EventModelConfig(history_days=2)
+        name: str
+
+    assert Kept.__ormevents__.retention == 2 * 86400
+    for bad in (-1, "7", True):
+        with pytest.raises(ModelDefinitionError, match="history_days"):
+            class Bad(EventModel):
+                model_config = EventModelConfig(history_days=bad)  # type: ignore[typeddict-item]  # under test
+                name: str
+
+
+def test_cli_ids() -> None:
+    oid = ObjectId()
+    assert id_candidates(str(oid)) == [oid, str(oid)]
+    assert id_candidates("42") == [42, "42"] and id_candidates("ann") == ["ann"]
