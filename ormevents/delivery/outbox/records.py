@@ -203,7 +203,7 @@ def moved(event_id: str, entry: dict[str, Any]) -> PendingEvent:
 
 def from_row(row: dict[str, Any]) -> PendingEvent:
     """A record read back from ``_oe_events``."""
-    return PendingEvent(str(row["_id"]), row.get("n", ""), row["w"], row.get("at") or row.get("pending_at"),
+    return PendingEvent(str(row["_id"]), row.get("n", ""), row["w"], row.get("at") or row["pending_at"],
                         row.get("due"), EVENTS_COLLECTION, row["_id"], seq=row.get("s", 0), retention=row.get("r"))
 
 
