@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from ..errors import ModelDefinitionError
 from ..events.schema import nested_model_type
 from .diff import ChangeSet, diff, lookup
+from .paths import assign_path
 
 
 class _AnyValue:
@@ -68,7 +69,7 @@ class ChangeContext:
         if self._previous is None:
             previous = copy.deepcopy(dict(self.current))
             for path, change in self.changes.items():
-                _assign(previous, path, change.old)
+                assign_path(previous, path, change.old)
             object.__setattr__(self, "_previous", previous)
         assert self._previous is not None
         return self._previous
@@ -258,18 +259,3 @@ def _check_path(model: type[BaseModel], path: str, where: str) -> None:
                 f"{where}: condition names unknown field {path!r} of {model.__name__} (fields: {known})"
             )
         current = nested_model_type(info.annotation)
-
-
-def _assign(document: dict[str, Any], path: str, value: Any) -> None:
-    parts = path.split(".")
-    current: Any = document
-    for part in parts[:-1]:
-        if isinstance(current, list) and part.isdigit():
-            current = current[int(part)]
-        else:
-            current = current.setdefault(part, {})
-    last = parts[-1]
-    if isinstance(current, list) and last.isdigit():
-        current[int(last)] = value
-    else:
-        current[last] = value

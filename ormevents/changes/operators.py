@@ -39,6 +39,7 @@ from typing import Any
 
 from ..errors import InvalidUpdateError
 from .diff import lookup, values_equal
+from .paths import assign_path, remove_path
 
 OPERATORS = ("$set", "$unset", "$inc", "$push", "$addToSet", "$pull", "$rename", "$currentDate")
 _MISSING: Any = object()
@@ -90,21 +91,21 @@ def apply(document: Mapping[str, Any], spec: UpdateSpec, now: datetime | None) -
     for operator, path, argument in spec.steps:
         current = lookup(result, path, _MISSING)
         if operator == "$set":
-            _assign(result, path, copy.deepcopy(argument))
+            assign_path(result, path, copy.deepcopy(argument))
         elif operator == "$unset":
-            _remove(result, path)
+            remove_path(result, path)
         elif operator == "$inc":
             if current is not _MISSING and current is not None and not _number(current):
                 raise InvalidUpdateError(f"$inc {path!r}: the stored value {current!r} is not a number")
-            _assign(result, path, argument if current in (_MISSING, None) else current + argument)
+            assign_path(result, path, argument if current in (_MISSING, None) else current + argument)
         elif operator == "$currentDate":
-            _assign(result, path, now)
+            assign_path(result, path, now)
         elif operator == "$rename":
             if current is not _MISSING:
-                _remove(result, path)
-                _assign(result, argument, current)
+                remove_path(result, path)
+                assign_path(result, argument, current)
         else:
-            _assign(result, path, _array_op(operator, path, _array(operator, path, current), argument))
+            assign_path(result, path, _array_op(operator, path, _array(operator, path, current), argument))
     return result
 
 
@@ -178,35 +179,3 @@ def _check_argument(operator: str, path: str, argument: Any) -> None:
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _assign(document: dict[str, Any], path: str, value: Any) -> None:
-    *parents, last = path.split(".")
-    node: Any = document
-    for part in parents:
-        if isinstance(node, list) and part.isdigit():
-            node = node[int(part)]
-            continue
-        child = node.get(part, _MISSING)
-        if child is _MISSING:
-            child = node[part] = {}
-        elif not isinstance(child, (dict, list)):
-            raise InvalidUpdateError(f"cannot write {path!r}: {part!r} holds {child!r}, not a document")
-        node = child
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
-
-
-def _remove(document: dict[str, Any], path: str) -> None:
-    *parents, last = path.split(".")
-    node: Any = document
-    for part in parents:
-        node = node.get(part) if isinstance(node, dict) else None
-        if node is None:
-            return
-    if isinstance(node, dict):
-        node.pop(last, None)
-    elif isinstance(node, list) and last.isdigit() and int(last) < len(node):
-        node[int(last)] = None
