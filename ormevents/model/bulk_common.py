@@ -123,6 +123,15 @@ def with_id(query: dict[str, Any], key: Any) -> dict[str, Any]:
     return {"$and": [query, {"_id": key}]}
 
 
+def excluding(query: dict[str, Any], keys: list[Any]) -> dict[str, Any]:
+    """``query`` without the documents ``keys`` (``query`` itself when there are none)."""
+    if not keys:
+        return query
+    if "_id" not in query:
+        return {**query, "_id": {"$nin": keys}}
+    return {"$and": [query, {"_id": {"$nin": keys}}]}
+
+
 async def emit_bulk(unit: Unit, model: Any, action: str, data: dict[str, Any]) -> int:
     """Record and hand over the one ``<model>.<action>`` event of an ``events="bulk"`` call
     (``data``: filter, update, counts, ids, paths); returns 1."""

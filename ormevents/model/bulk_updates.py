@@ -45,6 +45,7 @@ from .bulk_common import (
     BulkResult,
     emit_bulk,
     events_mode,
+    excluding,
     known_path,
     log_off,
     matching_ids,
@@ -76,8 +77,15 @@ async def update_matching(model: Any, filter: Any, update: Any, *, limit: int, e
     now = _now()
     run = hooks and not hooks_are_disabled(model)
     emit = mode == "per_document"
-    async for page in pages(unit, model.__ormevents__.collection, query, limit):
-        await _page(model, unit, query, spec, page, now, (run, emit), session, result, seen)
+    tried: list[Any] = []  # update_one: a match changed by another writer meanwhile, the next one is tried
+    while True:
+        found = False
+        async for page in pages(unit, model.__ormevents__.collection, excluding(query, tried), limit):
+            found = True
+            tried.extend(document["_id"] for document in page)
+            await _page(model, unit, query, spec, page, now, (run, emit), session, result, seen)
+        if not limit or not found or result.matched_count:
+            break
     if not emit:
         log_off(model, "find_one_and_update", result)
     return result
@@ -169,12 +177,16 @@ async def _whole(model: Any, unit: Any, query: dict[str, Any], spec: UpdateSpec,
     collection = model.__ormevents__.collection
     target = unit.database[collection]
     what = f"update_many of {model.__name__}"
-    ids = await matching_ids(unit, collection, query, limit if limit else MAX_IDS + 1) if mode == "bulk" or limit \
-        else []
-    if limit:  # update_one: the first match by _id, as in the per-document mode
-        outcome = await unit.call(target.update_one, with_id(query, ids[0]), dict(spec.raw), what=what) if ids \
-            else None
+    ids: list[Any] = []
+    outcome = None
+    if limit:  # update_one: the first match by _id, as in the per-document mode; the next if it changed meanwhile
+        tried: list[Any] = []
+        while not ids and (key := await matching_ids(unit, collection, excluding(query, tried), 1)):
+            tried.append(key[0])
+            outcome = await unit.call(target.update_one, with_id(query, key[0]), dict(spec.raw), what=what)
+            ids = key if outcome.matched_count else []
     else:
+        ids = await matching_ids(unit, collection, query, MAX_IDS + 1) if mode == "bulk" else []
         outcome = await unit.call(target.update_many, query, dict(spec.raw), what=what)
     if outcome is not None:
         result.matched_count, result.modified_count = outcome.matched_count, outcome.modified_count
