@@ -100,3 +100,27 @@ async def test_concurrent_claims_each_get_a_job_while_jobs_remain(rec: Recording
                                                            events=mode) for mode in ("bulk", events)))
         assert [r.modified_count for r in results] == [1, 1]
         assert await db.members.count_documents({"status": "new"}) == 0
+
+
+@pytest.mark.parametrize("path", ["inline", "outbox"])
+async def test_a_page_failing_part_way_hands_over_the_events_of_what_applied(
+        db: Any, redis_uri: str, path: str) -> None:
+    """Review 13 #3: a duplicate key on one document; the one that was written still has its event."""
+    from pymongo.errors import DuplicateKeyError
+
+    rec = RecordingPublisher()
+    queue = f"bulk{uuid.uuid4().hex[:8]}:events"
+    await (ormevents.init(database=db, publisher=rec) if path == "inline" else
+           ormevents.init(database=db, redis_uri=redis_uri, event_config={"queue_name": queue}))
+    try:
+        await db.members.create_index("name", unique=True)
+        await Member.insert_many([Member(name=n) for n in "abc"], events="off")
+        with pytest.raises(DuplicateKeyError):
+            await Member.update_many({}, {"$set": {"name": "same"}})
+        await ormevents.flush()
+        events = [e.to_dict() for e in rec.events] if path == "inline" else _queued(redis_uri, queue)
+        written = [d["name"] async for d in db.members.find()]
+        assert written.count("same") == 1 and [e["changes"]["name"][1] for e in events] == ["same"]
+    finally:
+        await ormevents.close()
+        redis.Redis.from_url(redis_uri).delete(queue)
