@@ -28,14 +28,14 @@ first"); ``$currentDate`` writes the time of the call, taken once, on the client
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from ..changes.diff import diff, update_document
-from ..changes.operators import UpdateSpec, apply, parse_update
+from ..changes.operators import UpdateSpec, apply, check_stored, parse_update
 from ..delivery.outbox.records import HIDDEN_PROJECTION
 from ..errors import ConflictError, InvalidUpdateError
 from .batches import Write, update_each
@@ -60,6 +60,7 @@ from .transaction import unit_for
 MAX_ATTEMPTS = 100
 """A document refused this many times in a row (a hot document) raises ConflictError."""
 
+T = TypeVar("T")
 Seen = Callable[[Any, Any], None]
 """Called with ``(pre-image instance, post-image instance)`` for each document that matched."""
 
@@ -102,6 +103,8 @@ async def _page(model: Any, unit: Any, query: dict[str, Any], spec: UpdateSpec, 
         refused: list[Any] = []
         writes: list[Write] = []
         afters: list[tuple[Any, Any]] = []
+        for raw in page:  # all checked before any is written
+            check_stored(raw, spec)
         for raw in page:
             before = model._from_document(raw)
             after = _validated(model, before, spec, now)
@@ -178,16 +181,17 @@ async def _whole(model: Any, unit: Any, query: dict[str, Any], spec: UpdateSpec,
     target = unit.database[collection]
     what = f"update_many of {model.__name__}"
     ids: list[Any] = []
-    outcome = None
+    outcome: Any = None
     if limit:  # update_one: the first match by _id, as in the per-document mode; the next if it changed meanwhile
         tried: list[Any] = []
         while not ids and (key := await matching_ids(unit, collection, excluding(query, tried), 1)):
             tried.append(key[0])
-            outcome = await unit.call(target.update_one, with_id(query, key[0]), dict(spec.raw), what=what)
+            outcome = await _refusable(unit.call(target.update_one, with_id(query, key[0]), dict(spec.raw),
+                                                 what=what), what)
             ids = key if outcome.matched_count else []
     else:
         ids = await matching_ids(unit, collection, query, MAX_IDS + 1) if mode == "bulk" else []
-        outcome = await unit.call(target.update_many, query, dict(spec.raw), what=what)
+        outcome = await _refusable(unit.call(target.update_many, query, dict(spec.raw), what=what), what)
     if outcome is not None:
         result.matched_count, result.modified_count = outcome.matched_count, outcome.modified_count
     if mode == "off":
@@ -197,6 +201,21 @@ async def _whole(model: Any, unit: Any, query: dict[str, Any], spec: UpdateSpec,
             "filter": query, "update": dict(spec.raw), "matched": result.matched_count,
             "modified": result.modified_count, "paths": list(spec.paths), "ids": ids})
     return result
+
+
+async def _refusable(call: Awaitable[T], what: str) -> T:
+    """``await call``, the server refusing the update for a stored value (``$inc`` of a null, a
+    string...; not a duplicate key) raised as :class:`InvalidUpdateError`."""
+    from pymongo.errors import DuplicateKeyError, WriteError
+
+    try:
+        return await call
+    except WriteError as error:
+        if isinstance(error, DuplicateKeyError):
+            raise
+        reason = (error.details or {}).get("errmsg") or str(error)
+        raise InvalidUpdateError(f"{what}: MongoDB refused the update ({reason}); documents written before "
+                                 "the refusal stay written") from error
 
 
 async def _reread(unit: Any, collection: str, query: dict[str, Any], keys: list[Any]) -> list[dict[str, Any]]:
