@@ -113,6 +113,24 @@ async def test_a_push_onto_a_non_empty_array_is_followed_as_stored(runtime: tupl
                                                           [["x", "y"], stored["tags"]]]
 
 
+async def test_an_external_delete_of_an_id_ormevents_once_deleted_is_emitted(
+        runtime: tuple[Any, str], redis_uri: str) -> None:
+    """Review 13 #8: ormevents' old ``deleted`` row for the id is claimed by its own delete only."""
+    db, queue = runtime
+    await db.create_collection("watched")
+    stop, task = await _started(redis_uri)
+    own = await Watched.create(name="x")
+    await own.delete()
+    await db.watched.insert_one({"_id": own.id, "name": "again"})
+    await db.watched.delete_one({"_id": own.id})
+    events = await _until(redis_uri, queue, 4)
+    stop.set()
+    await task
+    assert [e["name"] for e in events] == ["watched.created", "watched.deleted", "watched.created",
+                                           "watched.deleted"]
+    assert events[-1]["changes"]["name"] == ["again", None]
+
+
 async def test_a_restart_resumes_without_loss_or_duplicate(runtime: tuple[Any, str], redis_uri: str) -> None:
     db, queue = runtime
     await db.create_collection("watched")
