@@ -63,7 +63,7 @@ def known_path(model: type[BaseModel], path: str) -> bool:
     for index, part in enumerate(path.split(".")):
         if index == 0 and part == "id":
             return False
-        fields = _fields_of(node)
+        fields = fields_of(node)
         if fields is None:
             return True
         if part.isdigit() and index > 0:
@@ -74,7 +74,7 @@ def known_path(model: type[BaseModel], path: str) -> bool:
     return True
 
 
-def _fields_of(annotation: Any) -> dict[str, Any] | None:
+def fields_of(annotation: Any) -> dict[str, Any] | None:
     """The fields of the pydantic model ``annotation`` is (or is optionally); ``None`` otherwise."""
     candidates = typing.get_args(annotation) if typing.get_origin(annotation) is not None else (annotation,)
     for candidate in candidates:

@@ -53,6 +53,7 @@ from .bulk_common import (
     plain_filter,
     with_id,
 )
+from .bulk_values import check_values
 from .compare_and_set import expected_filter, stored_after, stored_form
 from .context import hooks_are_disabled
 from .transaction import unit_for
@@ -74,6 +75,7 @@ async def update_matching(model: Any, filter: Any, update: Any, *, limit: int, e
     unit = unit_for(session)
     result = BulkResult()
     if mode == "bulk" or (mode == "off" and seen is None):
+        check_values(model, spec)
         return await _whole(model, unit, query, spec, limit, mode, result)
     now = _now()
     run = hooks and not hooks_are_disabled(model)

@@ -111,6 +111,19 @@ async def test_an_update_mongodb_refuses_for_a_stored_null_is_refused_in_every_m
     assert rec.events == [] and (await db.members.find_one())["score"] is None
 
 
+@pytest.mark.parametrize("events", ["bulk", "off"])
+async def test_bulk_and_off_modes_check_values_against_the_field_types(
+        rec: RecordingPublisher, db: Any, events: str) -> None:
+    """Review 13 #5: the update sent as given is checked against the model's types first."""
+    await _members(rec, "ann")
+    for update in ({"$set": {"visits": "many"}}, {"$push": {"tags": 5}}, {"$set": {"place": {"city": 1}}},
+                   {"$inc": {"visits": 1.5}}, {"$addToSet": {"tags": {"$each": ["ok", None]}}}):
+        with pytest.raises(InvalidUpdateError, match="not a valid value"):
+            await Member.update_many({}, update, events=events)
+    await Member.update_many({}, {"$set": {"prefs.any": object.__name__, "place.city": "Oslo"}}, events=events)
+    assert (await Member.find_one({})).place.city == "Oslo" and rec.names() in ([], ["member.bulk_updated"])
+
+
 async def test_nothing_matched_emits_nothing_and_counts_zero(rec: RecordingPublisher) -> None:
     for mode in ("per_document", "bulk", "off"):
         result = await Member.update_many({"name": "nobody"}, {"$set": {"status": "x"}}, events=mode)  # type: ignore[arg-type]
