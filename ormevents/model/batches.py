@@ -98,7 +98,7 @@ async def _bulk(unit: Unit, collection: str, writes: Sequence[Write], updates: l
         failure = None
     keys = [write.condition["_id"] for write in writes]
     found = {}
-    async for document in target.find({"_id": {"$in": keys}}, {OUTBOX_FIELD: 1}, **_session(unit)):
+    async for document in target.find({"_id": {"$in": keys}}, {OUTBOX_FIELD: 1}, **unit.session_options):
         found[_hashable(document["_id"])] = document.get(OUTBOX_FIELD) or {}
     return [write.pending is not None and write.pending.id in found.get(_hashable(write.condition["_id"]), {})
             for write in writes], failure
@@ -185,10 +185,6 @@ def _first_write_error(error: Any) -> BaseException:
     single = kind(first.get("errmsg", str(error)), first.get("code"), first)
     single.__cause__ = error
     return single
-
-
-def _session(unit: Unit) -> dict[str, Any]:
-    return {} if unit.session is None else {"session": unit.session}
 
 
 def _hashable(value: Any) -> Any:

@@ -97,7 +97,7 @@ async def pages(unit: Unit, collection: str, query: dict[str, Any], limit: int =
     """The documents matching ``query`` in pages of :data:`PAGE`, sorted by ``_id`` (see module
     doc); ``limit`` caps the total (0: none)."""
     target = unit.database[collection]
-    session = {} if unit.session is None else {"session": unit.session}
+    session = unit.session_options
     cursor = target.find(query, dict(projection or HIDDEN_PROJECTION), sort=[("_id", 1)], limit=limit,
                          batch_size=PAGE, **session)
     page: list[dict[str, Any]] = []

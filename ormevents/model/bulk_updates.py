@@ -223,7 +223,7 @@ async def _refusable(call: Awaitable[T], what: str) -> T:
 async def _reread(unit: Any, collection: str, query: dict[str, Any], keys: list[Any]) -> list[dict[str, Any]]:
     """The documents ``keys`` as they are now, those still matching ``query`` (one indexed read each)."""
     target = unit.database[collection]
-    session = {} if unit.session is None else {"session": unit.session}
+    session = unit.session_options
     if session:  # a driver session takes one call at a time
         found = [await target.find_one(with_id(query, key), HIDDEN_PROJECTION, **session) for key in keys]
     else:
