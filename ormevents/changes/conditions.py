@@ -26,7 +26,8 @@ from pydantic import BaseModel
 
 from ..errors import ModelDefinitionError
 from ..events.schema import nested_model_type
-from .diff import ChangeSet, assign, diff, lookup
+from .diff import ChangeSet, diff, lookup
+from .paths import assign_path
 
 
 class _AnyValue:
@@ -68,7 +69,7 @@ class ChangeContext:
         if self._previous is None:
             previous = copy.deepcopy(dict(self.current))
             for path, change in self.changes.items():
-                assign(previous, path, change.old)
+                assign_path(previous, path, change.old)
             object.__setattr__(self, "_previous", previous)
         assert self._previous is not None
         return self._previous
@@ -258,4 +259,3 @@ def _check_path(model: type[BaseModel], path: str, where: str) -> None:
                 f"{where}: condition names unknown field {path!r} of {model.__name__} (fields: {known})"
             )
         current = nested_model_type(info.annotation)
-

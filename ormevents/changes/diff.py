@@ -161,31 +161,6 @@ def lookup(document: Any, path: str, default: Any = None) -> Any:
     return current
 
 
-def assign(document: dict[str, Any], path: str, value: Any) -> None:
-    """Set dotted ``path`` in ``document``, creating dicts (and growing lists) on the way."""
-    parts = path.split(".")
-    current: Any = document
-    for index, part in enumerate(parts):
-        last = index == len(parts) - 1
-        if isinstance(current, list) and part.isdigit():
-            position = int(part)
-            while len(current) <= position:
-                current.append(None)
-            if last:
-                current[position] = value
-            else:
-                if not isinstance(current[position], (dict, list)):
-                    current[position] = {}
-                current = current[position]
-        else:
-            if last:
-                current[part] = value
-            else:
-                if not isinstance(current.get(part), (dict, list)):
-                    current[part] = {}
-                current = current[part]
-
-
 def _diff_mapping(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str, out: dict[str, FieldChange]) -> None:
     for key, after in new.items():
         before = old.get(key, _MISSING)

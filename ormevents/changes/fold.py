@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..events.redaction import REDACTED
-from .diff import assign, diff
+from .diff import diff
 
 
 @dataclass
@@ -58,7 +58,7 @@ def fold(steps: Iterable[tuple[str, Mapping[str, tuple[Any, Any]]]]) -> Folded:
                 state.redacted.add(path)
             else:
                 state.redacted.discard(path)
-            assign(state.document, path, copy.deepcopy(new))
+            _assign(state.document, path, copy.deepcopy(new))
     return state
 
 
@@ -75,3 +75,28 @@ def disagreements(state: Folded, stored: Mapping[str, Any] | None) -> dict[str, 
         out[path] = change.as_pair()
     return out
 
+
+def _assign(document: dict[str, Any], path: str, value: Any) -> None:
+    """Set dotted ``path`` in ``document``, creating dicts (and growing lists) on the way; lenient
+    where :func:`~.paths.assign_path` refuses (a stored history may pass through any shape)."""
+    parts = path.split(".")
+    current: Any = document
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        if isinstance(current, list) and part.isdigit():
+            position = int(part)
+            while len(current) <= position:
+                current.append(None)
+            if last:
+                current[position] = value
+            else:
+                if not isinstance(current[position], (dict, list)):
+                    current[position] = {}
+                current = current[position]
+        else:
+            if last:
+                current[part] = value
+            else:
+                if not isinstance(current.get(part), (dict, list)):
+                    current[part] = {}
+                current = current[part]

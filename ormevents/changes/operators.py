@@ -39,6 +39,7 @@ from typing import Any
 
 from ..errors import InvalidUpdateError
 from .diff import lookup, values_equal
+from .paths import assign_path, remove_path
 
 OPERATORS = ("$set", "$unset", "$inc", "$push", "$addToSet", "$pull", "$rename", "$currentDate")
 _MISSING: Any = object()
@@ -82,29 +83,45 @@ def parse_update(update: Any, known: Callable[[str], bool]) -> UpdateSpec:
     return UpdateSpec(tuple(steps), tuple(paths), update)
 
 
+def check_stored(stored: Mapping[str, Any], spec: UpdateSpec) -> None:
+    """Raise :class:`InvalidUpdateError` where MongoDB refuses ``spec`` for the document as
+    ``stored`` (a field stored as ``null``, which the model reads like a missing one: ``$inc``,
+    ``$push``, ``$addToSet`` and ``$pull`` of it)."""
+    for operator, path, _ in spec.steps:
+        if operator in ("$inc", "$push", "$addToSet", "$pull") and lookup(stored, path, _MISSING) is None:
+            kind = "a number" if operator == "$inc" else "an array"
+            raise InvalidUpdateError(f"{operator} {path!r}: the stored value is null, not {kind}; MongoDB refuses "
+                                     "the update (set the field first)")
+
+
 def apply(document: Mapping[str, Any], spec: UpdateSpec, now: datetime | None) -> dict[str, Any]:
     """The document after ``spec`` (a new dict; ``document`` is not changed). ``now`` is the
     time ``$currentDate`` writes. Raises :class:`InvalidUpdateError` where MongoDB would refuse
-    the update for this document (``$inc`` of a string, ``$push`` to a non-array...)."""
+    the update for this document (``$inc`` of a string, ``$push`` to a non-array...); a
+    ``None`` counts as missing (see :func:`check_stored` for a stored ``null``)."""
     result = copy.deepcopy(dict(document))
     for operator, path, argument in spec.steps:
         current = lookup(result, path, _MISSING)
         if operator == "$set":
-            _assign(result, path, copy.deepcopy(argument))
+            assign_path(result, path, copy.deepcopy(argument))
         elif operator == "$unset":
-            _remove(result, path)
+            remove_path(result, path)
         elif operator == "$inc":
-            if current is not _MISSING and current is not None and not _number(current):
+            if not _absent(current) and not _number(current):
                 raise InvalidUpdateError(f"$inc {path!r}: the stored value {current!r} is not a number")
-            _assign(result, path, argument if current in (_MISSING, None) else current + argument)
+            total = argument if _absent(current) else current + argument
+            if isinstance(total, int) and not -(2**63) <= total < 2**63:
+                raise InvalidUpdateError(f"$inc {path!r}: {current!r} + {argument!r} does not fit MongoDB's "
+                                         "64-bit integers")
+            assign_path(result, path, total)
         elif operator == "$currentDate":
-            _assign(result, path, now)
+            assign_path(result, path, now)
         elif operator == "$rename":
             if current is not _MISSING:
-                _remove(result, path)
-                _assign(result, argument, current)
-        else:
-            _assign(result, path, _array_op(operator, path, _array(operator, path, current), argument))
+                remove_path(result, path)
+                assign_path(result, argument, current)
+        elif not (operator == "$pull" and _absent(current)):  # $pull of a missing field: a no-op
+            assign_path(result, path, _array_op(operator, path, _array(operator, path, current), argument))
     return result
 
 
@@ -115,7 +132,7 @@ def _array_op(operator: str, path: str, items: list[Any], argument: Any) -> list
     each = copy.deepcopy(list(each))
     if operator == "$addToSet":
         for value in each:
-            if not any(values_equal(value, item) for item in items):
+            if not any(_equal(value, item) for item in items):
                 items.append(value)
         return items
     position = argument.get("$position") if isinstance(argument, Mapping) and "$each" in argument else None
@@ -132,14 +149,31 @@ def _array_op(operator: str, path: str, items: list[Any], argument: Any) -> list
 
 def _pull_matches(item: Any, condition: Any) -> bool:
     if isinstance(condition, Mapping) and set(condition) == {"$in"}:
-        return any(values_equal(item, value) for value in condition["$in"])
+        return any(_equal(item, value) for value in condition["$in"])
     if isinstance(condition, Mapping) and isinstance(item, Mapping) and condition:
-        return all(key in item and values_equal(item[key], value) for key, value in condition.items())
-    return values_equal(item, condition)
+        return all(key in item and _field_matches(item[key], value) for key, value in condition.items())
+    return _equal(item, condition)
+
+
+def _field_matches(value: Any, condition: Any) -> bool:
+    """A query's ``{field: condition}`` on one value: equal, or an array holding an equal item."""
+    return _equal(value, condition) or (isinstance(value, list) and any(_equal(item, condition) for item in value))
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """MongoDB's equality of stored values: numbers by value (``1 == 1.0``), the rest as
+    :func:`~ormevents.changes.diff.values_equal`."""
+    if _number(a) and _number(b):
+        return bool(a == b)
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return list(a) == list(b) and all(_equal(a[key], b[key]) for key in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    return values_equal(a, b)
 
 
 def _array(operator: str, path: str, current: Any) -> list[Any]:
-    if current is _MISSING or (current is None and operator == "$pull"):
+    if _absent(current):
         return []
     if not isinstance(current, list):
         raise InvalidUpdateError(f"{operator} {path!r}: the stored value {current!r} is not an array")
@@ -149,6 +183,9 @@ def _array(operator: str, path: str, current: Any) -> list[Any]:
 def _check_path(operator: str, path: Any, known: Callable[[str], bool]) -> None:
     if not isinstance(path, str) or not path or any(not part for part in path.split(".")):
         raise InvalidUpdateError(f"{operator}: {path!r} is not a field path")
+    if any(part.startswith("$") for part in path.split(".")):
+        raise InvalidUpdateError(f"{operator} {path!r}: positional paths ($, $[], $[name]) are not supported; "
+                                 "name the array index or update the whole array")
     if path.split(".")[0] in ("_id", "id") or path.startswith("_oe_"):
         raise InvalidUpdateError(f"{operator} {path!r}: the id and ormevents' own fields cannot be updated")
     if not known(path):
@@ -170,43 +207,23 @@ def _check_argument(operator: str, path: str, argument: Any) -> None:
         if any(not isinstance(argument.get(key, 0), int) for key in ("$position", "$slice")):
             raise InvalidUpdateError(f"{operator} {path!r}: $position and $slice take ints, got {argument!r}")
     if operator == "$pull" and isinstance(argument, Mapping):
-        unsupported = [key for key in argument if str(key).startswith("$") and key != "$in"]
-        if unsupported or ("$in" in argument and (len(argument) != 1 or not isinstance(argument["$in"], list))):
-            raise InvalidUpdateError(f"$pull {path!r}: only a value, {{'$in': [...]}} or {{field: value}} is "
-                                     f"supported, got {argument!r}")
+        listed = argument["$in"] if set(argument) == {"$in"} else None
+        if (_query_keys(argument) if listed is None else not isinstance(listed, list) or _query_keys(listed)):
+            raise InvalidUpdateError(f"$pull {path!r}: only a value, {{'$in': [...]}} or {{field: value}} (plain "
+                                     f"field names, no query operators or dotted names) is supported, got "
+                                     f"{argument!r}")
+
+
+def _absent(value: Any) -> bool:
+    return value is _MISSING or value is None
+
+
+def _query_keys(value: Any) -> bool:
+    """Whether ``value`` holds, at any depth, a key MongoDB reads as a query (``$...`` or dotted)."""
+    if isinstance(value, Mapping):
+        return any(str(key).startswith("$") or "." in str(key) or _query_keys(item) for key, item in value.items())
+    return isinstance(value, list) and any(_query_keys(item) for item in value)
 
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _assign(document: dict[str, Any], path: str, value: Any) -> None:
-    *parents, last = path.split(".")
-    node: Any = document
-    for part in parents:
-        if isinstance(node, list) and part.isdigit():
-            node = node[int(part)]
-            continue
-        child = node.get(part, _MISSING)
-        if child is _MISSING:
-            child = node[part] = {}
-        elif not isinstance(child, (dict, list)):
-            raise InvalidUpdateError(f"cannot write {path!r}: {part!r} holds {child!r}, not a document")
-        node = child
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
-
-
-def _remove(document: dict[str, Any], path: str) -> None:
-    *parents, last = path.split(".")
-    node: Any = document
-    for part in parents:
-        node = node.get(part) if isinstance(node, dict) else None
-        if node is None:
-            return
-    if isinstance(node, dict):
-        node.pop(last, None)
-    elif isinstance(node, list) and last.isdigit() and int(last) < len(node):
-        node[int(last)] = None

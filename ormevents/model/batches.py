@@ -47,7 +47,9 @@ class Write:
 
 async def update_each(unit: Unit, collection: str, writes: Sequence[Write], what: str) -> list[bool]:
     """Apply ``writes`` (see module doc) and hand over the records of those that applied;
-    returns, per write, whether it applied. A refused write changed nothing."""
+    returns, per write, whether it applied. A refused write changed nothing. A write that fails
+    (a duplicate key of a unique index) does not stop the others: the records of those that
+    applied are handed over, then the first failure is raised."""
     if not writes:
         return []
     if any(write.pending is not None for write in writes):
@@ -61,16 +63,16 @@ async def update_each(unit: Unit, collection: str, writes: Sequence[Write], what
 
     async def send() -> tuple[list[bool], BaseException | None]:
         if unit.outbox is None:
-            applied = await _one_by_one(unit, collection, writes, updates, what)
+            applied, failure = await _one_by_one(unit, collection, writes, updates, what)
         else:
-            applied = await _bulk(unit, collection, writes, updates, what)
+            applied, failure = await _bulk(unit, collection, writes, updates, what)
         for write, dropped, ok in zip(writes, sent, applied):
             if ok and dropped and unit.outbox is not None:
                 unit.outbox.dropped_entries(collection, write.condition["_id"], dropped)
         chosen = [write for write, ok in zip(writes, applied) if ok]
         error = await hand_off(unit, [w.pending for w in chosen if w.pending is not None],
                                [w.event for w in chosen if w.event is not None])
-        return applied, error
+        return applied, failure or error
 
     applied, error = await run_shielded(send(), None)
     if error is not None:
@@ -80,24 +82,30 @@ async def update_each(unit: Unit, collection: str, writes: Sequence[Write], what
 
 
 async def _bulk(unit: Unit, collection: str, writes: Sequence[Write], updates: list[dict[str, Any]],
-                what: str) -> list[bool]:
+                what: str) -> tuple[list[bool], BaseException | None]:
     from pymongo import UpdateOne
+    from pymongo.errors import BulkWriteError
 
     target = unit.database[collection]
     operations = [UpdateOne(write.condition, update) for write, update in zip(writes, updates)]
-    result = await unit.call(target.bulk_write, operations, ordered=False, what=what)
-    if result.matched_count == len(writes):
-        return [True] * len(writes)
+    try:
+        result = await unit.call(target.bulk_write, operations, ordered=False, what=what)
+    except BulkWriteError as error:  # some failed; the others applied: read back which below
+        failure: BaseException | None = _first_write_error(error)
+    else:
+        if result.matched_count == len(writes):
+            return [True] * len(writes), None
+        failure = None
     keys = [write.condition["_id"] for write in writes]
     found = {}
-    async for document in target.find({"_id": {"$in": keys}}, {OUTBOX_FIELD: 1}, **_session(unit)):
+    async for document in target.find({"_id": {"$in": keys}}, {OUTBOX_FIELD: 1}, **unit.session_options):
         found[_hashable(document["_id"])] = document.get(OUTBOX_FIELD) or {}
     return [write.pending is not None and write.pending.id in found.get(_hashable(write.condition["_id"]), {})
-            for write in writes]
+            for write in writes], failure
 
 
 async def _one_by_one(unit: Unit, collection: str, writes: Sequence[Write], updates: list[dict[str, Any]],
-                      what: str) -> list[bool]:
+                      what: str) -> tuple[list[bool], BaseException | None]:
     target = unit.database[collection]
     gate = asyncio.Semaphore(_CONCURRENCY if unit.session is None else 1)  # a driver session: one call at a time
 
@@ -106,7 +114,10 @@ async def _one_by_one(unit: Unit, collection: str, writes: Sequence[Write], upda
             result = await unit.call(target.update_one, write.condition, update, what=what, document=update)
         return bool(result.matched_count)
 
-    return list(await asyncio.gather(*(one(write, update) for write, update in zip(writes, updates))))
+    results = await asyncio.gather(*(one(write, update) for write, update in zip(writes, updates)),
+                                   return_exceptions=True)
+    failures = [result for result in results if isinstance(result, BaseException)]
+    return [result is True for result in results], failures[0] if failures else None
 
 
 async def insert_all(unit: Unit, collection: str, documents: list[dict[str, Any]],
@@ -162,8 +173,18 @@ async def hand_off(unit: Unit, records: list[PendingEvent], events: list[Event])
     return None
 
 
-def _session(unit: Unit) -> dict[str, Any]:
-    return {} if unit.session is None else {"session": unit.session}
+def _first_write_error(error: Any) -> BaseException:
+    """The first failed write of a ``BulkWriteError`` as the error one ``update_one`` raises
+    (``DuplicateKeyError`` for a unique index), the bulk error as its cause."""
+    from pymongo.errors import DuplicateKeyError, WriteError
+
+    first = (error.details.get("writeErrors") or [{}])[0]
+    if not first:
+        return error  # type: ignore[no-any-return]
+    kind = DuplicateKeyError if first.get("code") == 11000 else WriteError
+    single = kind(first.get("errmsg", str(error)), first.get("code"), first)
+    single.__cause__ = error
+    return single
 
 
 def _hashable(value: Any) -> Any:

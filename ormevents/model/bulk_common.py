@@ -63,7 +63,7 @@ def known_path(model: type[BaseModel], path: str) -> bool:
     for index, part in enumerate(path.split(".")):
         if index == 0 and part == "id":
             return False
-        fields = _fields_of(node)
+        fields = fields_of(node)
         if fields is None:
             return True
         if part.isdigit() and index > 0:
@@ -74,7 +74,7 @@ def known_path(model: type[BaseModel], path: str) -> bool:
     return True
 
 
-def _fields_of(annotation: Any) -> dict[str, Any] | None:
+def fields_of(annotation: Any) -> dict[str, Any] | None:
     """The fields of the pydantic model ``annotation`` is (or is optionally); ``None`` otherwise."""
     candidates = typing.get_args(annotation) if typing.get_origin(annotation) is not None else (annotation,)
     for candidate in candidates:
@@ -97,7 +97,7 @@ async def pages(unit: Unit, collection: str, query: dict[str, Any], limit: int =
     """The documents matching ``query`` in pages of :data:`PAGE`, sorted by ``_id`` (see module
     doc); ``limit`` caps the total (0: none)."""
     target = unit.database[collection]
-    session = {} if unit.session is None else {"session": unit.session}
+    session = unit.session_options
     cursor = target.find(query, dict(projection or HIDDEN_PROJECTION), sort=[("_id", 1)], limit=limit,
                          batch_size=PAGE, **session)
     page: list[dict[str, Any]] = []
@@ -121,6 +121,15 @@ def with_id(query: dict[str, Any], key: Any) -> dict[str, Any]:
     if "_id" not in query:
         return {**query, "_id": key}
     return {"$and": [query, {"_id": key}]}
+
+
+def excluding(query: dict[str, Any], keys: list[Any]) -> dict[str, Any]:
+    """``query`` without the documents ``keys`` (``query`` itself when there are none)."""
+    if not keys:
+        return query
+    if "_id" not in query:
+        return {**query, "_id": {"$nin": keys}}
+    return {"$and": [query, {"_id": {"$nin": keys}}]}
 
 
 async def emit_bulk(unit: Unit, model: Any, action: str, data: dict[str, Any]) -> int:

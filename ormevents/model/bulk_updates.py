@@ -28,14 +28,14 @@ first"); ``$currentDate`` writes the time of the call, taken once, on the client
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from ..changes.diff import diff, update_document
-from ..changes.operators import UpdateSpec, apply, parse_update
+from ..changes.operators import UpdateSpec, apply, check_stored, parse_update
 from ..delivery.outbox.records import HIDDEN_PROJECTION
 from ..errors import ConflictError, InvalidUpdateError
 from .batches import Write, update_each
@@ -45,6 +45,7 @@ from .bulk_common import (
     BulkResult,
     emit_bulk,
     events_mode,
+    excluding,
     known_path,
     log_off,
     matching_ids,
@@ -52,6 +53,7 @@ from .bulk_common import (
     plain_filter,
     with_id,
 )
+from .bulk_values import check_values
 from .compare_and_set import expected_filter, stored_after, stored_form
 from .context import hooks_are_disabled
 from .transaction import unit_for
@@ -59,6 +61,7 @@ from .transaction import unit_for
 MAX_ATTEMPTS = 100
 """A document refused this many times in a row (a hot document) raises ConflictError."""
 
+T = TypeVar("T")
 Seen = Callable[[Any, Any], None]
 """Called with ``(pre-image instance, post-image instance)`` for each document that matched."""
 
@@ -72,12 +75,20 @@ async def update_matching(model: Any, filter: Any, update: Any, *, limit: int, e
     unit = unit_for(session)
     result = BulkResult()
     if mode == "bulk" or (mode == "off" and seen is None):
+        check_values(model, spec)
         return await _whole(model, unit, query, spec, limit, mode, result)
     now = _now()
     run = hooks and not hooks_are_disabled(model)
     emit = mode == "per_document"
-    async for page in pages(unit, model.__ormevents__.collection, query, limit):
-        await _page(model, unit, query, spec, page, now, (run, emit), session, result, seen)
+    tried: list[Any] = []  # update_one: a match changed by another writer meanwhile, the next one is tried
+    while True:
+        found = False
+        async for page in pages(unit, model.__ormevents__.collection, excluding(query, tried), limit):
+            found = True
+            tried.extend(document["_id"] for document in page)
+            await _page(model, unit, query, spec, page, now, (run, emit), session, result, seen)
+        if not limit or not found or result.matched_count:
+            break
     if not emit:
         log_off(model, "find_one_and_update", result)
     return result
@@ -94,6 +105,8 @@ async def _page(model: Any, unit: Any, query: dict[str, Any], spec: UpdateSpec, 
         refused: list[Any] = []
         writes: list[Write] = []
         afters: list[tuple[Any, Any]] = []
+        for raw in page:  # all checked before any is written
+            check_stored(raw, spec)
         for raw in page:
             before = model._from_document(raw)
             after = _validated(model, before, spec, now)
@@ -169,13 +182,18 @@ async def _whole(model: Any, unit: Any, query: dict[str, Any], spec: UpdateSpec,
     collection = model.__ormevents__.collection
     target = unit.database[collection]
     what = f"update_many of {model.__name__}"
-    ids = await matching_ids(unit, collection, query, limit if limit else MAX_IDS + 1) if mode == "bulk" or limit \
-        else []
-    if limit:  # update_one: the first match by _id, as in the per-document mode
-        outcome = await unit.call(target.update_one, with_id(query, ids[0]), dict(spec.raw), what=what) if ids \
-            else None
+    ids: list[Any] = []
+    outcome: Any = None
+    if limit:  # update_one: the first match by _id, as in the per-document mode; the next if it changed meanwhile
+        tried: list[Any] = []
+        while not ids and (key := await matching_ids(unit, collection, excluding(query, tried), 1)):
+            tried.append(key[0])
+            outcome = await _refusable(unit.call(target.update_one, with_id(query, key[0]), dict(spec.raw),
+                                                 what=what), what)
+            ids = key if outcome.matched_count else []
     else:
-        outcome = await unit.call(target.update_many, query, dict(spec.raw), what=what)
+        ids = await matching_ids(unit, collection, query, MAX_IDS + 1) if mode == "bulk" else []
+        outcome = await _refusable(unit.call(target.update_many, query, dict(spec.raw), what=what), what)
     if outcome is not None:
         result.matched_count, result.modified_count = outcome.matched_count, outcome.modified_count
     if mode == "off":
@@ -187,10 +205,25 @@ async def _whole(model: Any, unit: Any, query: dict[str, Any], spec: UpdateSpec,
     return result
 
 
+async def _refusable(call: Awaitable[T], what: str) -> T:
+    """``await call``, the server refusing the update for a stored value (``$inc`` of a null, a
+    string...; not a duplicate key) raised as :class:`InvalidUpdateError`."""
+    from pymongo.errors import DuplicateKeyError, WriteError
+
+    try:
+        return await call
+    except WriteError as error:
+        if isinstance(error, DuplicateKeyError):
+            raise
+        reason = (error.details or {}).get("errmsg") or str(error)
+        raise InvalidUpdateError(f"{what}: MongoDB refused the update ({reason}); documents written before "
+                                 "the refusal stay written") from error
+
+
 async def _reread(unit: Any, collection: str, query: dict[str, Any], keys: list[Any]) -> list[dict[str, Any]]:
     """The documents ``keys`` as they are now, those still matching ``query`` (one indexed read each)."""
     target = unit.database[collection]
-    session = {} if unit.session is None else {"session": unit.session}
+    session = unit.session_options
     if session:  # a driver session takes one call at a time
         found = [await target.find_one(with_id(query, key), HIDDEN_PROJECTION, **session) for key in keys]
     else:

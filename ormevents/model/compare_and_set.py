@@ -44,6 +44,7 @@ from bson.codec_options import CodecOptions
 from bson.errors import InvalidDocument
 
 from ..changes.diff import lookup
+from ..changes.paths import assign_path, remove_path
 from ..delivery.outbox.records import HIDDEN_FIELDS
 from .bson_form import to_bson
 
@@ -62,9 +63,9 @@ def stored_after(stored: Mapping[str, Any], update: Mapping[str, Mapping[str, An
     sent = bson.decode(bson.encode(to_bson(dict(update))), codec_options=_STORED)
     result = dict(stored)  # containers along the written paths are copied, the rest is shared
     for path, value in sent.get("$set", {}).items():
-        _assign(result, path.split("."), value)
+        assign_path(result, path, value)
     for path in sent.get("$unset", {}):
-        _remove(result, path.split("."))
+        remove_path(result, path)
     return result
 
 
@@ -162,48 +163,3 @@ def _encoded(value: Any) -> bytes:
 
 def _kind(value: Any) -> str:
     return "missing" if value is MISSING else "object" if isinstance(value, Mapping) else type(value).__name__
-
-
-def _assign(document: Any, parts: list[str], value: Any) -> None:
-    """Set ``value`` at ``parts`` in ``document`` (a private copy), copying containers on the way."""
-    head, rest = parts[0], parts[1:]
-    if isinstance(document, list):
-        index = int(head)
-        if rest:
-            document[index] = _private(document[index])
-            _assign(document[index], rest, value)
-        else:
-            document[index] = value
-        return
-    if rest:
-        child = document.get(head)
-        document[head] = _private(child) if isinstance(child, (Mapping, list)) else {}
-        _assign(document[head], rest, value)
-    else:
-        document[head] = value
-
-
-def _remove(document: Any, parts: list[str]) -> None:
-    """Remove ``parts`` from ``document`` (a private copy), copying containers on the way."""
-    head, rest = parts[0], parts[1:]
-    if isinstance(document, list):
-        if head.isdigit() and int(head) < len(document):
-            if rest:
-                document[int(head)] = _private(document[int(head)])
-                _remove(document[int(head)], rest)
-            else:
-                document[int(head)] = None  # $unset of an array element leaves null, as MongoDB does
-        return
-    if not isinstance(document, dict) or head not in document:
-        return
-    if rest:
-        document[head] = _private(document[head])
-        _remove(document[head], rest)
-    else:
-        del document[head]
-
-
-def _private(container: Any) -> Any:
-    if isinstance(container, Mapping):
-        return dict(container)
-    return list(container) if isinstance(container, list) else container

@@ -85,6 +85,11 @@ class Unit:
         self.touched: dict[int, Touched] = {}
         self.unindexed: set[str] = set()
 
+    @property
+    def session_options(self) -> dict[str, Any]:
+        """``{"session": session}`` for a driver call outside :meth:`call`, ``{}`` without one."""
+        return {} if self.session is None else {"session": self.session}
+
     # ----- building records (before any I/O) ---------------------------------------------------
 
     def prepare(self, event: Event | None, home: str, key: Any, retention: float | None = None) -> PendingEvent | None:

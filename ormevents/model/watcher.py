@@ -9,7 +9,8 @@ stream.
   a change made before they were turned on) an update's ``old`` values are ``None``.
 * **Its own writes are skipped.** A write made by ormevents carries its outbox entry
   (``_oe_outbox``; a clean-up only touches ``_oe_`` fields) and a delete leaves its ``deleted``
-  row in ``_oe_events``: those changes already had their event. Writes made by ormevents with no
+  row in ``_oe_events`` (recorded shortly before the delete, and claimed by the first delete
+  change of that document that the watcher sees): those changes already had their event. Writes made by ormevents with no
   broker outbox (eager/recording publishers), with ``emit=False`` or ``events="off"``, or deletes
   whose history row was already expired, look external and are emitted.
 * **Resume.** After each batch of events (up to ``batch`` changes, or 0.25 s of them) is handed to
@@ -31,7 +32,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..changes.diff import ChangeSet, FieldChange, diff
@@ -47,6 +48,7 @@ logger = logging.getLogger("ormevents.model.watcher")
 TOKENS = "_oe_watch"
 _HISTORY_LOST = (286, 280)  # ChangeStreamHistoryLost, ChangeStreamFatalError
 _MAX_WAIT = 0.25  # seconds a change waits for its batch under steady traffic
+_OWN_DELETE_SKEW = timedelta(seconds=30)  # how much earlier than its delete a row of ours may be recorded
 _NAMESPACE = uuid.UUID("6f1c5c1e-9d2a-4a57-8f0e-5b1d6d0c8a13")
 
 
@@ -158,10 +160,7 @@ async def _event(model: Any, database: Any, change: Mapping[str, Any]) -> Event 
         if not changes:
             return None
     elif kind == "delete":
-        meta = model.__ormevents__
-        own = await database[EVENTS_COLLECTION].find_one({"c": meta.collection, "o": key,
-                                                         "n": f"{meta.event_prefix}.deleted"}, {"_id": 1})
-        if own is not None:
+        if await _own_delete(model, database, change, key):
             return None
         action, fields = "deleted", _fields(model, before or {})
         changes = diff(fields, None)
@@ -169,8 +168,30 @@ async def _event(model: Any, database: Any, change: Mapping[str, Any]) -> Event 
         return None
     instance = model.model_construct(id=from_bson(key))
     event: Event = instance._event(action, fields, changes)
-    token = change["_id"].get("_data", repr(change["_id"])) if isinstance(change["_id"], Mapping) else change["_id"]
-    return event.model_copy(update={"id": uuid.uuid5(_NAMESPACE, f"{model.__ormevents__.collection}:{token}")})
+    return event.model_copy(update={"id": uuid.uuid5(_NAMESPACE, f"{model.__ormevents__.collection}:{_token(change)}")})
+
+
+async def _own_delete(model: Any, database: Any, change: Mapping[str, Any], key: Any) -> bool:
+    """Whether ormevents made this delete: a ``deleted`` row for the document in ``_oe_events``,
+    recorded at most :data:`_OWN_DELETE_SKEW` before the change (clock skew; an older row is
+    another lifetime of the same id) and not yet claimed by another delete change of the stream
+    (the first claims it; replaying the same change finds its own claim)."""
+    meta = model.__ormevents__
+    token = _token(change)
+    when = change.get("wallTime") or (change["clusterTime"].as_datetime() if "clusterTime" in change else None)
+    condition: dict[str, Any] = {"c": meta.collection, "o": key, "n": f"{meta.event_prefix}.deleted",
+                                 "$or": [{"watch_claim": {"$exists": False}}, {"watch_claim": token}]}
+    if isinstance(when, datetime):
+        condition["at"] = {"$gte": when.replace(tzinfo=when.tzinfo or UTC) - _OWN_DELETE_SKEW}
+    claimed = await database[EVENTS_COLLECTION].find_one_and_update(condition, {"$set": {"watch_claim": token}},
+                                                                    sort=[("at", 1)], projection={"_id": 1})
+    return claimed is not None
+
+
+def _token(change: Mapping[str, Any]) -> str:
+    """The change's resume token as a string (names its event and its claim of a row)."""
+    return str(change["_id"].get("_data", repr(change["_id"])) if isinstance(change["_id"], Mapping)
+               else change["_id"])
 
 
 def _own_update(change: Mapping[str, Any]) -> bool:

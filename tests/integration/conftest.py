@@ -10,7 +10,7 @@ import pytest
 import redis
 
 import ormevents
-from ormevents import event_bus
+from ormevents import RecordingPublisher, event_bus
 from tests.integration.worker_process import WorkerProcess, running
 from tests.support.servers import free_port
 
@@ -54,4 +54,19 @@ async def bus(queue: str, redis_uri: str, mongo_uri: str) -> AsyncIterator[Any]:
     await ormevents.init(mongo_uri=mongo_uri, database="delivery_tests", redis_uri=redis_uri,
                          event_config={"queue_name": queue})
     yield event_bus
+    await ormevents.close()
+
+
+@pytest.fixture
+async def db(pymongo_client: Any) -> AsyncIterator[Any]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield pymongo_client[name]
+    await pymongo_client.drop_database(name)
+
+
+@pytest.fixture
+async def rec(db: Any) -> AsyncIterator[RecordingPublisher]:
+    publisher = RecordingPublisher()
+    await ormevents.init(database=db, publisher=publisher)
+    yield publisher
     await ormevents.close()

@@ -112,3 +112,21 @@ class Rich(EventModel):
     at: datetime
     ref: uuid.UUID
     blob: bytes = b""
+
+
+class Place(BaseModel):
+    city: str = ""
+    zip: str = ""
+
+
+class Member(EventModel):
+    _collection = "members"
+    name: str
+    status: str = "new"
+    score: int | None = None
+    visits: int = 0
+    tags: list[str] = []
+    place: Place = Place()
+    prefs: dict[str, Any] = {}
+    nick: str | None = None
+    seen_at: datetime | None = None

@@ -4,18 +4,11 @@ and off modes, bad input refused before any write, hooks and conditions, and the
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import json
 import logging
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import redis
-from pydantic import BaseModel
 
 import ormevents
 from ormevents import EventModel, InvalidUpdateError, RecordingPublisher, hooks_disabled
@@ -23,27 +16,9 @@ from ormevents.changes.conditions import build_condition
 from ormevents.events.patterns import Pattern
 from ormevents.handlers.registry import Handler
 from ormevents.hooks import after_update, before_update
-from tests.integration.models import CALLS, Tracked
+from tests.integration.models import CALLS, Member, Tracked
 
 pytestmark = pytest.mark.integration
-
-
-class Place(BaseModel):
-    city: str = ""
-    zip: str = ""
-
-
-class Member(EventModel):
-    _collection = "members"
-    name: str
-    status: str = "new"
-    score: int | None = None
-    visits: int = 0
-    tags: list[str] = []
-    place: Place = Place()
-    prefs: dict[str, Any] = {}
-    nick: str | None = None
-    seen_at: datetime | None = None
 
 
 class Hooked(EventModel):
@@ -60,21 +35,6 @@ class Hooked(EventModel):
         CALLS.append(f"after_update {self.status} {self.saved_changes.old('status')}")
 
 
-@pytest.fixture
-async def db(pymongo_client: Any) -> AsyncIterator[Any]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    yield pymongo_client[name]
-    await pymongo_client.drop_database(name)
-
-
-@pytest.fixture
-async def rec(db: Any) -> AsyncIterator[RecordingPublisher]:
-    publisher = RecordingPublisher()
-    await ormevents.init(database=db, publisher=publisher)
-    yield publisher
-    await ormevents.close()
-
-
 async def _members(rec: RecordingPublisher, *names: str, **fields: Any) -> list[Member]:
     result = await Member.insert_many([Member(name=name, **fields) for name in names])
     assert len(result.inserted_ids) == len(names) and result.events == len(names)
@@ -89,7 +49,7 @@ def _changes(rec: RecordingPublisher) -> dict[str, dict[str, tuple[Any, Any]]]:
 @pytest.mark.parametrize(("update", "expected"), [
     ({"$set": {"status": "on", "place.city": "Oslo"}}, {"status": ("new", "on"), "place.city": ("", "Oslo")}),
     ({"$unset": {"nick": ""}}, {"nick": ("x", None)}),
-    ({"$inc": {"score": 5, "visits": 2}}, {"score": (None, 5), "visits": (1, 3)}),
+    ({"$inc": {"visits": 2}}, {"visits": (1, 3)}),
     ({"$push": {"tags": "c"}}, {"tags": (["a", "b"], ["a", "b", "c"])}),
     ({"$push": {"tags": {"$each": ["z", "y"], "$position": 0, "$slice": 3}}}, {"tags": (["a", "b"], ["z", "y", "a"])}),
     ({"$pull": {"tags": "a"}}, {"tags": (["a", "b"], ["b"])}),
@@ -138,6 +98,30 @@ async def test_bad_updates_raise_before_any_write(rec: RecordingPublisher, db: A
     with pytest.raises(InvalidUpdateError, match="visits"):  # the model refuses the result: nothing written
         await Member.update_many({}, {"$set": {"visits": "many"}})
     assert rec.events == [] and (await db.members.find_one())["status"] == "new"
+
+
+@pytest.mark.parametrize("events", ["per_document", "bulk", "off"])
+async def test_an_update_mongodb_refuses_for_a_stored_null_is_refused_in_every_mode(
+        rec: RecordingPublisher, db: Any, events: str) -> None:
+    """Review 13 #6: ``$inc`` / ``$pull`` of a field stored as null (ormevents stores ``None`` so)."""
+    await _members(rec, "ann")
+    for update in ({"$inc": {"score": 1}}, {"$pull": {"nick": "x"}}):
+        with pytest.raises(InvalidUpdateError, match="null|refused"):
+            await Member.update_many({}, update, events=events)
+    assert rec.events == [] and (await db.members.find_one())["score"] is None
+
+
+@pytest.mark.parametrize("events", ["bulk", "off"])
+async def test_bulk_and_off_modes_check_values_against_the_field_types(
+        rec: RecordingPublisher, db: Any, events: str) -> None:
+    """Review 13 #5: the update sent as given is checked against the model's types first."""
+    await _members(rec, "ann")
+    for update in ({"$set": {"visits": "many"}}, {"$push": {"tags": 5}}, {"$set": {"place": {"city": 1}}},
+                   {"$inc": {"visits": 1.5}}, {"$addToSet": {"tags": {"$each": ["ok", None]}}}):
+        with pytest.raises(InvalidUpdateError, match="not a valid value"):
+            await Member.update_many({}, update, events=events)
+    await Member.update_many({}, {"$set": {"prefs.any": object.__name__, "place.city": "Oslo"}}, events=events)
+    assert (await Member.find_one({})).place.city == "Oslo" and rec.names() in ([], ["member.bulk_updated"])
 
 
 async def test_nothing_matched_emits_nothing_and_counts_zero(rec: RecordingPublisher) -> None:
@@ -235,69 +219,6 @@ async def test_insert_many_with_hooks_and_a_duplicate_key(rec: RecordingPublishe
     assert rec.names() == ["member.created"] and sorted(m.name for m in await Member.find()) == ["x", "y"]
     with pytest.raises(InvalidUpdateError, match="saved already"):
         await Member.insert_many([existing])
-
-
-@pytest.fixture
-async def outbox(db: Any, redis_uri: str) -> AsyncIterator[tuple[Any, str]]:
-    queue = f"bulk{uuid.uuid4().hex[:8]}:events"
-    await ormevents.init(database=db, redis_uri=redis_uri, event_config={"queue_name": queue})
-    yield db, queue
-    await ormevents.close()
-    redis.Redis.from_url(redis_uri).delete(queue)
-
-
-def _queued(redis_uri: str, queue: str) -> list[dict[str, Any]]:
-    raw = redis.Redis.from_url(redis_uri).lrange(queue, 0, -1)
-    return [json.loads(base64.b64decode(json.loads(item)["body"]))[0][0] for item in reversed(raw)]
-
-
-async def test_a_thousand_documents_one_exact_event_each_through_the_outbox(
-        outbox: tuple[Any, str], redis_uri: str) -> None:
-    db, queue = outbox
-    count = 1000
-    await Member.insert_many([Member(name=f"m{n}", visits=n) for n in range(count)], events="off")
-    result = await Member.update_many({}, {"$inc": {"visits": 1}, "$push": {"tags": "t"}})
-    assert (result.matched_count, result.modified_count, result.events) == (count, count, count)
-    await ormevents.flush(cleanup=True)
-    events = _queued(redis_uri, queue)
-    assert len(events) == count and len({e["id"] for e in events}) == count
-    for event in events:
-        n = int(event["data"]["name"][1:])
-        assert event["name"] == "member.updated"
-        assert event["changes"] == {"visits": [n, n + 1], "tags": [[], ["t"]]}
-    assert await db.members.count_documents({"_oe_pending_at": {"$exists": True}}) == 0
-
-
-async def _concurrent_update_many() -> None:
-    await Member.insert_many([Member(name=f"m{n}") for n in range(60)], events="off")
-    calls = [({"name": {"$in": [f"m{n}" for n in range(0, 60, step)]}}, {"$inc": {"visits": step}})
-             for step in (1, 2, 3)] * 2
-    results = await asyncio.gather(*(Member.update_many(f, u) for f, u in calls))
-    assert [r.modified_count for r in results] == [60, 30, 20] * 2
-
-
-async def _check_chains(events: list[dict[str, Any]]) -> None:
-    chains: dict[str, list[tuple[int, int]]] = {}
-    for event in events:
-        old, new = event["changes"]["visits"]
-        chains.setdefault(event["data"]["name"], []).append((old, new))
-    for member in await Member.find():
-        # each write's old is the previous write's new: no value reported replaced twice or skipped
-        steps = sorted(chains[member.name])
-        assert [old for old, _ in steps] == [0] + [new for _, new in steps[:-1]], (member.name, steps)
-        assert steps[-1][1] == member.visits == 2 * sum(s for s in (1, 2, 3) if int(member.name[1:]) % s == 0)
-
-
-async def test_concurrent_update_many_through_the_outbox_report_only_replaced_values(
-        outbox: tuple[Any, str], redis_uri: str) -> None:
-    await _concurrent_update_many()
-    await ormevents.flush()
-    await _check_chains(_queued(redis_uri, outbox[1]))
-
-
-async def test_concurrent_update_many_inline_report_only_replaced_values(rec: RecordingPublisher) -> None:
-    await _concurrent_update_many()
-    await _check_chains([e.to_dict() for e in rec.events])
 
 
 async def test_inside_a_transaction_events_wait_for_the_commit(rec: RecordingPublisher) -> None:

@@ -97,6 +97,40 @@ async def test_raw_writes_become_events_with_diffs_and_own_writes_are_not_double
     assert mine == ["watched.created", "watched.updated", "watched.updated", "watched.deleted"], mine
 
 
+async def test_a_push_onto_a_non_empty_array_is_followed_as_stored(runtime: tuple[Any, str], redis_uri: str) -> None:
+    """Review 13 #1: MongoDB reports a ``$push`` as ``tags.<len>``; the watcher used to die on it (on every restart)."""
+    db, queue = runtime
+    await db.create_collection("watched")
+    stop, task = await _started(redis_uri)
+    await db.watched.insert_one({"_id": 1, "name": "a", "tags": ["x"]})
+    await db.watched.update_one({"_id": 1}, {"$push": {"tags": "y"}})
+    await db.watched.update_one({"_id": 1}, {"$push": {"tags": {"$each": ["z", "w"]}}})
+    events = await _until(redis_uri, queue, 3)
+    stop.set()
+    await task  # still alive: it ends only because it was told to
+    stored = await db.watched.find_one({"_id": 1})
+    assert [e["changes"].get("tags") for e in events] == [[None, ["x"]], [["x"], ["x", "y"]],
+                                                          [["x", "y"], stored["tags"]]]
+
+
+async def test_an_external_delete_of_an_id_ormevents_once_deleted_is_emitted(
+        runtime: tuple[Any, str], redis_uri: str) -> None:
+    """Review 13 #8: ormevents' old ``deleted`` row for the id is claimed by its own delete only."""
+    db, queue = runtime
+    await db.create_collection("watched")
+    stop, task = await _started(redis_uri)
+    own = await Watched.create(name="x")
+    await own.delete()
+    await db.watched.insert_one({"_id": own.id, "name": "again"})
+    await db.watched.delete_one({"_id": own.id})
+    events = await _until(redis_uri, queue, 4)
+    stop.set()
+    await task
+    assert [e["name"] for e in events] == ["watched.created", "watched.deleted", "watched.created",
+                                           "watched.deleted"]
+    assert events[-1]["changes"]["name"] == ["again", None]
+
+
 async def test_a_restart_resumes_without_loss_or_duplicate(runtime: tuple[Any, str], redis_uri: str) -> None:
     db, queue = runtime
     await db.create_collection("watched")

@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from ormevents import InvalidUpdateError
-from ormevents.changes.operators import apply, parse_update
+from ormevents.changes.operators import apply, check_stored, parse_update
 from ormevents.model.bulk_common import events_mode, known_path, plain_filter
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=UTC)
@@ -32,8 +32,14 @@ def run(document: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     ({"t": [1, 2]}, {"$push": {"t": {"$each": [0], "$position": -1}}}, {"t": [1, 0, 2]}),
     ({"t": [1, 2]}, {"$push": {"t": {"$each": [], "$slice": 0}}}, {"t": []}),
     ({"t": [{"k": 1, "v": 2}, {"k": 2}]}, {"$pull": {"t": {"k": 1}}}, {"t": [{"k": 2}]}),
-    ({"t": [1, 1.0, True]}, {"$pull": {"t": 1}}, {"t": [1.0, True]}),
-    ({"t": None}, {"$pull": {"t": 1}}, {"t": []}),
+    ({"t": [1, 1.0, True]}, {"$pull": {"t": 1}}, {"t": [True]}),  # numbers by value, as MongoDB (review 13 #6)
+    ({"t": [1, 2]}, {"$pull": {"t": 1.0}}, {"t": [2]}),
+    ({"f": [1.0]}, {"$addToSet": {"f": 1}}, {"f": [1.0]}),
+    ({"m": {}}, {"$pull": {"m.t": "x"}}, {"m": {}}),  # $pull of a missing field: no-op
+    ({"t": [{"k": [1, 2]}, {"k": [3]}]}, {"$pull": {"t": {"k": 1}}}, {"t": [{"k": [3]}]}),  # array field holds it
+    ({"t": ["a"]}, {"$set": {"t.3": "z"}}, {"t": ["a", None, None, "z"]}),  # padded (review 13 #7)
+    ({"t": ["a"]}, {"$set": {"t.2.x": 1}}, {"t": ["a", None, {"x": 1}]}),
+    ({"r": [{"x": 1, "y": 2}]}, {"$unset": {"r.0.x": ""}}, {"r": [{"y": 2}]}),
     ({"t": [1]}, {"$addToSet": {"t": 1}}, {"t": [1]}),
     ({"t": [{"a": 1}]}, {"$addToSet": {"t": {"$each": [{"a": 1}, {"a": 2}, {"a": 2}]}}}, {"t": [{"a": 1}, {"a": 2}]}),
     ({"a": 1}, {"$rename": {"a": "b.c"}}, {"b": {"c": 1}}),
@@ -50,6 +56,9 @@ def test_apply(document: dict[str, Any], update: dict[str, Any], expected: dict[
     ({"n": "x"}, {"$inc": {"n": 1}}, "not a number"),
     ({"t": "x"}, {"$push": {"t": 1}}, "not an array"),
     ({"a": 5}, {"$set": {"a.b": 1}}, "not a document"),
+    ({"t": ["a"]}, {"$set": {"t.x": 1}}, "not an index"),
+    ({"n": 2**63 - 1}, {"$inc": {"n": 1}}, "64-bit"),
+    ({"n": -(2**63)}, {"$inc": {"n": -1}}, "64-bit"),
 ])
 def test_apply_refuses_what_mongodb_refuses(document: dict[str, Any], update: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidUpdateError, match=message):
@@ -65,10 +74,21 @@ def test_apply_refuses_what_mongodb_refuses(document: dict[str, Any], update: di
     ({"$push": {"a": {"$each": [], "$slice": "1"}}}, "take ints"), ({"$addToSet": {"a": {"$each": [], "$position": 0}}}, "takes \\$each"),
     ({"$pull": {"a": {"$gte": 1}}}, "only a value"), ({"$set": {"a": 1}, "$unset": {"a.b": ""}}, "conflicts"),
     ({"$rename": {"a": "b"}, "$set": {"b": 1}}, "conflicts"),
+    ({"$pull": {"a": {"s": {"$gt": 5}}}}, "only a value"), ({"$pull": {"a": {"x.y": 1}}}, "only a value"),
+    ({"$pull": {"a": {"$in": [{"$gt": 1}]}}}, "only a value"), ({"$pull": {"a": {"x": [{"y": {"$ne": 1}}]}}}, "only a value"),
+    ({"$set": {"t.$[]": 1}}, "positional"), ({"$set": {"t.$": 1}}, "positional"), ({"$inc": {"t.$[i].n": 1}}, "positional"),
 ])
 def test_parse_refuses_bad_updates(update: Any, message: str) -> None:
     with pytest.raises(InvalidUpdateError, match=message):
         parse_update(update, lambda path: True)
+
+
+@pytest.mark.parametrize("operator", ["$inc", "$push", "$addToSet", "$pull"])
+def test_a_stored_null_is_refused_like_mongodb_does(operator: str) -> None:
+    spec = parse_update({operator: {"n": 1}}, lambda path: True)
+    with pytest.raises(InvalidUpdateError, match="stored value is null"):
+        check_stored({"n": None}, spec)
+    check_stored({}, spec)  # missing: MongoDB starts it
 
 
 def test_parse_lists_paths_and_asks_the_model() -> None:

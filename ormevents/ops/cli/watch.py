@@ -53,11 +53,24 @@ def watch(conn: Connection, models: tuple[str, ...], mongo_url: str, database: s
     except ChangeStreamHistoryLostError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    except Exception as exc:
+    except _unreachable() as exc:
         click.echo(f"error: cannot reach MongoDB at {redact_url(mongo_url)} or Redis at "
                    f"{redact_url(settings.redis_url)}: {redact_url(str(exc))[:300]}", err=True)
         sys.exit(EXIT_UNREACHABLE)
     click.echo("watcher stopped")
+
+
+def _unreachable() -> tuple[type[BaseException], ...]:
+    """The errors that mean MongoDB or Redis cannot be reached (exit 3); anything else is a bug or
+    a refusal, raised with its traceback."""
+    from pymongo.errors import ConnectionFailure
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from ...errors import BrokerUnavailableError, DatabaseUnavailableError
+
+    return (ConnectionFailure, RedisConnectionError, RedisTimeoutError, BrokerUnavailableError,
+            DatabaseUnavailableError, OSError)
 
 
 def _model(text: str) -> Any:
