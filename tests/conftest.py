@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -43,22 +44,35 @@ async def motor_client(mongo_uri: str) -> AsyncIterator[Any]:
     client.close()
 
 
-@pytest.fixture(params=["pymongo", "motor"])
-async def database(request: pytest.FixtureRequest, pymongo_client: Any, motor_client: Any) -> AsyncIterator[Any]:
-    """A fresh database on the real server, through PyMongo async and through Motor."""
-    client = pymongo_client if request.param == "pymongo" else motor_client
+@asynccontextmanager
+async def fresh_database(client: Any) -> AsyncIterator[Any]:
+    """A database of ``client`` with a fresh name, dropped afterwards."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     yield client[name]
     await client.drop_database(name)
 
 
-@pytest.fixture
-async def recorder(database: Any) -> AsyncIterator[RecordingPublisher]:
-    """ormevents initialised on ``database``; yields the publisher recording the events."""
+@asynccontextmanager
+async def recording(database: Any) -> AsyncIterator[RecordingPublisher]:
+    """ormevents initialised on ``database`` with a :class:`RecordingPublisher`, closed afterwards."""
     publisher = RecordingPublisher()
     await ormevents.init(database=database, publisher=publisher)
     yield publisher
     await ormevents.close()
+
+
+@pytest.fixture(params=["pymongo", "motor"])
+async def database(request: pytest.FixtureRequest, pymongo_client: Any, motor_client: Any) -> AsyncIterator[Any]:
+    """A fresh database on the real server, through PyMongo async and through Motor."""
+    async with fresh_database(pymongo_client if request.param == "pymongo" else motor_client) as db:
+        yield db
+
+
+@pytest.fixture
+async def recorder(database: Any) -> AsyncIterator[RecordingPublisher]:
+    """ormevents initialised on ``database``; yields the publisher recording the events."""
+    async with recording(database) as publisher:
+        yield publisher
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import redis
 
 import ormevents
 from ormevents import RecordingPublisher, event_bus
+from tests.conftest import fresh_database, recording
 from tests.integration.worker_process import WorkerProcess, running
 from tests.support.servers import free_port
 
@@ -59,14 +60,13 @@ async def bus(queue: str, redis_uri: str, mongo_uri: str) -> AsyncIterator[Any]:
 
 @pytest.fixture
 async def db(pymongo_client: Any) -> AsyncIterator[Any]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    yield pymongo_client[name]
-    await pymongo_client.drop_database(name)
+    """A fresh database through PyMongo async only."""
+    async with fresh_database(pymongo_client) as database:
+        yield database
 
 
 @pytest.fixture
 async def rec(db: Any) -> AsyncIterator[RecordingPublisher]:
-    publisher = RecordingPublisher()
-    await ormevents.init(database=db, publisher=publisher)
-    yield publisher
-    await ormevents.close()
+    """ormevents recording the events of writes to ``db``."""
+    async with recording(db) as publisher:
+        yield publisher
