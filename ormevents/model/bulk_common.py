@@ -140,7 +140,7 @@ async def emit_bulk(unit: Unit, model: Any, action: str, data: dict[str, Any]) -
     ids = data.pop("ids")
     data = from_bson({**data, "ids": ids[:MAX_IDS], "ids_truncated": len(ids) > MAX_IDS})
     event = Event(name=f"{model.__ormevents__.event_prefix}.{action}", data=data, metadata=current_metadata())
-    pending = unit.prepare(event, EVENTS_COLLECTION, None)
+    pending = unit.prepare(event, EVENTS_COLLECTION, None, model.__ormevents__.retention)
     if pending is None:
         if unit.transactional:
             unit.events.append(PublishedEvent(event))

@@ -88,7 +88,7 @@ async def _insert_page(model: Any, unit: Any, page: list[Any], mode: str, run: b
         event = instance._event("created", current, changes) if emit else None
         document = to_bson({"_id": instance.id, **current})
         documents.append(document)
-        records.append(unit.prepare(event, meta.collection, document["_id"]))
+        records.append(unit.prepare(event, meta.collection, document["_id"], meta.retention))
         events.append(event)
         states.append((current, changes, document))
     inserted, failure = await insert_all(unit, meta.collection, documents, records, events,

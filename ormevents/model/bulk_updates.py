@@ -129,7 +129,7 @@ async def _page(model: Any, unit: Any, query: dict[str, Any], spec: UpdateSpec, 
                 stored = stored_form(raw)
                 condition = {"_id": key, **expected_filter(stored, changes.paths)}
                 writes.append(Write(condition, update_document(to_bson(post), changes),
-                                    unit.prepare(event, collection, key), event))
+                                    unit.prepare(event, collection, key, model.__ormevents__.retention), event))
                 after._mark_persisted(post, changes, stored_after(stored, writes[-1].update) if seen else {})
                 afters.append((before, after))
         applied = await update_each(unit, collection, writes, f"update_many of {model.__name__}")

@@ -127,6 +127,19 @@ async def test_retention_forever_and_deleted_documents_keep_their_history(outbox
     assert gone.document is None and gone.stored is None and gone.agrees
 
 
+async def test_bulk_writes_keep_their_models_retention(outbox: Any) -> None:
+    result = await Note.insert_many([Note(text="bulk")])
+    await Note.update_many({"text": "bulk"}, {"$set": {"text": "bulk 2"}})
+    await Note.update_many({"text": "bulk 2"}, {"$set": {"text": "bulk 3"}}, events="bulk")
+    await ormevents.flush(cleanup=True)
+    (note_id,) = result.inserted_ids
+    assert [e.action for e in await Note.history(note_id)] == ["created", "updated"]
+    bucket = await outbox["_oe_history"].find_one({"c": "notes", "o": note_id})
+    assert bucket["expire_at"].year == 9999, bucket["expire_at"]   # forever, not the process default
+    row = await outbox["_oe_events"].find_one({"n": "note.bulk_updated"})
+    assert row is not None and "expire_at" not in row, row
+
+
 async def test_bad_input_is_refused_before_any_read(outbox: Any) -> None:
     with pytest.raises(InvalidIdError, match=r"Ledger.history\('not-an-id'\)"):
         await Ledger.history("not-an-id")
