@@ -20,9 +20,10 @@ are datetimes (naive ones are UTC); ``since`` after ``until`` raises
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, ClassVar, Protocol, overload
 
 from ..changes.fold import disagreements, fold
 from ..delivery.outbox.history import HistoryEntry, read_document, sequence_range
@@ -31,10 +32,20 @@ from ..errors import InvalidFilterError
 from ..events import codec
 from ..runtime import get_runtime
 from .bson_form import to_bson
+from .meta import ModelMeta
 from .types import valid_id
 
-if TYPE_CHECKING:
-    from .base import EventModel
+
+class Historied(Protocol):
+    """What the history needs of a model class (:class:`~ormevents.model.base.EventModel` has it;
+    a protocol, so that this module does not import the model class that holds it)."""
+
+    __ormevents__: ClassVar[ModelMeta]
+
+    @classmethod
+    def _from_document(cls, document: Mapping[str, Any]) -> Any:
+        """An instance read from a stored document."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -70,7 +81,7 @@ def rebuilt(entries: list[HistoryEntry], stored: dict[str, Any] | None) -> Rebui
 class ModelHistory:
     """``Model.history``: ``await Model.history(id, since=, until=, limit=)`` and ``.rebuild(id, at=)``."""
 
-    def __init__(self, model: type[EventModel]) -> None:
+    def __init__(self, model: type[Historied]) -> None:
         self.model = model
 
     async def __call__(self, id: Any, *, since: datetime | None = None, until: datetime | None = None,
@@ -100,7 +111,7 @@ class ModelHistory:
 class DocumentHistory:
     """``instance.history``: ``await doc.history(since=, until=, limit=)`` and ``.rebuild(at=)``."""
 
-    def __init__(self, model: type[EventModel], id: Any) -> None:
+    def __init__(self, model: type[Historied], id: Any) -> None:
         self.of_model, self.id = ModelHistory(model), id
 
     async def __call__(self, *, since: datetime | None = None, until: datetime | None = None,
@@ -118,12 +129,12 @@ class HistoryAccessor:
     :class:`DocumentHistory` on an instance."""
 
     @overload
-    def __get__(self, instance: None, owner: type[EventModel]) -> ModelHistory: ...
+    def __get__(self, instance: None, owner: type[Historied]) -> ModelHistory: ...
 
     @overload
-    def __get__(self, instance: object, owner: type[EventModel]) -> DocumentHistory: ...
+    def __get__(self, instance: object, owner: type[Historied]) -> DocumentHistory: ...
 
-    def __get__(self, instance: Any, owner: type[EventModel]) -> ModelHistory | DocumentHistory:
+    def __get__(self, instance: Any, owner: type[Historied]) -> ModelHistory | DocumentHistory:
         if instance is None:
             return ModelHistory(owner)
         return DocumentHistory(type(instance), instance.id)
