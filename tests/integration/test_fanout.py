@@ -5,6 +5,7 @@ task's soft time limit ran out). The last tests use a real worker (handlers in
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -15,6 +16,7 @@ import redis
 from ormevents import Event
 from ormevents.delivery.celery import fanout
 from ormevents.delivery.celery.config import DeliverySettings
+from ormevents.delivery.celery.soft_time_limit import SoftTimeLimitGuard
 from ormevents.delivery.celery.worker import WorkerDelivery
 from ormevents.handlers import HandlerRegistry, event_handler
 from ormevents.handlers.retry import RetryPolicy
@@ -75,6 +77,29 @@ def test_handlers_left_when_the_budget_is_spent_are_sent(redis_uri: str, monkeyp
     delivery.redis.close()
 
 
+def test_the_begun_run_sent_as_a_message_is_abandoned_first(redis_uri: str) -> None:
+    """The soft time limit closes its window between the dispatch's begin and the first inline run:
+    that run is abandoned before its message is sent, so the message runs it (not "busy", not lost)."""
+    class Closing(SoftTimeLimitGuard):
+        asked = 0
+
+        def leaves(self, seconds: float) -> bool:
+            self.asked += 1
+            return self.asked == 1  # open when the dispatch begins the run, closed right after
+
+    reg, ran = HandlerRegistry(), []
+    event_handler("f.z", name="f.first", registry=reg)(lambda event: ran.append("first"))
+    delivery, sent = _delivery(redis_uri, reg)
+    event = Event(name="f.z")
+    delivery.dispatch((event.to_dict(), None), guard=Closing())
+    assert ran == [] and [m["kwargs"]["run_id"] for m in sent] == ["f.first@0"]
+    assert int(delivery.redis.hget(delivery.keys.gauges, "running|f.first") or 0) == 0
+    delivery.run(tuple(sent[0]["args"]), **{k: v for k, v in sent[0]["kwargs"].items() if k != "queue"})
+    status = read_status(delivery.redis, delivery.keys, str(event.id))
+    assert ran == ["first"] and status is not None and status.handlers["f.first"].state == "succeeded"
+    delivery.redis.close()
+
+
 def _env(mongo_uri: str, **extra: str) -> dict[str, str]:
     """A worker with the fan-out handlers (one takes a session: MongoDB is required)."""
     return {"ORMEVENTS_IMPORTS": IMPORTS, "ORMEVENTS_MONGO_URL": mongo_uri,
@@ -109,7 +134,7 @@ async def test_an_inline_run_gets_a_soft_time_limit_window_of_its_own(bus: Any, 
         t = tag()
         await bus.publish(Event(name="fan.window", data={"tag": t}))
         await wait_for(lambda: records(rdb, queue, "fw.a", t) and records(rdb, queue, "fw.b", t), timeout=10)
-        time.sleep(0.3)  # a second attempt of either would be recorded by now
+        await asyncio.sleep(0.3)  # a second attempt of either would be recorded by now
         assert [r["outcome"] for r in records(rdb, queue, "fw.a", t)] == ["done"]
         assert [r["outcome"] for r in records(rdb, queue, "fw.b", t)] == ["done"]
         assert rdb.hlen(f"{queue}:failed:jobs") == 0
