@@ -7,12 +7,21 @@
    first handler of this queue that takes no session also *begins* its run in that same round
    trip (:meth:`~ormevents.delivery.celery.run_ledger.RunLedger.dispatch_and_begin`).
 3. Send a ``run_handler`` message for each handler routed to another queue.
-4. Run the handlers of this queue here, one after another, each exactly as if its
-   ``run_handler`` message (deterministic run id ``<handler>@0``) had come back from the broker:
-   its own begin in the ledger, lease, status, retry into the schedule, failed job, and its own
-   soft time limit window. Once :data:`INLINE_BUDGET` seconds have gone by, the handlers not yet
-   started are sent as ``run_handler`` messages instead, so a slow handler delays the others of
-   the event by at most its own run.
+4. Run the handlers of this queue here, one after another (the run begun in step 2 first: it
+   holds its lease until it runs), each exactly as if its ``run_handler`` message (deterministic
+   run id ``<handler>@0``) had come back from the broker: its own begin in the ledger, lease,
+   status, retry into the schedule, failed job. Once :data:`INLINE_BUDGET` seconds have gone by,
+   the handlers not yet started are sent as ``run_handler`` messages instead, so a slow handler
+   delays the others of the event by at most its own run. The run begun in step 2, when it is
+   not run here after all (budget, soft time limit, Redis or the broker failing under the
+   dispatch), is abandoned in the ledger first (:meth:`RunLedger.abandon
+   <ormevents.delivery.celery.run_ledger.RunLedger.abandon>`), so its message runs it at once.
+5. Celery's soft time limit counts from the dispatch task's start, once per task
+   (:mod:`ormevents.delivery.celery.soft_time_limit`). With one configured, a handler runs here
+   only while more than :data:`INLINE_BUDGET` seconds of it are left, and never after it fired:
+   otherwise it is sent as a message, whose task has a full window of its own. An inline run's
+   window is thus at most :data:`INLINE_BUDGET` seconds shorter than its message's would be; with
+   a limit of :data:`INLINE_BUDGET` or less every run goes as a message.
 
 Why: a broker message and a Celery task cost more than a no-op handler run (scenarios 2 and 11
 of ``docs/benchmarks.md``, profiled with py-spy): one message per event instead of one per
@@ -69,7 +78,9 @@ def dispatch(delivery: WorkerDelivery, args: tuple[Any, ...], options: Any = Non
                                    last_error=None, result=None) for name in selected}
     wire_json = json.dumps(wire, separators=(",", ":"))
     local = (None, delivery.settings.queue_name)
-    first = next((h for h in selected.values() if h.queue in local and not h.wants_session), None)
+    guard = guard or SoftTimeLimitGuard()
+    first = next((h for h in selected.values() if h.queue in local and not h.wants_session), None) \
+        if guard.leaves(INLINE_BUDGET) else None  # no soft time limit window left: every run goes as a message
     run: Run | None = None
     begun: Begin | None = None
     if first is not None:  # its run begins in the dispatch's round trip
@@ -79,30 +90,37 @@ def dispatch(delivery: WorkerDelivery, args: tuple[Any, ...], options: Any = Non
     else:
         names = delivery.ledger.dispatch(wire_json, str(event.id), queued, ttl)
     here = [name for name in names if selected[name].queue in local]
+    if run is not None:  # the run begun above goes first: its lease is held until it runs or is abandoned
+        here.sort(key=lambda name: name != run.name)
+    pending = run if begun is not None and begun.state == "run" else None
     messages = {name: run_message(wire, name, 0, policy, now, queue=selected[name].queue, options=options,
                                   due=due, run_id=dispatch_run_id(name)) for name in names}
-    try:  # queued before any run can start; a copy of a queued run is skipped by the ledger
-        for name in names:
+    try:
+        for name in names:  # queued before any run can start; a copy of a queued run is skipped by the ledger
             if name not in here:
                 delivery.sender.send(messages[name])
+        began = time.monotonic()
+        for index, name in enumerate(here):
+            if time.monotonic() - began > INLINE_BUDGET or not guard.leaves(INLINE_BUDGET):
+                if pending is not None:  # its message must find the run queued, not busy
+                    delivery.ledger.abandon(pending.run_id, pending.event_id, pending.name, pending.waiting,
+                                            pending.token)
+                    pending = None
+                for rest in here[index:]:
+                    delivery.sender.send(messages[rest])
+                logger.debug("dispatch of event %s sent %d handler runs after %.2f s", event.id, len(here) - index,
+                             time.monotonic() - began, extra={"event_id": str(event.id), "state": "queued"})
+                break
+            handler = selected[name]
+            if run is not None and name == run.name:
+                pending = None  # from here on the run's own bookkeeping ends or abandons it
+                delivery.start(run, handler, due, guard, begun)
+            else:
+                delivery.start(delivery.first_run(event, handler, policy, now, options), handler, due, guard)
     except (redis.RedisError, BrokerUnavailableError):
-        if run is not None and begun is not None and begun.state == "run":  # the requeued dispatch runs it
-            delivery.ledger.abandon(run.run_id, run.event_id, run.name, "queued", run.token)
+        if pending is not None:  # the requeued dispatch runs it
+            delivery.abandon(pending)
         raise
-    guard = guard or SoftTimeLimitGuard()
-    began = time.monotonic()
-    for index, name in enumerate(here):
-        if time.monotonic() - began > INLINE_BUDGET:
-            for rest in here[index:]:
-                delivery.sender.send(messages[rest])
-            logger.debug("dispatch of event %s sent %d handler runs after %.2f s", event.id, len(here) - index,
-                         time.monotonic() - began, extra={"event_id": str(event.id), "state": "queued"})
-            break
-        handler = selected[name]
-        if run is not None and begun is not None and name == run.name:
-            delivery.start(run, handler, due, guard, begun)
-        else:
-            delivery.start(delivery.first_run(event, handler, policy, now, options), handler, due, guard)
     return names
 
 

@@ -15,6 +15,11 @@ Only billiard's own handler is replaced, only in the main thread of a pool proce
 billiard delivers it); elsewhere (threads pool, solo pool, no limit configured) the guard does
 nothing.
 
+Celery counts the limit from the task's start, once per task: a dispatch that runs several
+handlers inline (:mod:`ormevents.delivery.celery.fanout`) asks :meth:`SoftTimeLimitGuard.leaves`
+before each whether the limit (``limit``, see :func:`soft_limit_of`) still leaves a window, and
+whether it fired already (then no later handler of the task has a soft limit at all).
+
 Example::
 
     with SoftTimeLimitGuard() as guard:
@@ -29,6 +34,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType, TracebackType
@@ -50,8 +56,13 @@ def _billiard_handler() -> Any:
 class SoftTimeLimitGuard:
     """Defers Celery's soft time limit outside :meth:`interruptible` blocks (see module doc)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: float | None = None) -> None:
+        self.limit = limit
+        """The task's soft time limit in seconds (``None``: none known), counted from now."""
         self.arrived = False
+        self.fired = False
+        """The limit went off during this task (in the handler or held back)."""
+        self._started = time.monotonic()
         self._deferring = True
         self._previous: Any = None
 
@@ -82,8 +93,25 @@ class SoftTimeLimitGuard:
         finally:
             self._deferring = True
 
+    def leaves(self, seconds: float) -> bool:
+        """Whether a handler starting now has ``seconds`` of the task's soft time limit left: the
+        limit has not fired and, if one is known, more than ``seconds`` of it remain."""
+        if self.fired:
+            return False
+        return self.limit is None or time.monotonic() - self._started + seconds < self.limit
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.fired = True
         if self._deferring:
             self.arrived = True
             return
         self._previous(signum, frame)  # billiard's handler: raises SoftTimeLimitExceeded
+
+
+def soft_limit_of(task: Any) -> float | None:
+    """The soft time limit Celery's pool applies to the running ``task`` (a bound Celery task):
+    the message's own (``timelimit`` header), else the task's ``soft_time_limit`` (Celery fills it
+    from ``task_soft_time_limit``); ``None`` if neither is set."""
+    timelimit = getattr(task.request, "timelimit", None) or (None, None)
+    limit = timelimit[1] or task.soft_time_limit or task.app.conf.task_soft_time_limit
+    return float(limit) if limit else None

@@ -45,7 +45,7 @@ from .malformed import unwrap
 from .poller import SchedulerThread
 from .restorer import Restorer
 from .sending import DISPATCH_TASK, RUN_HANDLER_TASK
-from .soft_time_limit import SoftTimeLimitGuard
+from .soft_time_limit import SoftTimeLimitGuard, soft_limit_of
 from .worker import WorkerDelivery
 
 logger = logging.getLogger("ormevents.delivery.celery.tasks")
@@ -54,9 +54,11 @@ logger = logging.getLogger("ormevents.delivery.celery.tasks")
 def install(app: Celery, delivery: WorkerDelivery) -> None:
     """Register the tasks on ``app`` and connect the worker signals for ``delivery``."""
 
-    @app.task(name=DISPATCH_TASK, acks_late=True, reject_on_worker_lost=True, acks_on_timeout=False, ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
-    def dispatch(*args: Any, options: Any = None, due: float | None = None, **kwargs: Any) -> Any:
-        with SoftTimeLimitGuard() as guard:  # the fan-out is never cut half-way; the handler it runs may be
+    @app.task(name=DISPATCH_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, acks_on_timeout=False,
+              ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
+    def dispatch(task: Any, *args: Any, options: Any = None, due: float | None = None, **kwargs: Any) -> Any:
+        # the fan-out is never cut half-way; the handlers it runs may be, each within the limit's window
+        with SoftTimeLimitGuard(soft_limit_of(task)) as guard:
             return requeue_on_infrastructure_error(delivery.dispatch, args, options=options, due=due, guard=guard)
 
     @app.task(name=RUN_HANDLER_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, acks_on_timeout=False,

@@ -162,12 +162,17 @@ class WorkerDelivery(WorkerResources):
         try:
             return self._run(run, handler, due, guard, session)
         except (redis.RedisError, BrokerUnavailableError):
-            try:  # the message is about to be requeued: let its next delivery run the handler again
-                self.ledger.abandon(run.run_id, run.event_id, name, run.waiting, run.token)
-            except redis.RedisError:
-                logger.warning("could not undo the start of %s on event %s; its next delivery counts a lost run",
-                               name, run.event_id, extra=run.extra("running"))
+            self.abandon(run)  # the message is about to be requeued: let its next delivery run the handler again
             raise
+
+    def abandon(self, run: Run) -> None:
+        """Undo the start of ``run`` and release its lease, best effort (Redis failed under its
+        bookkeeping and the message is requeued): its next delivery runs the handler again."""
+        try:
+            self.ledger.abandon(run.run_id, run.event_id, run.name, run.waiting, run.token)
+        except redis.RedisError:
+            logger.warning("could not undo the start of %s on event %s; its next delivery counts a lost run",
+                           run.name, run.event_id, extra=run.extra("running"))
 
     def _run(self, run: Run, handler: Handler, due: float | None, guard: SoftTimeLimitGuard, session: Any) -> Any:
         started = self.outcomes.started(run, due)
