@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 
@@ -54,8 +54,42 @@ from .sending import run_message
 from .soft_time_limit import SoftTimeLimitGuard
 
 if TYPE_CHECKING:
-    from .outcomes import Run
-    from .worker import WorkerDelivery
+    from ...handlers.registry import Handler, HandlerRegistry
+    from ...jobs.keys import Keys
+    from ...jobs.status import StatusWriter
+    from .config import DeliverySettings
+    from .outcomes import Run, RunOutcomes
+    from .run_ledger import RunLedger
+    from .sending import Sender
+
+
+class Delivering(Protocol):
+    """What the fan-out needs of the worker's delivery (:class:`~.worker.WorkerDelivery` has it;
+    a protocol, so that this module, which the worker imports, does not import it back)."""
+
+    settings: DeliverySettings
+    registry: HandlerRegistry
+    keys: Keys
+    status: StatusWriter
+    outcomes: RunOutcomes
+
+    @property
+    def redis(self) -> redis.Redis: ...
+
+    @property
+    def sender(self) -> Sender: ...
+
+    @property
+    def ledger(self) -> RunLedger: ...
+
+    def parse(self, args: tuple[Any, ...], policy_index: int, task: str) -> tuple[Event, Any]: ...
+
+    def first_run(self, event: Event, handler: Handler, policy_cfg: Any, now: float, options: Any) -> Run: ...
+
+    def start(self, run: Run, handler: Handler, due: float | None, guard: SoftTimeLimitGuard,
+              begun: Begin | None = None) -> Any: ...
+
+    def abandon(self, run: Run) -> None: ...
 
 logger = logging.getLogger("ormevents.delivery.celery.worker")
 
@@ -63,7 +97,7 @@ INLINE_BUDGET = 1.0
 """Seconds a dispatch spends running its queue's handlers before it sends the rest as messages."""
 
 
-def dispatch(delivery: WorkerDelivery, args: tuple[Any, ...], options: Any = None, due: float | None = None,
+def dispatch(delivery: Delivering, args: tuple[Any, ...], options: Any = None, due: float | None = None,
              guard: SoftTimeLimitGuard | None = None) -> list[str]:
     """Fan the event of ``args`` out (see module doc); returns the handlers not yet done."""
     event, policy = delivery.parse(args, 1, "dispatch")
@@ -124,7 +158,7 @@ def dispatch(delivery: WorkerDelivery, args: tuple[Any, ...], options: Any = Non
     return names
 
 
-def _unmatched(delivery: WorkerDelivery, event: Event, wire: dict[str, Any], ttl: int) -> None:
+def _unmatched(delivery: Delivering, event: Event, wire: dict[str, Any], ttl: int) -> None:
     pipe = delivery.redis.pipeline(transaction=True)
     delivery.status.event(pipe, wire, "unmatched", ttl)
     pipe.hincrby(delivery.keys.stats, "unmatched", 1)
