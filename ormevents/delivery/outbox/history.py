@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -166,8 +167,8 @@ async def read_model(database: Any, collection: str, *, since: int = 0, until: i
     ``until``: document by document, each document's events in write order (its buckets merged:
     an event handed over late lands in a later bucket), then the delete and custom events
     (``_oe_events`` rows) in write order. Pending events are left out, in a document's own
-    outbox or as rows (a delayed event not yet due, a delete's intent): their normal delivery is
-    still under way."""
+    outbox or as rows (a delete's intent too), and so are delayed events not yet due: their
+    normal delivery is still under way."""
     seen: set[str] = set()
     buckets = database[HISTORY_COLLECTION].find(
         {"c": collection, "last": {"$gte": since}, "first": {"$lte": until}},
@@ -184,9 +185,10 @@ async def read_model(database: Any, collection: str, *, since: int = 0, until: i
     for entry in _fresh(document, seen, since, until):
         yield entry
     rows = database[EVENTS_COLLECTION].find({"c": collection, "s": {"$gte": since, "$lte": until},
-                                             "pending_at": {"$exists": False}}, {"w": 1, "s": 1}).sort("s", 1)
-    async for row in rows:
-        if str(row["_id"]) not in seen:
+                                             "pending_at": {"$exists": False}}, {"w": 1, "s": 1, "due": 1}).sort("s", 1)
+    now = time.time()
+    async for row in rows:  # a delayed event not yet due waits in the Redis schedule: dispatched when due
+        if str(row["_id"]) not in seen and not row.get("due", 0) > now:
             yield HistoryEntry(row["s"], row["w"])
 
 
