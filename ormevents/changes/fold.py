@@ -2,7 +2,9 @@
 
 :func:`fold` replays ``(action, changes)`` steps, oldest first: ``created`` starts a document
 from its changes' new values, ``updated`` (and any other action carrying changes) sets each
-changed path to its new value, ``deleted`` ends it (``None``). A path whose new value is
+changed path to its new value, ``deleted`` ends it (``None``). A ``created`` or ``deleted``
+without changes is a custom event of that name (``emit("deleted")``: a model write's diff names
+every field) and changes nothing. A path whose new value is
 redacted cannot be rebuilt: it is listed in :attr:`Folded.redacted` and never compared.
 
 A key removed from a nested dict is carried by its diff as ``new=None``, so it folds to ``None``;
@@ -44,13 +46,13 @@ def fold(steps: Iterable[tuple[str, Mapping[str, tuple[Any, Any]]]]) -> Folded:
     state = Folded()
     for action, changes in steps:
         state.events += 1
+        if not changes:  # a custom event (a model write's diff is never empty; see module doc)
+            continue
         if action == "deleted":
             state.document = None
             continue
         if action == "created":
             state.document = {}
-        if not changes:
-            continue
         if state.document is None:  # its creation is older than the history kept: rebuild what is known
             state.document = {}
         for path, (_, new) in changes.items():

@@ -78,7 +78,8 @@ def read_handler_totals(client: Any, keys: Keys) -> dict[str, dict[str, int]]:
 class WorkerSeen:
     """One worker's last heartbeat: its name, host and pid, the queues it consumes, when it
     started and was last seen, whether that is recent (:data:`WORKER_ALIVE`), and the handlers
-    it has imported (name -> its own queue or ``None``; ``None``: a worker that does not say)."""
+    it has imported (name -> its own queue or ``None``; ``None``: a worker that does not say) and
+    their event-name patterns (name -> pattern text; ``None``: a worker that does not say)."""
 
     name: str
     host: str
@@ -88,6 +89,7 @@ class WorkerSeen:
     seen_at: datetime
     alive: bool
     handlers: dict[str, str | None] | None = None
+    patterns: dict[str, str] | None = None
 
 
 def read_workers(client: Any, keys: Keys, now: float | None = None) -> list[WorkerSeen]:
@@ -104,7 +106,8 @@ def read_workers(client: Any, keys: Keys, now: float | None = None) -> list[Work
                                 tuple(str(q) for q in beat.get("queues", ())),
                                 datetime.fromtimestamp(float(beat.get("started", seen)), UTC),
                                 datetime.fromtimestamp(seen, UTC), now - seen <= WORKER_ALIVE,
-                                dict(beat["handlers"]) if isinstance(beat.get("handlers"), dict) else None)
+                                dict(beat["handlers"]) if isinstance(beat.get("handlers"), dict) else None,
+                                dict(beat["patterns"]) if isinstance(beat.get("patterns"), dict) else None)
         except (ValueError, KeyError, TypeError):
             stale.append(name)  # not a heartbeat this version wrote
             continue

@@ -3,7 +3,9 @@
 ``replay.audit`` then gets them by a replay, each once, through the normal worker path (status
 marked as a replay); the other handler is untouched; a second replay runs nothing; ``force``
 runs again; bad input (unknown handler, a handler no running worker imports, unknown model,
-since after until, a bad rate) is refused before anything is sent."""
+since after until, a bad rate) is refused before anything is sent. A replay sends a handler only
+the events its pattern wants (and the worker skips one it does not), and a replay after a failed
+replay run runs it again."""
 
 from __future__ import annotations
 
@@ -130,3 +132,45 @@ async def test_a_replay_runs_a_new_handler_once_per_stored_event_and_nothing_els
         await asyncio.sleep(0.3)
         assert {e.id: counts(rdb, queue, "replay.audit")[e.id] for e in history} == {e.id: 2 for e in history}
         assert counts(rdb, queue, "replay.billing") == billing
+
+
+async def test_a_replay_honours_the_pattern_and_a_failed_replay_run_can_be_replayed(
+        app: Any, queue: str, redis_uri: str, rdb: redis.Redis) -> None:
+    from ormevents.delivery.celery.replay import Replayer
+    from ormevents.delivery.outbox.history import read_model
+    from ormevents.jobs.keys import Keys
+    from ormevents.jobs.status import read_status
+
+    rdb.set(f"{queue}:replay:fail", 1)
+    tally = await Tally.create(name="p")
+    await tally.update(n=1)
+    await ormevents.flush(cleanup=True)
+    rdb.delete(queue)  # the handler is added after the events were delivered: drop their dispatches
+    created, updated = await tally.history()
+    with running(worker(queue, redis_uri, new=True)) as new_worker:
+        # replay.created (on tally.created) is not registered here: the pattern its workers publish decides
+        dry = await event_bus.replay(handler="replay.created", model=Tally, dry_run=True)
+        assert (dry.matched, dry.sent) == (1, 1), dry
+        first = await event_bus.replay(handler="replay.created", model=Tally)
+        assert first.sent == 1, first
+
+        def state() -> str | None:
+            status = read_status(rdb, Keys(queue), created.id)
+            return None if status is None or "replay.created" not in status.handlers \
+                else status.handlers["replay.created"].state
+
+        await wait_for(lambda: state() == "failed", timeout=20)
+        rdb.delete(f"{queue}:replay:fail")  # fixed: replay again
+        second = await event_bus.replay(handler="replay.created", model=Tally)
+        assert (second.sent, second.skipped) == (1, 0), second
+        await wait_for(lambda: counts(rdb, queue, "replay.created") == {created.id: 1}, timeout=20)
+
+        stored = [e async for e in read_model(app, "tallies") if e.id == updated.id]
+        publisher = ormevents.get_runtime().publisher
+        sent = await asyncio.to_thread(Replayer(publisher, "replay.created", None, force=False, dry_run=False).batch,
+                                       stored)  # a replayed run of an event the handler does not want
+        assert sent == (1, 0)
+        await wait_for(lambda: "does not listen to event " + updated.id in new_worker.log(), timeout=20)
+        assert counts(rdb, queue, "replay.created") == {created.id: 1}
+        assert await event_bus.get_handler_status(updated.id, "replay.created") is None
+

@@ -11,7 +11,7 @@ from bson import ObjectId
 
 from ormevents import Event, EventModel, EventModelConfig, ModelDefinitionError
 from ormevents.changes.fold import disagreements, fold
-from ormevents.delivery.celery.replay import handler_queue, parse_rate
+from ormevents.delivery.celery.replay import handler_filter, handler_queue, parse_rate
 from ormevents.delivery.outbox.history import HistoryEntry, sequence_at, sequence_range
 from ormevents.delivery.outbox.history_store import (
     BUCKET_SIZE,
@@ -41,6 +41,13 @@ def test_fold_rebuilds_created_updated_deleted_and_nested_paths() -> None:
     assert fold([("updated", {"x.y": (None, 1)})]).document == {"x": {"y": 1}}  # creation older than the history
     removed = fold([("created", {"m": (None, {"k": 1, "j": 2})}), ("updated", {"m.j": (2, None)})])
     assert disagreements(removed, {"m": {"k": 1}}) == {}  # a removed key folds to None: the same
+
+
+def test_fold_takes_a_custom_deleted_or_created_event_for_what_it_is() -> None:
+    created = ("created", {"a": (None, 1)})
+    assert fold([created, ("deleted", {}), ("updated", {"a": (1, 2)})]).document == {"a": 2}  # emit("deleted")
+    assert fold([created, ("updated", {"a": (1, 2)}), ("created", {})]).document == {"a": 2}  # emit("created")
+    assert fold([created, ("deleted", {"a": (1, None)})]).document is None  # the model's own delete
 
 
 def test_bucket_updates_group_by_document_in_write_order_with_retention() -> None:
@@ -93,9 +100,29 @@ def test_rates() -> None:
             parse_rate(bad)
 
 
-def worker(handlers: dict[str, str | None] | None, alive: bool = True) -> WorkerSeen:
+def worker(handlers: dict[str, str | None] | None, alive: bool = True,
+           patterns: dict[str, str] | None = None) -> WorkerSeen:
     moment = datetime.now(UTC)
-    return WorkerSeen("w1@h", "h", 1, ("q",), moment, moment, alive, handlers)
+    return WorkerSeen("w1@h", "h", 1, ("q",), moment, moment, alive, handlers, patterns)
+
+
+def test_a_replay_sends_a_handler_only_the_events_it_listens_to() -> None:
+    registry = HandlerRegistry()
+
+    @event_handler("acct.*", name="local.big", registry=registry, when="balance")
+    def local(event: Event) -> None: ...
+    def entry(name: str, changes: dict[str, list[int]]) -> HistoryEntry:
+        return HistoryEntry(1, Event(name=name, changes=changes).to_json())
+
+    created, updated = entry("acct.created", {"owner": [None, 1]}), entry("acct.updated", {"balance": [1, 2]})
+    other = entry("acct.updated", {"owner": [1, 2]})
+    wants = handler_filter("local.big", registry, [])  # registered here: pattern and condition
+    assert [wants(e) for e in (created, updated, other, entry("order.updated", {"balance": [1, 2]}))] == \
+        [False, True, False, False]
+    remote = handler_filter("only.created", registry, [worker({"only.created": None},
+                                                              patterns={"only.created": "acct.created"})])
+    assert [remote(e) for e in (created, updated)] == [True, False]  # the pattern its workers publish
+    assert handler_filter("old", registry, [worker({"old": None})])(updated)  # an older worker: the worker checks
 
 
 def test_the_handler_must_be_imported_by_a_running_worker() -> None:

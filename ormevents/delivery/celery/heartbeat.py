@@ -2,8 +2,9 @@
 
 Every worker's main process (started at ``worker_ready``) writes one field of
 ``<queue>:workers`` every :data:`EVERY` seconds: its Celery node name -> ``{"host", "pid",
-"queues", "started", "seen", "handlers"}`` (``handlers``: the names it has imported -> their own
-queue or ``null``, so a replay can refuse a handler no worker runs); a warm shutdown removes it. The dashboard and
+"queues", "started", "seen", "handlers", "patterns"}`` (``handlers``: the names it has imported -> their own
+queue or ``null``, so a replay can refuse a handler no worker runs; ``patterns``: the same names -> their
+event-name pattern, so a replay sends a handler only the events it listens to); a warm shutdown removes it. The dashboard and
 :func:`ormevents.jobs.activity.read_workers` read it (a worker not seen for 30 s is shown as gone),
 and measure the depth of each queue a worker consumes. One small ``HSET`` every 5 s per worker.
 
@@ -40,17 +41,19 @@ class Heartbeat(PeriodicThread):
     """A daemon thread writing this worker's heartbeat (see module doc)."""
 
     def __init__(self, client: redis.Redis, keys: Keys, name: str, queues: Sequence[str], every: float = EVERY,
-                 handlers: dict[str, str | None] | None = None) -> None:
+                 handlers: dict[str, str | None] | None = None, patterns: dict[str, str] | None = None) -> None:
         super().__init__("ormevents-heartbeat", every)
         self.client, self.keys, self.worker = client, keys, name
         self.queues = sorted(set(queues))
         self.handlers = dict(handlers or {})
+        self.patterns = dict(patterns or {})
         self.started = time.time()
 
     def tick(self) -> None:
         """Write the heartbeat once."""
         value = {"host": socket.gethostname(), "pid": os.getpid(), "queues": self.queues,
-                 "started": self.started, "seen": time.time(), "handlers": self.handlers}
+                 "started": self.started, "seen": time.time(), "handlers": self.handlers,
+                 "patterns": self.patterns}
         self.client.hset(self.keys.workers, self.worker, json.dumps(value))
 
     def stop(self, timeout: float = 5.0) -> None:

@@ -7,13 +7,19 @@ script (status ``queued`` with ``replay: true``, gauges) and one ``run_handler``
 worker then runs it like any other run: retries, failed jobs, status, logs (``extra["replay"]``
 and "attempt 1, replay" in the start line); the other handlers never see it.
 
+* **Only what the handler listens to.** An event the handler does not want is not sent: its
+  pattern and condition (:meth:`Handler.wants`) when it is registered in this process, else the
+  event-name pattern the running workers publish for it in their heartbeat; the worker skips a
+  replayed run whose event its handler does not want (a heartbeat of an older worker tells no
+  pattern).
 * **Exactly once.** An event the handler completed already (its completion record,
   ``<queue>:done:<event id>``, kept ``ORMEVENTS_RESULT_TTL``, 7 days by default) is skipped
-  before anything is sent, and the worker's ledger skips it too. Replay runs share one run id
-  per (event, handler) (``replay:<handler>``), so two replays running at once send copies of
-  one run, which the ledger runs once: **a second replay runs nothing**. ``force=True`` drops
-  the completion records of the replayed events and uses a fresh run id; a handler that takes
-  a MongoDB session still applies its effect once (its inbox record is permanent).
+  before anything is sent, and the worker's ledger skips it too. Each replay has its own run id
+  (``replay:<handler>:<random>``), so a replay after a failed replay run runs it again; two
+  replays running at once send two runs of an event, which the lease of (event, handler) keeps
+  apart and the completion record makes the second skip: **a second replay runs nothing the
+  first completed**. ``force=True`` drops the completion records of the replayed events; a
+  handler that takes a MongoDB session still applies its effect once (its inbox record is permanent).
 * **Bad input first.** ``since`` after ``until`` (:class:`~ormevents.errors.InvalidFilterError`),
   an unknown model (:class:`~ormevents.errors.UnknownModelError`) or handler
   (:class:`~ormevents.errors.UnknownHandlerError`: when workers are running, the handler must be
@@ -42,6 +48,7 @@ from datetime import datetime
 from typing import Any
 
 from ...errors import InvalidFilterError, UnknownHandlerError
+from ...events.patterns import Pattern
 from ...handlers.registry import HandlerRegistry
 from ...jobs.activity import WorkerSeen, read_workers
 from ...jobs.status import handler_fields
@@ -58,7 +65,8 @@ _RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:/\s*([smh]))?\s*")
 
 @dataclass(frozen=True)
 class ReplaySummary:
-    """What a replay did: stored events ``matched`` (in the range, passing ``where``), run messages
+    """What a replay did: stored events ``matched`` (in the range, passing ``where``, wanted by the
+    handler's pattern and condition), run messages
     ``sent``, events ``skipped`` (the handler completed them already), in ``seconds``."""
 
     handler: str
@@ -95,6 +103,28 @@ def parse_rate(text: str | float | None) -> float | None:
     return rate
 
 
+def handler_filter(name: str, registry: HandlerRegistry,
+                   workers: Sequence[WorkerSeen]) -> Callable[[HistoryEntry], bool]:
+    """Whether handler ``name`` wants a stored event (see module doc): its own :meth:`Handler.wants`
+    when registered here, else the patterns running workers publish for it (none published: every event)."""
+    local = registry.get(name)
+    if local is not None:
+        def wants(entry: HistoryEntry) -> bool:
+            if not local.pattern.matches(entry.name):
+                return False
+            try:
+                return local.condition is None or local.wants(entry.event)
+            except Exception:  # a broken condition: the worker's dispatch would skip the handler too
+                logger.exception("condition of handler %s failed on event %s; not replayed", name, entry.id)
+                return False
+        return wants
+    patterns = [Pattern.compile(w.patterns[name]) for w in workers
+                if w.alive and w.patterns is not None and name in w.patterns]
+    if not patterns:
+        return lambda entry: True
+    return lambda entry: any(pattern.matches(entry.name) for pattern in patterns)
+
+
 def handler_queue(name: str, registry: HandlerRegistry, workers: Sequence[WorkerSeen]) -> str | None:
     """The broker queue of handler ``name`` (``None``: the event queue), or
     :class:`UnknownHandlerError` if no running worker imports it (see module doc)."""
@@ -123,7 +153,7 @@ class Replayer:
         self.redis, self.sender, self.keys, self.settings = publisher.redis, publisher.sender, settings.keys, settings
         self.ledger = RunLedger(publisher.redis, settings.keys, settings.result_ttl, settings.run_lease)
         self.handler, self.queue, self.force, self.dry_run = handler, queue, force, dry_run
-        self.run_id = f"replay:{handler}" + (f":{uuid.uuid4().hex[:12]}" if force else "")
+        self.run_id = f"replay:{handler}:{uuid.uuid4().hex[:12]}"  # one per replay (see module doc)
         self.options = {**settings.message_options(), "replay": True}
         fast = bool(getattr(publisher.outbox, "fast", False))
         self.envelopes = EnvelopeBuilder(queue or settings.queue_name, None) if fast else None
@@ -175,6 +205,7 @@ async def replay_events(publisher: Any, registry: HandlerRegistry, database: Any
     per_second = parse_rate(rate)
     workers = await publisher._off_loop(read_workers, publisher.redis, publisher.settings.keys, what="read workers")
     queue = handler_queue(handler, registry, workers)
+    wanted = handler_filter(handler, registry, workers)
     replayer = Replayer(publisher, handler, queue, force=force, dry_run=dry_run)
     size = BATCH if per_second is None else max(1, min(BATCH, int(per_second / 5)))
     began = time.perf_counter()
@@ -194,7 +225,7 @@ async def replay_events(publisher: Any, registry: HandlerRegistry, database: Any
                 await asyncio.sleep(ahead)
 
     async for entry in read_model(database, collection, since=low, until=high):
-        if where is not None and not where(entry):
+        if (where is not None and not where(entry)) or not wanted(entry):
             continue
         matched += 1
         pending.append(entry)

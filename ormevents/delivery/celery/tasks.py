@@ -89,7 +89,9 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
         poller["thread"] = thread
         beat = Heartbeat(delivery.redis, delivery.keys, str(getattr(sender, "hostname", delivery.worker_name)),
                          consumed_queues(app), handlers={h: getattr(delivery.registry.get(h), "queue", None)
-                                                         for h in delivery.registry.names()})
+                                                         for h in delivery.registry.names()},
+                         patterns={h: handler.pattern.text for h in delivery.registry.names()
+                                   if (handler := delivery.registry.get(h)) is not None})
         beat.start()
         poller["heartbeat"] = beat
         if delivery.settings.broker_is_redis_url:

@@ -49,6 +49,7 @@ from ...events.event import Event
 from ...handlers.registry import Handler, HandlerRegistry
 from ...handlers.results import qualname, split_result
 from ...jobs.records import FailedJob
+from ...jobs.status import handler_fields
 from ..metrics import metrics
 from ..tracing import handler_span
 from . import fanout
@@ -103,7 +104,30 @@ class WorkerDelivery(WorkerResources):
             self.outcomes.fail(run, "UnknownHandler", f"no handler named {name!r} is registered in the worker; "
                                "check ORMEVENTS_IMPORTS", "", ran=False, reason="unknown_handler")
             return None
+        if run.replay and not self._wants(handler, event):
+            self._unwanted(run)
+            return None
         return self.start(self._bind(run, handler), handler, due, guard)
+
+    @staticmethod
+    def _wants(handler: Handler, event: Event) -> bool:
+        try:
+            return handler.wants(event)
+        except Exception:  # a broken condition: a dispatch would skip the handler too
+            logger.exception("condition of handler %s failed on event %s", handler.name, event.id)
+            return False
+
+    def _unwanted(self, run: Run) -> None:
+        """Skip a replayed run whose event its handler does not want (pattern or condition): the
+        replay's queued status is removed and the run ended in the ledger (counted as ``unwanted``)."""
+        logger.warning("handler %s does not listen to event %s (%s); skipping this replayed run", run.name,
+                       run.event_id, run.event.name, extra=run.extra("unwanted"))
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hdel(self.keys.status(run.event_id), *handler_fields(run.name, state=None, attempts=None,
+                                                                    queued_at=None, last_error=None,
+                                                                    result=None, replay=None))
+        self.ledger.end(pipe, run.run_id, run.event_id, run.name, "unwanted", "", **run.dequeued())
+        pipe.execute()
 
     def first_run(self, event: Event, handler: Handler, policy_cfg: Any, now: float, options: Any) -> Run:
         """The first run of ``handler`` on ``event`` as a dispatch queues it (its deterministic run id)."""

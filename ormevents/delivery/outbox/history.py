@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -130,13 +131,15 @@ async def read_document(database: Any, collection: str, object_id: Any, *, since
     except one a later write of the document dropped before the clean-up ran (within
     ``cleanup_interval``, 1 s): ``in_flight`` returns those of this process
     (:meth:`~ormevents.delivery.base.Outbox.in_flight`); another process sees them after the clean-up.
+    A delete's *intent* row (:mod:`ormevents.model.deletes`) is left out while the document exists.
     ``full``: read whole events (with ``data``), not the summaries of sent ones."""
     outbox = await database[collection].find_one({"_id": object_id}, {OUTBOX_FIELD: 1})
     # equality on (c, o) only, the range applied here: SecantusDB took 14 ms instead of 1.7 ms for
     # the buckets of one document with a range on first/last beside them (measured, 50 other documents)
     buckets = database[HISTORY_COLLECTION].find({"c": collection, "o": object_id},
                                                 {"s": 1, "i": 1, "w" if full else "h": 1, "_id": 0})
-    rows = database[EVENTS_COLLECTION].find({"c": collection, "o": object_id}, {"w": 1, "s": 1, "pending_at": 1})
+    rows = database[EVENTS_COLLECTION].find({"c": collection, "o": object_id},
+                                            {"w": 1, "s": 1, "pending_at": 1, "intent": 1})
     found, stored = await asyncio.gather(buckets.to_list(None), rows.to_list(None))
     entries: dict[str, HistoryEntry] = {}
     for record in in_flight():
@@ -147,6 +150,8 @@ async def read_document(database: Any, collection: str, object_id: Any, *, since
             if since <= seq <= until and event_id not in entries:
                 entries[event_id] = HistoryEntry(seq, text, full=full)
     for row in stored:
+        if row.get("intent") and outbox is not None:  # a delete that did not happen (yet): not an event
+            continue
         if since <= row.get("s", 0) <= until:
             entries.setdefault(str(row["_id"]), HistoryEntry(row.get("s", 0), row["w"], "pending_at" in row))
     for event_id, entry in ((outbox or {}).get(OUTBOX_FIELD) or {}).items():
@@ -158,24 +163,43 @@ async def read_document(database: Any, collection: str, object_id: Any, *, since
 
 async def read_model(database: Any, collection: str, *, since: int = 0, until: int = _NO_END,
                      batch: int = 50) -> AsyncIterator[HistoryEntry]:
-    """Every *sent or pending* stored event of ``collection``'s documents written between
-    ``since`` and ``until``: document by document, each document's events in write order, then
-    the delete and custom events (``_oe_events`` rows) in write order. Events still pending in a
-    document's own outbox are left out: their normal delivery is still under way."""
+    """Every *sent* stored event of ``collection``'s documents written between ``since`` and
+    ``until``: document by document, each document's events in write order (its buckets merged:
+    an event handed over late lands in a later bucket), then the delete and custom events
+    (``_oe_events`` rows) in write order. Pending events are left out, in a document's own
+    outbox or as rows (a delete's intent too), and so are delayed events not yet due: their
+    normal delivery is still under way."""
     seen: set[str] = set()
     buckets = database[HISTORY_COLLECTION].find(
         {"c": collection, "last": {"$gte": since}, "first": {"$lte": until}},
-        {"s": 1, "i": 1, "w": 1, "_id": 0}).sort([("o", 1), ("first", 1)]).batch_size(batch)
+        {"o": 1, "s": 1, "i": 1, "w": 1, "_id": 0}).sort([("o", 1), ("first", 1)]).batch_size(batch)
+    document: list[tuple[int, str, str]] = []
+    owner: Any = None
     async for bucket in buckets:
-        for seq, event_id, wire in sorted(zip(bucket["s"], bucket["i"], bucket["w"])):
-            if since <= seq <= until and event_id not in seen:
-                seen.add(event_id)
-                yield HistoryEntry(seq, wire)
-    rows = database[EVENTS_COLLECTION].find({"c": collection, "s": {"$gte": since, "$lte": until}},
-                                            {"w": 1, "s": 1, "pending_at": 1}).sort("s", 1)
-    async for row in rows:
-        if str(row["_id"]) not in seen:
-            yield HistoryEntry(row["s"], row["w"], "pending_at" in row)
+        if document and bucket["o"] != owner:
+            for entry in _fresh(document, seen, since, until):
+                yield entry
+            document = []
+        owner = bucket["o"]
+        document.extend(zip(bucket["s"], bucket["i"], bucket["w"]))
+    for entry in _fresh(document, seen, since, until):
+        yield entry
+    rows = database[EVENTS_COLLECTION].find({"c": collection, "s": {"$gte": since, "$lte": until},
+                                             "pending_at": {"$exists": False}}, {"w": 1, "s": 1, "due": 1}).sort("s", 1)
+    now = time.time()
+    async for row in rows:  # a delayed event not yet due waits in the Redis schedule: dispatched when due
+        if str(row["_id"]) not in seen and not row.get("due", 0) > now:
+            yield HistoryEntry(row["s"], row["w"])
+
+
+def _fresh(stored: list[tuple[int, str, str]], seen: set[str], since: int, until: int) -> list[HistoryEntry]:
+    """One document's ``(seq, id, wire)`` in write order, in the range and not yet in ``seen`` (added)."""
+    out = []
+    for seq, event_id, wire in sorted(stored):
+        if since <= seq <= until and event_id not in seen:
+            seen.add(event_id)
+            out.append(HistoryEntry(seq, wire))
+    return out
 
 
 async def resolve_collection(database: Any, model: str) -> str | None:
