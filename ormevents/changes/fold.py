@@ -56,12 +56,22 @@ def fold(steps: Iterable[tuple[str, Mapping[str, tuple[Any, Any]]]]) -> Folded:
         if state.document is None:  # its creation is older than the history kept: rebuild what is known
             state.document = {}
         for path, (_, new) in changes.items():
-            if new == REDACTED:
-                state.redacted.add(path)
-            else:
-                state.redacted.discard(path)
+            state.redacted -= {r for r in state.redacted if r == path or r.startswith(path + ".")}
+            state.redacted.update(_redacted_paths(path, new))
             _assign(state.document, path, copy.deepcopy(new))
     return state
+
+
+def _redacted_paths(path: str, value: Any) -> list[str]:
+    """The paths at or under ``path`` whose value in ``value`` is the redaction marker (a
+    sensitive field nested in a model that a change carries whole)."""
+    if isinstance(value, str):
+        return [path] if value == REDACTED else []
+    if isinstance(value, Mapping):
+        return [found for key, item in value.items() for found in _redacted_paths(f"{path}.{key}", item)]
+    if isinstance(value, list):
+        return [found for index, item in enumerate(value) for found in _redacted_paths(f"{path}.{index}", item)]
+    return []
 
 
 def disagreements(state: Folded, stored: Mapping[str, Any] | None) -> dict[str, tuple[Any, Any]]:

@@ -21,6 +21,7 @@ from ormevents.delivery.outbox.history_store import (
 )
 from ormevents.delivery.outbox.records import FOREVER, build_pending, next_sequence, now
 from ormevents.errors import ConfigurationError, InvalidFilterError, UnknownHandlerError
+from ormevents.events.redaction import REDACTED
 from ormevents.handlers import event_handler
 from ormevents.handlers.registry import HandlerRegistry
 from ormevents.jobs.activity import WorkerSeen
@@ -156,3 +157,12 @@ def test_cli_ids() -> None:
     oid = ObjectId()
     assert id_candidates(str(oid)) == [oid, str(oid)]
     assert id_candidates("42") == [42, "42"] and id_candidates("ann") == ["ann"]
+
+
+def test_a_sensitive_field_nested_in_a_value_carried_whole_is_not_a_disagreement() -> None:
+    state = fold([("created", {"card": (None, {"number": REDACTED, "holder": "ann"})})])
+    assert state.redacted == {"card.number"}
+    assert disagreements(state, {"card": {"number": "4111", "holder": "ann"}}) == {}
+    assert disagreements(state, {"card": {"number": "4111", "holder": "bob"}}) == {"card.holder": ("ann", "bob")}
+    later = fold([("created", {"card": (None, {"number": REDACTED})}), ("updated", {"card": ({}, {"number": "x"})})])
+    assert later.redacted == set()   # a later change carrying the path in clear replaces the marker
