@@ -4,6 +4,7 @@ summaries, write sequences, time ranges, rates, which worker runs a handler, CLI
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -129,3 +130,12 @@ def test_cli_ids() -> None:
     oid = ObjectId()
     assert id_candidates(str(oid)) == [oid, str(oid)]
     assert id_candidates("42") == [42, "42"] and id_candidates("ann") == ["ann"]
+
+
+def test_a_built_record_carries_its_summary_so_the_clean_up_does_not_decode_its_json() -> None:
+    event = Event(name="order.updated", data={"big": "x" * 100}, changes={"n": (1.5, None)}, metadata={"by": "ann"})
+    record = build_pending(event, home="orders", key=1)
+    assert record.wire == record.to_event().to_json() and record.summary == summary(record.wire)
+    read_back = replace(record, summary=None)  # as from_entry() builds it: the summary comes from the wire
+    [update] = bucket_updates([read_back], now(), 3600)
+    assert update._doc["$push"]["h"]["$each"] == [record.summary]
