@@ -67,6 +67,12 @@ def validate_action(action: object) -> str:
     return action
 
 
+def wire_json(wire: dict[str, Any]) -> str:
+    """The compact JSON text of a :meth:`Event.to_dict` result (what :meth:`Event.to_json` returns):
+    for a caller that needs the dict too, so the event is encoded once."""
+    return json.dumps(wire, separators=(",", ":"), allow_nan=False)
+
+
 class Event(BaseModel):
     """An immutable record of something that happened to a model (or any custom fact).
 
@@ -169,7 +175,7 @@ class Event(BaseModel):
 
     def to_json(self) -> str:
         """Compact JSON text of :meth:`to_dict`."""
-        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)
+        return wire_json(self.to_dict())
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Event:

@@ -68,17 +68,20 @@ async def update(instance: Tracked, run: bool, emit: bool, session: Any = None) 
     """Write the changed paths of a saved ``instance``, where they still hold what it read."""
     model = type(instance)
     meta = model.__ormevents__
-    if not diff(instance._snapshot, instance._fields_document()):
-        return
-    restore = restore_point(instance, (HookKind.BEFORE_UPDATE, HookKind.BEFORE_WRITE), run)
-    if run:
-        for kind in (HookKind.BEFORE_UPDATE, HookKind.BEFORE_WRITE):
-            await run_hooks(instance, meta.hooks[kind], instance._pending_context)
-        instance._check_id(instance.id)  # a hook may have changed it
     current = instance._fields_document()
     changes = diff(instance._snapshot, current)
     if not changes:
         return
+    before = (HookKind.BEFORE_UPDATE, HookKind.BEFORE_WRITE)
+    restore = restore_point(instance, before, run)
+    if run and any(meta.hooks[kind] for kind in before):  # no before-hook: the diff above stands
+        for kind in before:
+            await run_hooks(instance, meta.hooks[kind], instance._pending_context)
+        instance._check_id(instance.id)  # a hook may have changed it
+        current = instance._fields_document()
+        changes = diff(instance._snapshot, current)
+        if not changes:
+            return
     unit = unit_for(session)
     event = instance._event("updated", current, changes) if emit else None
     key = instance._key()

@@ -4,6 +4,7 @@ summaries, write sequences, time ranges, rates, which worker runs a handler, CLI
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -166,3 +167,12 @@ def test_a_sensitive_field_nested_in_a_value_carried_whole_is_not_a_disagreement
     assert disagreements(state, {"card": {"number": "4111", "holder": "bob"}}) == {"card.holder": ("ann", "bob")}
     later = fold([("created", {"card": (None, {"number": REDACTED})}), ("updated", {"card": ({}, {"number": "x"})})])
     assert later.redacted == set()   # a later change carrying the path in clear replaces the marker
+
+
+def test_a_built_record_carries_its_summary_so_the_clean_up_does_not_decode_its_json() -> None:
+    event = Event(name="order.updated", data={"big": "x" * 100}, changes={"n": (1.5, None)}, metadata={"by": "ann"})
+    record = build_pending(event, home="orders", key=1)
+    assert record.wire == record.to_event().to_json() and record.summary == summary(record.wire)
+    read_back = replace(record, summary=None)  # as from_entry() builds it: the summary comes from the wire
+    [update] = bucket_updates([read_back], now(), 3600)
+    assert update._doc["$push"]["h"]["$each"] == [record.summary]

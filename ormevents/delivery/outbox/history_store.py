@@ -42,7 +42,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from .records import PendingEvent, document_key, expiry
+from .records import PendingEvent, document_key, expiry, summary_of
 
 BUCKET_SIZE = 100
 """Entries per bucket (one may hold up to twice as many: a round's entries for one document go
@@ -73,7 +73,7 @@ def bucket_updates(records: Iterable[PendingEvent], sent_at: datetime, default_s
         held.sort(key=lambda r: r.seq)
         for start in range(0, len(held), BUCKET_SIZE):
             chunk = held[start:start + BUCKET_SIZE]
-            arrays = {"s": [r.seq for r in chunk], "i": [r.id for r in chunk], "h": [summary(r.wire) for r in chunk],
+            arrays = {"s": [r.seq for r in chunk], "i": [r.id for r in chunk], "h": [r.summary or summary(r.wire) for r in chunk],
                       "w": [r.wire for r in chunk]}
             updates.append(UpdateOne(
                 {"c": first.home, "o": first.key, "count": {"$lt": BUCKET_SIZE}},
@@ -85,17 +85,13 @@ def bucket_updates(records: Iterable[PendingEvent], sent_at: datetime, default_s
     return updates
 
 
-SUMMARY_KEYS = ("id", "name", "action", "changes", "metadata", "created_at")
-"""What a history entry's summary keeps of the event's wire form (everything but ``data``)."""
-
-
 def summary(wire: str) -> str:
-    """The summary JSON of event JSON ``wire`` (:data:`SUMMARY_KEYS`).
+    """The summary JSON of event JSON ``wire`` (:data:`~.records.SUMMARY_KEYS`).
 
     Example::
 
         >>> summary('{"id":"1","name":"a.b","data":{"x":1},"changes":{}}')
         '{"id":"1","name":"a.b","changes":{}}'
     """
-    decoded = json.loads(wire)
-    return json.dumps({key: decoded[key] for key in SUMMARY_KEYS if key in decoded}, separators=(",", ":"))
+    decoded: dict[str, Any] = json.loads(wire)
+    return summary_of(decoded)

@@ -44,13 +44,14 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ...errors import EventTooLargeError
 from ...events import codec
-from ...events.event import Event
+from ...events.event import Event, wire_json
 from ..tracing import with_trace_context
 
 OUTBOX_FIELD = "_oe_outbox"
@@ -108,6 +109,8 @@ class PendingEvent:
     and ``delay`` the ``delay=`` it was emitted with (``None`` when read back: ``due`` is kept).
     ``seq`` is its write sequence (``0``: written before there was one); ``retention`` the
     model's history retention in seconds (:data:`FOREVER`; ``None``: the process's setting).
+    ``summary`` is its history summary (:func:`summary_of`) when built here (``None`` when read
+    back: the history computes it from ``wire``), so the clean-up does not decode ``wire``.
     """
 
     id: str
@@ -121,6 +124,7 @@ class PendingEvent:
     delay: float | None = field(default=None, compare=False, repr=False)
     seq: int = 0
     retention: float | None = None
+    summary: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def embedded(self) -> bool:
@@ -182,11 +186,27 @@ def build_pending(event: Event, due: float | None = None, *, home: str = "", key
     event = with_trace_context(event)
     if key is None and home == EVENTS_COLLECTION:
         key = str(event.id)  # an _oe_events row is keyed by its event id
-    wire = event.to_json()
+    wire_form = event.to_dict()
+    wire = wire_json(wire_form)  # = event.to_json(), encoded once for the record and its summary
     if len(wire) > max_bytes:  # ASCII JSON (json.dumps escapes the rest): characters are bytes
         raise too_large(event, len(wire), max_bytes)
     return PendingEvent(str(event.id), event.name, wire, now(), due, home, key, event, seq=next_sequence(),
-                        retention=retention)
+                        retention=retention, summary=summary_of(wire_form))
+
+
+SUMMARY_KEYS = ("id", "name", "action", "changes", "metadata", "created_at")
+"""What a history entry's summary keeps of the event's wire form (everything but ``data``)."""
+
+
+def summary_of(wire_form: Mapping[str, Any]) -> str:
+    """The history summary JSON of an event's wire form (:meth:`Event.to_dict`): :data:`SUMMARY_KEYS`.
+
+    Example::
+
+        >>> summary_of({"id": "1", "name": "a.b", "data": {"x": 1}, "changes": {}})
+        '{"id":"1","name":"a.b","changes":{}}'
+    """
+    return json.dumps({key: wire_form[key] for key in SUMMARY_KEYS if key in wire_form}, separators=(",", ":"))
 
 
 def from_entry(event_id: str, entry: dict[str, Any], home: str, key: Any) -> PendingEvent:
