@@ -20,6 +20,9 @@ class OutboxConfig(BaseModel):
     ``cleanup_interval``: seconds between the batched clean-ups of sent records (default 1).
     ``queue_limit``: events waiting in memory for their hand-off, per event loop; beyond it
     an event is left to the relay (default 10,000).
+    ``batch_events``: the most events one broker message carries when several are handed over
+    together (default 32); ``1`` sends one message per event, for a rolling deploy while workers
+    older than 0.2 (which lack the ``ormevents.dispatch_batch`` task) still run.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -27,6 +30,7 @@ class OutboxConfig(BaseModel):
     history_seconds: float | None = Field(default=7 * 24 * 3600, ge=0)
     cleanup_interval: float = Field(default=1.0, gt=0)
     queue_limit: int = Field(default=10_000, ge=1)
+    batch_events: int = Field(default=32, ge=1, le=1000)
 
 
 class EventConfig(BaseModel):

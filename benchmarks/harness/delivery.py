@@ -49,6 +49,18 @@ def events(size: int, fanout: int = 1, unit: str = "events/s") -> Batch:
     return Batch(publish, size, fanout, unit)
 
 
+def events_many(size: int, fanout: int = 1, chunk: int = 100, unit: str = "events/s") -> Batch:
+    """The same events handed over ``chunk`` at a time with ``event_bus.publish_many`` (they travel
+    as ``ormevents.dispatch_batch`` messages of up to 32 events, see ``docs/delivery.md``)."""
+
+    async def publish(run: str, count: int) -> None:
+        for start in range(0, count, chunk):
+            await event_bus.publish_many([Event(name=f"bench.fan{fanout}", data={"run": run, "i": i})
+                                          for i in range(start, min(start + chunk, count))])
+
+    return Batch(publish, size, fanout, unit)
+
+
 def tasks(size: int, per_item: int = 1, unit: str = "events/s") -> Batch:
     """``size`` items of ``per_item`` raw Celery ``apply_async`` calls each (the hand-rolled fan-out)."""
 

@@ -5,8 +5,6 @@ failing part-way."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,6 +15,7 @@ import redis
 import ormevents
 from ormevents import RecordingPublisher
 from tests.integration.models import Member
+from tests.support.broker_queue import queued_events_at
 
 pytestmark = pytest.mark.integration
 
@@ -30,9 +29,7 @@ async def outbox(db: Any, redis_uri: str) -> AsyncIterator[tuple[Any, str]]:
     redis.Redis.from_url(redis_uri).delete(queue)
 
 
-def _queued(redis_uri: str, queue: str) -> list[dict[str, Any]]:
-    raw = redis.Redis.from_url(redis_uri).lrange(queue, 0, -1)
-    return [json.loads(base64.b64decode(json.loads(item)["body"]))[0][0] for item in reversed(raw)]
+_queued = queued_events_at
 
 
 async def test_a_thousand_documents_one_exact_event_each_through_the_outbox(

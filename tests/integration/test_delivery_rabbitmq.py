@@ -147,3 +147,17 @@ async def test_model_writes_through_the_outbox_on_rabbitmq(bus: Any, rdb: redis.
     assert updated[0]["changes"] == {"status": ["inactive", "active"]}
     sent = rdb.zmscore(f"{queue}:outbox:sent", [r["event_id"] for r in created + updated])
     assert all(score is not None for score in sent), "events handed over through RabbitMQ are marked sent in Redis"
+
+
+async def test_events_handed_over_together_travel_in_batches_on_rabbitmq(bus: Any, rdb: redis.Redis,
+                                                                         queue: str) -> None:
+    """publish_many on RabbitMQ sends ormevents.dispatch_batch messages through Celery's producer;
+    the worker runs each event's handlers once."""
+    tag = uuid.uuid4().hex[:8]
+    events = [Event(name="order.created", data={"tag": tag, "i": i}) for i in range(20)]
+    assert await bus.publish_many(events) == 20
+    await wait_for(lambda: len(records(rdb, queue, "t.sync", tag)) >= 20 and
+                   len(records(rdb, queue, "t.async", tag)) >= 20, timeout=20)
+    await asyncio.sleep(0.5)
+    for handler in ("t.sync", "t.async"):
+        assert sorted(r["event_id"] for r in records(rdb, queue, handler, tag)) == sorted(str(e.id) for e in events)

@@ -4,8 +4,6 @@ SecantusDB, because this suite itself runs on one session-wide loop."""
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import subprocess
 import sys
@@ -22,6 +20,7 @@ from ormevents.delivery.celery.publisher import CeleryPublisher
 from ormevents.delivery.outbox.relay import Relay
 from ormevents.jobs.keys import Keys
 from tests.integration.worker_process import ROOT
+from tests.support.broker_queue import queued_events
 
 pytestmark = pytest.mark.integration
 
@@ -120,8 +119,7 @@ async def test_a_write_acknowledged_as_its_loop_closes_is_delivered_by_the_relay
         rdb = redis.Redis.from_url(redis_uri)
 
         def queued() -> list[str]:
-            return [json.loads(base64.b64decode(json.loads(raw)["body"]))[0][0]["data"]["text"]
-                    for raw in reversed(rdb.lrange(queue, 0, -1))]
+            return [event["data"]["text"] for event in queued_events(rdb, queue)]
 
         before = queued()  # the first loop's push is cancelled at the latest when its loop closes
         publisher.outbox.bind(lambda: pymongo_client[database], publisher.outbox.config)

@@ -5,8 +5,6 @@ records are cleaned up into the history. Real SecantusDB and Redis."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -25,6 +23,7 @@ from ormevents.delivery.outbox.relay import Relay
 from ormevents.events.event import Event
 from ormevents.jobs.keys import Keys
 from tests.support.servers import free_port
+from tests.support.broker_queue import queued_events
 
 pytestmark = pytest.mark.integration
 
@@ -35,9 +34,7 @@ class Parcel(EventModel):
     state: str = "new"
 
 
-def queued(rdb: redis.Redis, queue: str) -> list[dict[str, Any]]:
-    """The events in the broker list of ``queue``, oldest first."""
-    return [json.loads(base64.b64decode(json.loads(raw)["body"]))[0][0] for raw in reversed(rdb.lrange(queue, 0, -1))]
+queued = queued_events
 
 
 @pytest.fixture

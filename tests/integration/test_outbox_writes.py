@@ -7,8 +7,6 @@ schedule, and passwords kept out of logs and the command line."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
 import os
 import subprocess
@@ -32,6 +30,7 @@ from ormevents.jobs.keys import Keys
 from ormevents.jobs.status import read_status
 from tests.integration.worker_process import ROOT
 from tests.support.servers import free_port
+from tests.support.broker_queue import queued_events_at
 
 pytestmark = pytest.mark.integration
 
@@ -52,9 +51,7 @@ async def outbox(database: Any, redis_uri: str) -> AsyncIterator[tuple[Any, str]
     await ormevents.close()
 
 
-def queued(redis_uri: str, queue: str) -> list[dict[str, Any]]:
-    raw = redis.Redis.from_url(redis_uri).lrange(queue, 0, -1)
-    return [json.loads(base64.b64decode(json.loads(item)["body"]))[0][0] for item in reversed(raw)]
+queued = queued_events_at
 
 
 async def test_records_are_written_with_the_data_and_never_read_back(outbox: tuple[Any, str]) -> None:

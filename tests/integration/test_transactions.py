@@ -9,8 +9,6 @@ events. Real SecantusDB (a replica set) through PyMongo and Motor, events read f
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +20,7 @@ import redis
 import ormevents
 from ormevents import ChangeSet, ConfigurationError, EventModel, RecordingPublisher
 from ormevents.hooks import after_commit, after_update
+from tests.support.broker_queue import queued_events
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +64,7 @@ async def broker(database: Any, redis_uri: str) -> AsyncIterator[Any]:
 
     async def events() -> list[dict[str, Any]]:
         await ormevents.flush()
-        return [json.loads(base64.b64decode(json.loads(raw)["body"]))[0][0] for raw in reversed(client.lrange(queue, 0, -1))]
+        return queued_events(client, queue)
 
     yield events
     await ormevents.close()

@@ -5,8 +5,6 @@ change handed over (no loss, no duplicate), one leader at a time, and a lost his
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
 import signal
 import subprocess
@@ -23,6 +21,7 @@ import ormevents
 from ormevents import ChangeStreamHistoryLostError, EventModel, watch
 from ormevents.model import watcher
 from tests.integration.worker_process import ROOT
+from tests.support.broker_queue import queued_events_at
 
 pytestmark = pytest.mark.integration
 
@@ -46,9 +45,7 @@ async def runtime(pymongo_client: Any, redis_uri: str) -> AsyncIterator[tuple[An
     redis.Redis.from_url(redis_uri).delete(queue)
 
 
-def _queued(redis_uri: str, queue: str) -> list[dict[str, Any]]:
-    raw = redis.Redis.from_url(redis_uri).lrange(queue, 0, -1)
-    return [json.loads(base64.b64decode(json.loads(item)["body"]))[0][0] for item in reversed(raw)]
+_queued = queued_events_at
 
 
 async def _until(redis_uri: str, queue: str, count: int, timeout: float = 15.0) -> list[dict[str, Any]]:

@@ -4,8 +4,6 @@ its event was handed to the broker. Real SecantusDB (both drivers) and a real Re
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import random
 import statistics
 import time
@@ -19,6 +17,7 @@ import redis
 import ormevents
 from ormevents import EventModel
 from ormevents.hooks import before_update
+from tests.support.broker_queue import queued_events
 
 pytestmark = pytest.mark.integration
 
@@ -38,15 +37,7 @@ def rdb(redis_uri: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-def broker_events(rdb: redis.Redis, queue: str) -> list[dict[str, Any]]:
-    """The events waiting in the Redis broker list of ``queue``, oldest first (kombu LPUSHes a JSON
-    envelope with a base64 body)."""
-    events = []
-    for raw in reversed(rdb.lrange(queue, 0, -1)):
-        body = json.loads(base64.b64decode(json.loads(raw)["body"]))
-        args = body[0]
-        events.append(args[0])
-    return events
+broker_events = queued_events
 
 
 async def _cancel_at_random(doc: Cancellable, rng: random.Random, typical: float) -> bool:

@@ -125,6 +125,19 @@ def test_the_envelope_is_the_message_celery_builds() -> None:
     assert_celery_builds(ours, dispatch_message(event.to_dict(), None, options, 1.5))
 
 
+def test_the_batch_envelope_is_the_message_celery_builds() -> None:
+    """A dispatch_batch envelope decodes to what send_task builds for the same events."""
+    events = [Event(name="user.created", data={"i": i, "name": "\u00e9"}) for i in range(3)]
+    options = DeliverySettings(redis_url="memory://", queue_name="q:events").message_options()
+    builder = EnvelopeBuilder("q:events", options)
+    wires, ids = [e.to_json() for e in events], [str(e.id) for e in events]
+    ours = json.loads(builder.batch(wires, ids, 2.5)[1])
+    message = builder.batch_message(wires, ids, 2.5)
+    assert message["task"] == "ormevents.dispatch_batch" and message["id"] == f"{ids[0]}:batch3"
+    assert [e["id"] for e in message["args"][0]] == ids
+    assert_celery_builds(ours, message)
+
+
 def test_the_clean_up_pipeline_removes_only_sent_entries() -> None:
     pipeline = removal(["a", "b"])
     assert pipeline[0] == {"$unset": ["_oe_outbox.a", "_oe_outbox.b"]}

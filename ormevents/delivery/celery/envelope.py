@@ -27,7 +27,7 @@ import socket
 import uuid
 from typing import Any
 
-from .sending import DISPATCH_TASK, RUN_HANDLER_TASK
+from .sending import DISPATCH_BATCH_TASK, DISPATCH_TASK, RUN_HANDLER_TASK
 
 EMBED = '{"callbacks":null,"errbacks":null,"chain":null,"chord":null}'
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
@@ -38,6 +38,7 @@ _HEAD = ('{"body":"%s","content-encoding":"utf-8","content-type":"application/js
          '"replaced_task_nesting":0,"stamped_headers":null,"stamps":{}},"properties":{"correlation_id":"%s",'
          '"reply_to":"","delivery_mode":2,"delivery_info":{"exchange":"","routing_key":%s},"priority":0,'
          '"body_encoding":"base64","delivery_tag":"%s"}}')
+_BATCH_HEAD = _HEAD.replace(DISPATCH_TASK, DISPATCH_BATCH_TASK)
 
 
 class EnvelopeBuilder:
@@ -74,6 +75,27 @@ class EnvelopeBuilder:
             return tag, self._encoded(wire, task_id, due, tag)
         body = base64.b64encode(f"[[{wire},{self._policy}],{self.kwargs(due)},{EMBED}]".encode()).decode("ascii")
         return tag, _HEAD % (body, task_id, task_id, task_id, self._origin, task_id, self._queue_json, tag)
+
+    def batch(self, wires: list[str], event_ids: list[str], due: float) -> tuple[str, str]:
+        """The delivery tag and the kombu envelope of one ``ormevents.dispatch_batch`` delivering
+        the events of JSON ``wires`` (ids ``event_ids``, at least one), as Celery would send
+        ``send_task("ormevents.dispatch_batch", args=[[event, ...], None], kwargs=...,
+        task_id="<first event id>:batch<count>")``."""
+        task_id = f"{event_ids[0]}:batch{len(event_ids)}"
+        tag = f"{self._tag_prefix}{next(self._tags):012d}"
+        body = f"[[[{','.join(wires)}],{self._policy}],{self.kwargs(due)},{EMBED}]"
+        encoded = base64.b64encode(body.encode()).decode("ascii")
+        if _plain(task_id):
+            return tag, _BATCH_HEAD % (encoded, task_id, task_id, task_id, self._origin, task_id, self._queue_json, tag)
+        envelope = json.loads(_BATCH_HEAD % (encoded, "x", "x", "x", self._origin, "x", self._queue_json, tag))
+        envelope["headers"].update(id=task_id, root_id=task_id, argsrepr=f"<{DISPATCH_BATCH_TASK} {task_id}>")
+        envelope["properties"]["correlation_id"] = task_id
+        return tag, _dumps(envelope)
+
+    def batch_message(self, wires: list[str], event_ids: list[str], due: float) -> dict[str, Any]:
+        """The same batch as a message dict, for brokers Celery's producer sends to."""
+        return {"task": DISPATCH_BATCH_TASK, "args": [[json.loads(w) for w in wires], json.loads(self._policy)],
+                "kwargs": json.loads(self.kwargs(due)), "id": f"{event_ids[0]}:batch{len(event_ids)}"}
 
     def message(self, wire: str, event_id: str, due: float) -> dict[str, Any]:
         """The same message as a dict for the schedule (:func:`~.sending.dispatch_message`'s shape)."""

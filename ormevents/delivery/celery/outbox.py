@@ -1,10 +1,19 @@
 """The Celery publisher's outbox: records handed to the broker after the commit, marked sent in Redis.
 
-* **Redis broker** (the broker is ``redis_url``'s Redis): one Lua script per batch LPUSHes the
-  hand-built dispatch messages (:mod:`.envelope`) onto the queue and adds their ids to the
-  ``<queue>:outbox:sent`` ZSET, atomically, skipping ids already there (so the writer and the
-  relay never both push one record). A record due later (``emit(delay=...)``) goes into the
-  Redis schedule instead, in the same kind of script, with its ``scheduled`` status.
+* **Several events per message.** Events handed over together (a burst of concurrent writes,
+  a bulk write, a relay batch, ``publish_many``) travel as ``ormevents.dispatch_batch``
+  messages of at most ``OutboxConfig.batch_events`` events (default 32; 1 sends one
+  ``ormevents.dispatch`` per event, for workers older than 0.2), cut evenly and into at least
+  ``min(n, SPREAD)`` messages so that pool processes share a small burst (:func:`batches`).
+  A lone event is one ``ormevents.dispatch``. The worker dispatches each event of a batch as
+  if it had come alone (:mod:`.batch`).
+* **Redis broker** (the broker is ``redis_url``'s Redis): one Lua script per hand-off LPUSHes the
+  hand-built messages (:mod:`.envelope`) onto the queue and adds their ids to the
+  ``<queue>:outbox:sent`` ZSET, atomically, skipping messages whose ids are all there already (so
+  the writer and the relay do not both push one record; a batch only part of which was sent goes
+  whole, and the worker's run ledger skips the runs already done). A record due later
+  (``emit(delay=...)``) goes into the Redis schedule instead, in the same kind of script, with
+  its ``scheduled`` status.
 * **Other brokers** (RabbitMQ ``amqp://``, or a Redis other than ``redis_url``): Celery's producer
   sends the messages on the publisher's threads (off the loop); the ids are marked sent after
   (a crash in between sends one again: at least once).
@@ -38,19 +47,32 @@ logger = logging.getLogger("ormevents.delivery.celery.outbox")
 MARK_LIFETIME = 3600.0
 
 # KEYS: queue list, sent ZSET, kombu's unacked HASH and its index ZSET; ARGV: now, prune-before,
-# then (id, delivery tag, message) triples ('' id: not marked). Each message is recorded as
-# unacknowledged as it is pushed (see ormevents.delivery.celery.transport: kombu restores it if a
-# worker dies between its BRPOP and its own record).
+# then one group per message: mark ('1': its ids are marked sent, skipping ids already there; '0':
+# not marked), n, n event ids, delivery tag, message. A message all of whose ids were already sent
+# is not pushed. Each message is recorded as unacknowledged as it is pushed (see
+# ormevents.delivery.celery.transport: kombu restores it if a worker dies between its BRPOP and
+# its own record). Returns how many events were handed over.
 PUSH = """
-local messages, marks, unacked, index = {}, {}, {}, {}
+local messages, marks, unacked, index, handed = {}, {}, {}, {}, 0
 local where = ',"",' .. cjson.encode(KEYS[1]) .. ']'
-for i = 3, #ARGV, 3 do
-  if ARGV[i] == '' or not redis.call('ZSCORE', KEYS[2], ARGV[i]) then
-    table.insert(messages, ARGV[i + 2])
-    table.insert(unacked, ARGV[i + 1]); table.insert(unacked, '[' .. ARGV[i + 2] .. where)
-    table.insert(index, ARGV[1]); table.insert(index, ARGV[i + 1])
-    if ARGV[i] ~= '' then table.insert(marks, ARGV[1]); table.insert(marks, ARGV[i]) end
+local i = 3
+while i <= #ARGV do
+  local n = tonumber(ARGV[i + 1])
+  local fresh = 0
+  for j = i + 2, i + 1 + n do
+    if ARGV[i] == '0' then fresh = fresh + 1
+    elseif not redis.call('ZSCORE', KEYS[2], ARGV[j]) then
+      fresh = fresh + 1; table.insert(marks, ARGV[1]); table.insert(marks, ARGV[j])
+    end
   end
+  if fresh > 0 then
+    local tag, message = ARGV[i + 2 + n], ARGV[i + 3 + n]
+    table.insert(messages, message)
+    table.insert(unacked, tag); table.insert(unacked, '[' .. message .. where)
+    table.insert(index, ARGV[1]); table.insert(index, tag)
+    handed = handed + fresh
+  end
+  i = i + 4 + n
 end
 if #messages > 0 then
   redis.call('LPUSH', KEYS[1], unpack(messages))
@@ -59,7 +81,7 @@ if #messages > 0 then
 end
 if #marks > 0 then redis.call('ZADD', KEYS[2], unpack(marks)) end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
-return #messages
+return handed
 """
 
 # KEYS: sent ZSET, schedule ZSET, schedule payloads HASH; ARGV: now, then groups of
@@ -160,10 +182,14 @@ class CeleryOutbox:
         if not self.fast:
             return handed + await self._produce(state.client, at_once, now, mark)
         args: list[Any] = [now, now - MARK_LIFETIME]
-        build = self.envelopes.dispatch
-        for record in at_once:
-            args.append(record.id if mark else "")
-            args += build(record.wire, record.id, now)
+        flag = "1" if mark else "0"
+        for group in batches(at_once, self.config.batch_events):
+            ids = [record.id for record in group]
+            if len(group) == 1:
+                tag, message = self.envelopes.dispatch(group[0].wire, ids[0], now)
+            else:
+                tag, message = self.envelopes.batch([record.wire for record in group], ids, now)
+            args += [flag, len(ids), *ids, tag, message]
         keys = [self.settings.queue_name, self.settings.keys.outbox_sent, *UNACKED_KEYS]
         return handed + int(await state.push(keys=keys, args=args))
 
@@ -186,7 +212,9 @@ class CeleryOutbox:
             records = [r for r, score in zip(records, scores) if score is None]
         if not records:
             return 0
-        messages = [self.envelopes.message(r.wire, r.id, now) for r in records]
+        messages = [self.envelopes.message(group[0].wire, group[0].id, now) if len(group) == 1 else
+                    self.envelopes.batch_message([r.wire for r in group], [r.id for r in group], now)
+                    for group in batches(records, self.config.batch_events)]
         await self._send_many(messages)
         if mark:
             await client.zadd(sent_key, {r.id: now for r in records})
@@ -224,6 +252,27 @@ class CeleryOutbox:
                                       self.config, (redis.RedisError, OSError, BrokerUnavailableError))
         self._dispatchers[id(loop)] = state
         return state.dispatcher
+
+
+SPREAD = 4
+"""A hand-off of n events goes in at least ``min(n, SPREAD)`` messages, so that several pool
+processes can share a small burst."""
+
+
+def batches(records: Sequence[PendingEvent], most: int) -> list[Sequence[PendingEvent]]:
+    """``records`` cut into dispatch messages of at most ``most`` events, as even as possible,
+    and at least ``min(len(records), SPREAD)`` of them (see module doc)."""
+    count = len(records)
+    if count == 0:
+        return []
+    messages = max(-(-count // max(most, 1)), min(count, SPREAD))
+    size, extra = divmod(count, messages)
+    out, start = [], 0
+    for index in range(messages):
+        end = start + size + (1 if index < extra else 0)
+        out.append(records[start:end])
+        start = end
+    return out
 
 
 class _LoopState:

@@ -1,9 +1,12 @@
 """Building and sending ormevents' Celery messages (synchronous; callers choose the thread).
 
-Two task names travel on the queue (stable strings):
+Three task names travel on the queue (stable strings):
 
 * ``ormevents.dispatch(event, retry_policy)`` — one per published event; the worker matches
   it against its handler registry and sends one ``run_handler`` per matching handler;
+* ``ormevents.dispatch_batch(events, retry_policy)`` — several events handed over together
+  (outbox hand-off, relay, ``publish_many``, bulk writes): the worker dispatches each as if it
+  had come alone (:mod:`ormevents.delivery.celery.batch`);
 * ``ormevents.run_handler(event, handler, attempt, retry_policy)`` — one (event, handler)
   pair, its own unit of work, retried alone.
 
@@ -31,7 +34,7 @@ from kombu.exceptions import OperationalError
 
 from ...errors import BrokerUnavailableError
 from ...events.event import Event
-from ...jobs.schedule_codec import DISPATCH_TASK, RUN_HANDLER_TASK, event_member
+from ...jobs.schedule_codec import DISPATCH_BATCH_TASK, DISPATCH_TASK, RUN_HANDLER_TASK, event_member
 from ...jobs.status import StatusWriter
 from ...urls import redact_url
 from .config import DeliverySettings
@@ -39,7 +42,7 @@ from .scheduler import RedisSchedule
 
 logger = logging.getLogger("ormevents.delivery.celery.sending")
 
-__all__ = ["DISPATCH_TASK", "RUN_HANDLER_TASK", "Sender", "dispatch_message", "event_member", "run_message"]
+__all__ = ["DISPATCH_BATCH_TASK", "DISPATCH_TASK", "RUN_HANDLER_TASK", "Sender", "dispatch_message", "event_member", "run_message"]
 
 
 def dispatch_message(event_wire: dict[str, Any], retry_policy: dict[str, Any] | None,

@@ -1,7 +1,7 @@
 """ormevents' two Celery tasks and the worker signals that give each process its runtime.
 
 Tasks (stable names, JSON arguments, late acks, rejected on worker loss):
-``ormevents.dispatch`` and ``ormevents.run_handler`` (see :mod:`ormevents.delivery.celery.sending`).
+``ormevents.dispatch``, ``ormevents.dispatch_batch`` and ``ormevents.run_handler`` (see :mod:`ormevents.delivery.celery.sending`).
 Celery's soft time limit interrupts a handler only, never ormevents' bookkeeping around it
 (:mod:`ormevents.delivery.celery.soft_time_limit`).
 
@@ -44,7 +44,7 @@ from .heartbeat import Heartbeat, consumed_queues
 from .malformed import unwrap
 from .poller import SchedulerThread
 from .restorer import Restorer
-from .sending import DISPATCH_TASK, RUN_HANDLER_TASK
+from .sending import DISPATCH_BATCH_TASK, DISPATCH_TASK, RUN_HANDLER_TASK
 from .soft_time_limit import SoftTimeLimitGuard, soft_limit_of
 from .worker import WorkerDelivery
 
@@ -60,6 +60,13 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
         # the fan-out is never cut half-way; the handlers it runs may be, each within the limit's window
         with SoftTimeLimitGuard(soft_limit_of(task)) as guard:
             return requeue_on_infrastructure_error(delivery.dispatch, args, options=options, due=due, guard=guard)
+
+    @app.task(name=DISPATCH_BATCH_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, acks_on_timeout=False,
+              ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
+    def dispatch_batch(task: Any, *args: Any, options: Any = None, due: float | None = None, **kwargs: Any) -> Any:
+        with SoftTimeLimitGuard(soft_limit_of(task)) as guard:  # as dispatch: one window for the whole batch
+            return requeue_on_infrastructure_error(delivery.dispatch_batch, args, options=options, due=due,
+                                                   guard=guard)
 
     @app.task(name=RUN_HANDLER_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, acks_on_timeout=False,
               ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped

@@ -5,6 +5,8 @@
   other queues and run those of this queue in the task, each as its own run (below). The first
   run's message id is deterministic, so a redelivered or duplicate dispatch (a relay re-publish)
   is a copy of the same runs, and the ledger never runs them twice.
+* :meth:`WorkerDelivery.dispatch_batch` — the same for each event of a batch handed over together
+  (:mod:`ormevents.delivery.celery.batch`).
 * :meth:`WorkerDelivery.run` — run one handler (sync in the task thread, async on the
   process's :class:`~ormevents.delivery.celery.runtime.WorkerLoop`). The ledger's ``begin``
   decides first, atomically: already completed (skipped, logged), already running elsewhere
@@ -52,7 +54,7 @@ from ...jobs.records import FailedJob
 from ...jobs.status import handler_fields
 from ..metrics import metrics
 from ..tracing import handler_span
-from . import fanout
+from . import batch, fanout
 from .config import DeliverySettings
 from .inbox import InboxOutcome, session_hex
 from .leases import holder_is_dead, new_token
@@ -80,6 +82,11 @@ class WorkerDelivery(WorkerResources):
         """Body of ``ormevents.dispatch`` (see :func:`~ormevents.delivery.celery.fanout.dispatch`)."""
         return fanout.dispatch(self, args, options, due, guard)
 
+    def dispatch_batch(self, args: tuple[Any, ...], options: Any = None, due: float | None = None,
+                       guard: SoftTimeLimitGuard | None = None) -> int:
+        """Body of ``ormevents.dispatch_batch`` (see :func:`~ormevents.delivery.celery.batch.dispatch_batch`)."""
+        return batch.dispatch_batch(self, args, options, due, guard)
+
     def run(self, args: tuple[Any, ...], first_at: float | None = None, first_failed_at: float | None = None,
             options: Any = None, due: float | None = None, queue: str | None = None, run_id: Any = None,
             task_id: str | None = None, guard: SoftTimeLimitGuard | None = None) -> Any:
@@ -90,7 +97,7 @@ class WorkerDelivery(WorkerResources):
         event, policy_cfg = self.parse(args, 3, "run_handler")
         name, attempt = args[1], args[2]
         if not isinstance(name, str) or not isinstance(attempt, int) or attempt < 0:
-            self._reject(f"run_handler needs (event, handler name, attempt >= 0), got {args[1:3]!r}",
+            self.reject(f"run_handler needs (event, handler name, attempt >= 0), got {args[1:3]!r}",
                          "run_handler", args)
         run = Run(event, name, attempt, policy_cfg, first_at, first_failed_at, *self.settings.options_from(options))
         run.run_id = run_id if isinstance(run_id, str) and run_id else task_id or f"{run.event_id}:{name}:{attempt}"
@@ -246,14 +253,15 @@ class WorkerDelivery(WorkerResources):
         """The event and the retry policy config of a message's ``args``; a malformed one is parked
         and rejected."""
         if len(args) <= policy_index or not isinstance(args[0], dict):
-            self._reject(f"{task} got malformed arguments {args!r:.300}", task, args)
+            self.reject(f"{task} got malformed arguments {args!r:.300}", task, args)
         try:
             event = Event.from_dict(args[0])
         except (ValidationError, OrmEventsError, KeyError, TypeError, ValueError) as exc:
-            self._reject(f"{task} got an invalid event {args[0]!r:.300}: {exc}", task, args)
+            self.reject(f"{task} got an invalid event {args[0]!r:.300}: {exc}", task, args)
         return event, args[policy_index]
 
-    def _reject(self, reason: str, task: str, args: tuple[Any, ...]) -> Any:
+    def reject(self, reason: str, task: str, args: tuple[Any, ...]) -> Any:
+        """Park a message whose arguments this worker cannot use (:meth:`park`) and reject it (raises ``Reject``)."""
         logger.error("rejecting malformed message: %s", reason)
         self.park(json.dumps({"task": f"ormevents.{task}", "args": list(args)}, default=repr), reason, None)
         raise Reject(reason, requeue=False)

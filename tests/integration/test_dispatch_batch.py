@@ -1,0 +1,142 @@
+"""Several events in one broker message (``ormevents.dispatch_batch``): each dispatched as if it had
+come alone. In-process tests on a real Redis, then a real prefork worker: a burst handed over
+together travels in a few messages, every handler runs once per event, a malformed event is
+parked alone, and a handler that kills its process mid-batch is parked without losing or
+repeating any other event of its batch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from celery.exceptions import Reject
+
+from ormevents import Event
+from ormevents.delivery.celery import batch
+from ormevents.delivery.celery.config import DeliverySettings
+from ormevents.delivery.celery.outbox import batches
+from ormevents.delivery.celery.worker import WorkerDelivery
+from ormevents.handlers import HandlerRegistry, event_handler
+from tests.integration.test_delivery import records, tag, wait_for
+from tests.integration.worker_process import WorkerProcess, running
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_hand_off_is_cut_evenly_and_shared_by_at_least_four_messages() -> None:
+    def sizes(count: int, most: int = 32) -> list[int]:
+        return [len(group) for group in batches(list(range(count)), most)]  # type: ignore[arg-type]
+
+    assert sizes(0) == [] and sizes(1) == [1] and sizes(3) == [1, 1, 1] and sizes(4) == [1, 1, 1, 1]
+    assert sizes(9) == [3, 2, 2, 2] and sizes(100) == [25, 25, 25, 25]
+    assert sizes(500) == [32] * 4 + [31] * 12 and sum(sizes(500)) == 500
+    assert sizes(5, most=1) == [1] * 5, "batch_events=1: one message per event"
+    assert [g for group in batches(list(range(10)), 3) for g in group] == list(range(10)), "order kept"  # type: ignore[arg-type]
+
+
+def _delivery(redis_uri: str, reg: HandlerRegistry) -> tuple[WorkerDelivery, list[dict[str, Any]]]:
+    settings = DeliverySettings(redis_url=redis_uri, queue_name=f"bat{tag()}")
+    delivery = WorkerDelivery(settings, reg, app=None)  # type: ignore[arg-type]  # the sender is replaced below
+    sent: list[dict[str, Any]] = []
+    delivery.sender.send = sent.append  # type: ignore[method-assign,assignment]  # record messages, no broker
+    return delivery, sent
+
+
+def test_each_event_of_a_batch_is_dispatched_alone_and_a_malformed_one_is_parked(redis_uri: str) -> None:
+    reg, ran = HandlerRegistry(), []
+    event_handler("b.x", name="b.one", registry=reg)(lambda event: ran.append(event.data["i"]))
+    delivery, sent = _delivery(redis_uri, reg)
+    events = [Event(name="b.x", data={"i": i}).to_dict() for i in range(3)]
+    wires = [events[0], {"name": 42}, events[1], events[2]]
+    assert delivery.dispatch_batch((wires, None)) == 3
+    assert ran == [0, 1, 2] and sent == []
+    jobs = delivery.redis.hgetall(delivery.keys.failed_jobs)
+    assert len(jobs) == 1 and json.loads(next(iter(jobs.values())))["reason"] == "malformed_message"
+    assert delivery.dispatch_batch((wires, None)) == 3, "a redelivered batch"
+    assert ran == [0, 1, 2], "a completed run never runs again"
+    with pytest.raises(Reject):
+        delivery.dispatch_batch(({"not": "a list"}, None))
+    assert len(delivery.redis.hgetall(delivery.keys.failed_jobs)) == 2
+    delivery.redis.close()
+
+
+def test_the_events_left_when_the_budget_is_spent_go_on_as_one_message(redis_uri: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batch, "INLINE_BUDGET", 0.05)
+    reg, ran = HandlerRegistry(), []
+
+    def slow(event: Event) -> None:
+        time.sleep(0.1)
+        ran.append(event.data["i"])
+
+    event_handler("b.y", name="b.slow", registry=reg)(slow)
+    delivery, sent = _delivery(redis_uri, reg)
+    events = [Event(name="b.y", data={"i": i}).to_dict() for i in range(4)]
+    assert delivery.dispatch_batch((events, None), due=1.5) == 1
+    assert ran == [0] and len(sent) == 1
+    rest = sent[0]
+    assert rest["task"] == "ormevents.dispatch_batch" and rest["id"] == f"{events[1]['id']}:batch3"
+    assert [e["id"] for e in rest["args"][0]] == [e["id"] for e in events[1:]] and rest["kwargs"] == {"due": 1.5}
+    monkeypatch.setattr(batch, "INLINE_BUDGET", 10.0)
+    assert delivery.dispatch_batch(tuple(rest["args"]), **rest["kwargs"]) == 3
+    assert ran == [0, 1, 2, 3]
+    sent.clear()
+    monkeypatch.setattr(batch, "INLINE_BUDGET", 0.05)
+    delivery.dispatch_batch(([Event(name="b.y", data={"i": 8}).to_dict(), events[3]], None))
+    assert sent[0]["task"] == "ormevents.dispatch" and sent[0]["id"] == f"{events[3]['id']}:dispatch"
+    delivery.redis.close()
+
+
+# ----- a real worker --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def queue() -> str:
+    return f"bw{uuid.uuid4().hex[:8]}:events"
+
+
+@pytest.fixture(scope="module")
+def worker(queue: str, redis_uri: str) -> Iterator[WorkerProcess]:
+    with running(WorkerProcess(queue, redis_uri)) as process:
+        yield process
+
+
+async def test_a_burst_travels_in_a_few_messages_and_every_handler_runs_once(
+        bus: Any, rdb: redis.Redis, queue: str, worker: WorkerProcess) -> None:
+    t = tag()
+    events = [Event(name="order.created", data={"tag": t, "total": i}) for i in range(60)]
+    assert await bus.publish_many(events) == 60
+    for handler in ("t.sync", "t.async", "t.order_any"):
+        await wait_for(lambda h=handler: len(records(rdb, queue, h, t)) >= 60, timeout=30)  # type: ignore[misc]
+    await asyncio.sleep(0.5)  # a second run of any would be recorded by now
+    for handler in ("t.sync", "t.async", "t.order_any"):
+        ids = [r["event_id"] for r in records(rdb, queue, handler, t)]
+        assert sorted(ids) == sorted(str(e.id) for e in events), handler
+    received = len(re.findall(r"Task ormevents\.dispatch_batch\[[^\]]+\] received", worker.log()))
+    assert 4 <= received <= 8, f"60 events in {received} batch messages (expected 4 of 15)"
+
+
+async def test_a_handler_that_kills_its_process_mid_batch_loses_and_repeats_nothing_else(
+        bus: Any, rdb: redis.Redis, queue: str, worker: WorkerProcess) -> None:
+    t = tag()
+    events = [Event(name="order.created", data={"tag": t, "total": i}) for i in range(16)]
+    poison = Event(name="poison.pill", data={"tag": t})
+    events.insert(2, poison)  # the first message holds it after two good events, before two more
+    assert await bus.publish_many(events) == 17
+    job_id = f"{poison.id}:t.poison"
+    deadline = time.monotonic() + 60
+    while not rdb.hexists(f"{queue}:failed:jobs", job_id) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    await wait_for(lambda: len(records(rdb, queue, "t.sync", t)) >= 16, timeout=30)
+    await asyncio.sleep(1.0)  # a redelivery after parking would show now
+    job = json.loads(rdb.hget(f"{queue}:failed:jobs", job_id) or "{}")
+    assert (job.get("reason"), job.get("attempts")) == ("worker_lost", 3), job
+    assert len(records(rdb, queue, "t.poison", t)) == 3, "the policy's three attempts, then parked"
+    good = sorted(str(e.id) for e in events if e is not poison)
+    assert sorted(r["event_id"] for r in records(rdb, queue, "t.sync", t)) == good, "each other event once"
