@@ -24,6 +24,7 @@ from ormevents.delivery.celery.config import DeliverySettings
 from ormevents.delivery.celery.outbox import batches
 from ormevents.delivery.celery.worker import WorkerDelivery
 from ormevents.handlers import HandlerRegistry, event_handler
+from ormevents.jobs.status import read_status
 from tests.integration.test_delivery import records, tag, wait_for
 from tests.integration.worker_process import WorkerProcess, running
 
@@ -140,3 +141,76 @@ async def test_a_handler_that_kills_its_process_mid_batch_loses_and_repeats_noth
     assert len(records(rdb, queue, "t.poison", t)) == 3, "the policy's three attempts, then parked"
     good = sorted(str(e.id) for e in events if e is not poison)
     assert sorted(r["event_id"] for r in records(rdb, queue, "t.sync", t)) == good, "each other event once"
+
+
+def test_a_completion_travels_with_the_next_begin_and_never_waits_for_a_handler(
+        redis_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each run's COMPLETE rides in the next run's DISPATCH_BEGIN round trip: one round trip per
+    event of its own, and an event's success is recorded before the next handler starts."""
+    from redis.connection import AbstractConnection
+
+    reg, seen = HandlerRegistry(), []
+    delivery, _ = _delivery(redis_uri, reg)
+    keys = delivery.keys
+
+    def handler(event: Event) -> None:
+        previous = event.data["previous"]
+        if previous:  # the event before this one: recorded as succeeded before this handler runs
+            status = delivery.redis.hget(keys.status(previous), "h|b.rt|state")
+            seen.append(json.loads(status or "null"))
+
+    event_handler("b.rt", name="b.rt", registry=reg)(handler)
+    previous = None
+    events = []
+    for _ in range(20):
+        event = Event(name="b.rt", data={"previous": previous})
+        events.append(event.to_dict())
+        previous = str(event.id)
+    delivery.dispatch_batch((events[:1], None))  # scripts loaded, client connected
+    sends = []
+    real = AbstractConnection.send_packed_command
+    monkeypatch.setattr(AbstractConnection, "send_packed_command",
+                        lambda self, *a, **k: (sends.append(1), real(self, *a, **k))[1])
+    assert delivery.dispatch_batch((events[1:], None)) == 19
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", real)
+    assert seen == ["succeeded"] * 19
+    last = json.loads(delivery.redis.hget(keys.status(previous), "h|b.rt|state") or "null")
+    assert last == "succeeded", "the batch's end records the last completion"
+    reads = 19  # the handler's own HGET per event
+    assert len(sends) - reads <= 19 + 1, f"{len(sends) - reads} ledger round trips for 19 events"
+    delivery.redis.close()
+
+
+def test_a_failed_round_trip_abandons_the_waiting_completion(redis_uri: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis fails under the round trip that carries a completion: the run is abandoned (its next
+    delivery runs it again, as when COMPLETE fails alone), never counted as a lost attempt."""
+    reg, ran = HandlerRegistry(), []
+    event_handler("b.f", name="b.f", registry=reg)(lambda event: ran.append(event.data["i"]))
+    delivery, _ = _delivery(redis_uri, reg)
+    events = [Event(name="b.f", data={"i": i}).to_dict() for i in range(2)]
+    ledger = delivery.ledger
+    real = ledger._client.pipeline
+
+    class Broken:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self.pipe = real(*args, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.pipe, name)
+
+        def execute(self, *args: Any, **kwargs: Any) -> Any:
+            raise redis.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(ledger._client, "pipeline", Broken)
+    with pytest.raises(redis.ConnectionError):
+        delivery.dispatch_batch((events, None))
+    monkeypatch.setattr(ledger._client, "pipeline", real)
+    assert ran == [0]
+    assert delivery.dispatch_batch((events, None)) == 2, "the requeued batch"
+    assert ran == [0, 0, 1], "the abandoned run ran again; nothing was counted lost"
+    for event in events:
+        status = read_status(delivery.redis, delivery.keys, event["id"])
+        assert status is not None and status.handlers["b.f"].state == "succeeded"
+    assert not delivery.redis.hlen(delivery.keys.failed_jobs)
+    delivery.redis.close()

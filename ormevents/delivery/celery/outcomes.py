@@ -120,6 +120,8 @@ class ProcessResources(Protocol):
     @property
     def ledger(self) -> RunLedger: ...
 
+    def abandon(self, run: Run) -> None: ...
+
 
 class RunOutcomes:
     """Writes the outcomes of the runs of one worker delivery (see module doc)."""
@@ -166,20 +168,21 @@ class RunOutcomes:
         return handler_fields(run.name, state="running", attempts=run.attempt + 1, started_at=time.time(),
                               next_attempt_at=None)
 
-    def complete(self, run: Run, outcome: InboxOutcome) -> str:
-        """Record the run's success (result, chained events, status, lease) in one script; returns
+    def complete(self, run: Run, outcome: InboxOutcome) -> None:
+        """Record the run's success (result, chained events, status, lease) in one script, then log
         the ledger's verdict (``ok``, ``ok-late``, ``fenced`` or ``already``, see
-        :meth:`~ormevents.delivery.celery.run_ledger.RunLedger.complete`)."""
+        :meth:`~ormevents.delivery.celery.run_ledger.RunLedger.complete`). Inside the ledger's
+        :meth:`~ormevents.delivery.celery.run_ledger.RunLedger.completions_deferred` the script
+        travels with the next round trip; if that fails, the run is abandoned (run again)."""
         now = time.time()
         status = handler_fields(run.name, state="succeeded", result=outcome.value, finished_at=now, last_error=None)
         children = [(event_member(child.id), pack(dispatch_message(child.to_dict(), run.policy_cfg)), now)
                     for child in outcome.children]
-        verdict, holder = self.ledger.complete(run.run_id, run.event_id, run.name, run.token, _json(outcome.value),
-                                               run.ttl, status, children)
         if outcome.applied:
             metrics().succeeded.labels(handler=run.name).inc()
-        self._report(run, outcome, verdict, holder)
-        return verdict
+        self.ledger.complete_later(run.run_id, run.event_id, run.name, run.token, _json(outcome.value), run.ttl,
+                                   status, children, lambda verdict, holder: self._report(run, outcome, verdict, holder),
+                                   lambda: self.delivery.abandon(run))
 
     @staticmethod
     def _report(run: Run, outcome: InboxOutcome, verdict: str, holder: str) -> None:

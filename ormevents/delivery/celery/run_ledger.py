@@ -32,7 +32,13 @@ count in Redis, one Lua script per state change (:mod:`ormevents.delivery.celery
   the requeued message runs again).
 
 A run costs two round trips (``begin`` and ``complete``); a lease is renewed only for runs
-longer than a third of it. Gauges and counters move once per message, however often it is
+longer than a third of it. Within :meth:`RunLedger.completions_deferred` (a dispatch task's
+inline runs, the events of a batch), a success's ``complete`` waits for the ledger's next
+``dispatch``/``dispatch_and_begin``/``begin`` and travels in its round trip (one pipeline, the
+two scripts in order), so a run there costs one round trip of its own. The wait is only Python
+code, never a handler: every run begins with one of those calls, and the block's end sends what
+is left. If that round trip fails, the waiting run is abandoned (as when ``complete`` fails
+alone: its next delivery runs it again) and the error is raised. Gauges and counters move once per message, however often it is
 delivered, and the outcomes are counted per handler and per minute too
 (:mod:`ormevents.jobs.activity`).
 
@@ -49,11 +55,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.exceptions import NoScriptError
 
 from ...jobs.activity import minute_of
 from ...jobs.keys import Keys
@@ -77,6 +85,18 @@ class Begin:
     holder this delivery took over from (``""`` if none)."""
     pttl_ms: int = 0
     """For ``busy``: milliseconds until the holder's lease expires unless renewed."""
+
+
+@dataclass
+class _Waiting:
+    """A success's ``complete`` waiting for the next round trip (see module doc)."""
+
+    keys: list[str]
+    args: list[Any]
+    report: Callable[[str, str], None]
+    """Called with ``(verdict, holder)`` once it is recorded."""
+    undo: Callable[[], None]
+    """Called if the round trip fails (abandons the run, best effort)."""
 
 
 def _text(value: Any) -> str:
@@ -105,6 +125,63 @@ class RunLedger:
         self._complete = client.register_script(lua.COMPLETE)
         self._abandon = client.register_script(lua.ABANDON)
         self._renew = client.register_script(lua.RENEW)
+        self._client = client
+        self._deferring = 0
+        self._waiting: _Waiting | None = None
+
+    @contextmanager
+    def completions_deferred(self) -> Iterator[None]:
+        """Let successes' ``complete`` travel with the next round trip inside the block (nests);
+        the outermost block's end records what still waits (see module doc)."""
+        self._deferring += 1
+        try:
+            yield
+        finally:
+            self._deferring -= 1
+            if not self._deferring:
+                self.flush()
+
+    @property
+    def deferring(self) -> bool:
+        """True inside :meth:`completions_deferred`."""
+        return self._deferring > 0
+
+    def flush(self) -> None:
+        """Record the waiting ``complete`` now, if any."""
+        waiting, self._waiting = self._waiting, None
+        if waiting is None:
+            return
+        try:
+            verdict, holder = self._complete(keys=waiting.keys, args=waiting.args)
+        except redis.RedisError:
+            waiting.undo()
+            raise
+        waiting.report(_text(verdict), _text(holder))
+
+    def _with_waiting(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """Run ``script`` in the round trip of the waiting ``complete`` (if any): both in one
+        pipeline, in order. Returns ``script``'s reply."""
+        waiting, self._waiting = self._waiting, None
+        if waiting is None:
+            return script(keys=keys, args=args)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.evalsha(self._complete.sha, len(waiting.keys), *waiting.keys, *waiting.args)
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+        try:
+            completed, reply = pipe.execute(raise_on_error=False)
+            if isinstance(completed, NoScriptError):  # the server lost its scripts: load and run again
+                completed = self._complete(keys=waiting.keys, args=waiting.args)
+            if isinstance(completed, Exception):
+                raise completed
+        except redis.RedisError:
+            waiting.undo()
+            raise
+        waiting.report(_text(completed[0]), _text(completed[1]))
+        if isinstance(reply, NoScriptError):
+            return script(keys=keys, args=args)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     def dispatch(self, wire_json: str, event_id: str, queued: dict[str, dict[str, str]], status_ttl: int,
                  pipe: Any = None, run_id: Callable[[str], str] = dispatch_run_id) -> list[str]:
@@ -117,7 +194,7 @@ class RunLedger:
         if pipe is not None:
             self._dispatch(keys=keys, args=args, client=pipe)
             return []
-        return [_text(name) for name in self._dispatch(keys=keys, args=args)]
+        return [_text(name) for name in self._with_waiting(self._dispatch, keys, args)]
 
     def dispatch_and_begin(self, wire_json: str, event_id: str, queued: dict[str, dict[str, str]], status_ttl: int,
                            handler: str, token: str, status: dict[str, str]) -> tuple[list[str], Begin | None]:
@@ -127,7 +204,8 @@ class RunLedger:
         keys, args = self._dispatch_call(wire_json, event_id, queued, status_ttl, dispatch_run_id)
         begin_keys, begin_args = self._begin_call(dispatch_run_id(handler), event_id, handler, "queued", token,
                                                   status_ttl, status, "")
-        names, begun = self._dispatch_begin(keys=[*keys, begin_keys[2]], args=[len(args), *args, *begin_args])
+        names, begun = self._with_waiting(self._dispatch_begin, [*keys, begin_keys[2]],
+                                          [len(args), *args, *begin_args])
         return [_text(name) for name in names], (_begun(begun) if begun else None)
 
     def _dispatch_call(self, wire_json: str, event_id: str, queued: dict[str, dict[str, str]],
@@ -145,7 +223,7 @@ class RunLedger:
         ``status`` (see module doc). ``waiting`` is the gauge the run leaves: ``queued`` or
         ``scheduled``; ``takeover`` is the token of a holder known to be dead."""
         keys, args = self._begin_call(run_id, event_id, handler, waiting, token, status_ttl, status, takeover)
-        return _begun(self._begin(keys=keys, args=args))
+        return _begun(self._with_waiting(self._begin, keys, args))
 
     def _begin_call(self, run_id: str, event_id: str, handler: str, waiting: str, token: str, status_ttl: int,
                     status: dict[str, str], takeover: str) -> tuple[list[str], list[Any]]:
@@ -158,14 +236,33 @@ class RunLedger:
                  status: dict[str, str], children: list[tuple[str, str, float]]) -> tuple[str, str]:
         """Record a success (see module doc): ``children`` are (schedule member, message JSON,
         due) of the chained events. Returns ``(verdict, holder)``."""
+        keys, args = self._complete_call(run_id, event_id, handler, token, result_json, status_ttl, status, children)
+        verdict, holder = self._complete(keys=keys, args=args)
+        return _text(verdict), _text(holder)
+
+    def complete_later(self, run_id: str, event_id: str, handler: str, token: str, result_json: str,
+                       status_ttl: int, status: dict[str, str], children: list[tuple[str, str, float]],
+                       report: Callable[[str, str], None], undo: Callable[[], None]) -> None:
+        """:meth:`complete`, in the next round trip when :attr:`deferring` (else now); ``report``
+        gets ``(verdict, holder)`` once it is recorded, ``undo`` runs if that round trip fails."""
+        keys, args = self._complete_call(run_id, event_id, handler, token, result_json, status_ttl, status, children)
+        if not self.deferring:
+            verdict, holder = self._complete(keys=keys, args=args)
+            report(_text(verdict), _text(holder))
+            return
+        self.flush()  # one waits at a time (a run always begins between two completions)
+        self._waiting = _Waiting(keys, args, report, undo)
+
+    def _complete_call(self, run_id: str, event_id: str, handler: str, token: str, result_json: str,
+                       status_ttl: int, status: dict[str, str],
+                       children: list[tuple[str, str, float]]) -> tuple[list[str], list[Any]]:
         keys = [self.keys.runs(event_id), self.keys.done(event_id), self.keys.lease(event_id, handler),
                 self.keys.status(event_id), self.keys.gauges, self.keys.stats, self.keys.schedule,
                 self.keys.payloads, self.keys.handler_totals, self._this_minute()]
         args: list[Any] = [run_id, self.ttl, handler, token, result_json, status_ttl, len(status), *_pairs(status)]
         for member, payload, due in children:
             args += [member, payload, repr(due)]
-        verdict, holder = self._complete(keys=keys, args=args)
-        return _text(verdict), _text(holder)
+        return keys, args
 
     def end(self, pipe: Any, run_id: str, event_id: str, handler: str, stat: str, token: str = "",
             **gauges: int) -> None:

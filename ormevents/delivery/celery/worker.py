@@ -79,13 +79,18 @@ class WorkerDelivery(WorkerResources):
 
     def dispatch(self, args: tuple[Any, ...], options: Any = None, due: float | None = None,
                  guard: SoftTimeLimitGuard | None = None) -> list[str]:
-        """Body of ``ormevents.dispatch`` (see :func:`~ormevents.delivery.celery.fanout.dispatch`)."""
-        return fanout.dispatch(self, args, options, due, guard)
+        """Body of ``ormevents.dispatch`` (see :func:`~ormevents.delivery.celery.fanout.dispatch`);
+        its inline runs' completions travel with the next run's begin
+        (:meth:`~ormevents.delivery.celery.run_ledger.RunLedger.completions_deferred`)."""
+        with self.ledger.completions_deferred():
+            return fanout.dispatch(self, args, options, due, guard)
 
     def dispatch_batch(self, args: tuple[Any, ...], options: Any = None, due: float | None = None,
                        guard: SoftTimeLimitGuard | None = None) -> int:
-        """Body of ``ormevents.dispatch_batch`` (see :func:`~ormevents.delivery.celery.batch.dispatch_batch`)."""
-        return batch.dispatch_batch(self, args, options, due, guard)
+        """Body of ``ormevents.dispatch_batch`` (see :func:`~ormevents.delivery.celery.batch.dispatch_batch`);
+        each run's completion travels with the next begin, as in :meth:`dispatch`."""
+        with self.ledger.completions_deferred():
+            return batch.dispatch_batch(self, args, options, due, guard)
 
     def run(self, args: tuple[Any, ...], first_at: float | None = None, first_failed_at: float | None = None,
             options: Any = None, due: float | None = None, queue: str | None = None, run_id: Any = None,
