@@ -27,6 +27,7 @@ from typing import Any
 DISPATCH_TASK = "ormevents.dispatch"
 RUN_HANDLER_TASK = "ormevents.run_handler"
 DISPATCH_BATCH_TASK = "ormevents.dispatch_batch"  # never scheduled: delayed events wait one by one
+RUN_BATCH_TASK = "ormevents.run_handler_batch"  # never scheduled: retries wait one by one
 
 _EMPTY: tuple[Any, ...] = (None, {}, [])
 _OPTIONAL = ("object_id", "data", "changes", "metadata")

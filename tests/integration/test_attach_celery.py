@@ -75,9 +75,11 @@ def test_attaching_registers_the_tasks_routes_and_imports_keeping_the_apps_confi
     app = _app(task_routes={"shop.*": {"queue": "shop"}}, imports=("shop.tasks",), task_default_queue="shop")
     delivery = ormevents.attach_celery(app, redis_url="redis://127.0.0.1:1/0", queue="shop:events",
                                        imports=["shop.handlers"], handlers=HandlerRegistry(), env={})
-    assert {"ormevents.dispatch", "ormevents.dispatch_batch", "ormevents.run_handler"} <= set(app.tasks)
+    assert {"ormevents.dispatch", "ormevents.dispatch_batch", "ormevents.run_handler",
+            "ormevents.run_handler_batch"} <= set(app.tasks)
     assert app.conf.task_routes == {"ormevents.dispatch": {"queue": "shop:events"},
                                     "ormevents.dispatch_batch": {"queue": "shop:events"},
+                                    "ormevents.run_handler_batch": {"queue": "shop:events"},
                                     "ormevents.run_handler": {"queue": "shop:events"}, "shop.*": {"queue": "shop"}}
     assert app.conf.imports == ("shop.tasks", "shop.handlers")
     assert app.conf.broker_transport == "ormevents.delivery.celery.transport:Transport"

@@ -21,7 +21,7 @@ from celery.exceptions import Reject
 from ormevents import Event
 from ormevents.delivery.celery import batch
 from ormevents.delivery.celery.config import DeliverySettings
-from ormevents.delivery.celery.outbox import batches
+from ormevents.delivery.celery.envelope import batches
 from ormevents.delivery.celery.worker import WorkerDelivery
 from ormevents.handlers import HandlerRegistry, event_handler
 from ormevents.jobs.status import read_status
@@ -92,6 +92,33 @@ def test_the_events_left_when_the_budget_is_spent_go_on_as_one_message(redis_uri
     monkeypatch.setattr(batch, "INLINE_BUDGET", 0.05)
     delivery.dispatch_batch(([Event(name="b.y", data={"i": 8}).to_dict(), events[3]], None))
     assert sent[0]["task"] == "ormevents.dispatch" and sent[0]["id"] == f"{events[3]['id']}:dispatch"
+    delivery.redis.close()
+
+
+def test_a_run_batch_runs_one_handler_on_each_event_as_its_own_run(redis_uri: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replay's run_handler_batch: each event runs as its run_handler would, with the batch's run id;
+    a malformed event is parked alone; a second delivery runs nothing again; the rest goes on."""
+    reg, ran = HandlerRegistry(), []
+    event_handler("b.r", name="b.audit", registry=reg)(lambda event: ran.append(event.data["i"]))
+    delivery, sent = _delivery(redis_uri, reg)
+    events = [Event(name="b.r", data={"i": i}).to_dict() for i in range(3)]
+    kwargs = {"first_at": 1.0, "options": {"replay": True}, "due": 1.0, "run_id": "replay:b.audit:x1"}
+    args = ([events[0], "junk", events[1], events[2]], "b.audit", 0, None)
+    assert delivery.run_batch(args, **kwargs) == 3
+    assert ran == [0, 1, 2] and sent == []
+    assert len(delivery.redis.hgetall(delivery.keys.failed_jobs)) == 1, "the junk entry is parked alone"
+    assert delivery.run_batch(args, **kwargs) == 3 and ran == [0, 1, 2], "a redelivered batch runs nothing again"
+    status = read_status(delivery.redis, delivery.keys, events[1]["id"])
+    assert status is not None and status.handlers["b.audit"].state == "succeeded"
+    with pytest.raises(Reject):
+        delivery.run_batch((events, 7, 0, None), **kwargs)
+    monkeypatch.setattr(batch, "INLINE_BUDGET", 0.0)
+    fresh = [Event(name="b.r", data={"i": i}).to_dict() for i in range(10, 13)]
+    assert delivery.run_batch((fresh, "b.audit", 0, None), **kwargs) == 1
+    assert ran[-1] == 10 and sent[0]["task"] == "ormevents.run_handler_batch"
+    assert sent[0]["args"][1:] == ["b.audit", 0, None] and sent[0]["kwargs"] == kwargs
+    assert [e["id"] for e in sent[0]["args"][0]] == [e["id"] for e in fresh[1:]]
     delivery.redis.close()
 
 

@@ -138,6 +138,19 @@ def test_the_batch_envelope_is_the_message_celery_builds() -> None:
     assert_celery_builds(ours, message)
 
 
+def test_the_run_batch_envelope_is_the_message_celery_builds() -> None:
+    """A run_handler_batch envelope (a replay's) decodes to what send_task builds for the same runs."""
+    from ormevents.delivery.celery.sending import run_batch_message
+
+    events = [Event(name="order.paid", data={"i": i}) for i in range(2)]
+    kwargs = {"first_at": 1.5, "options": {"replay": True}, "due": 1.5, "run_id": "replay:audit:abc"}
+    wires, ids = [e.to_json() for e in events], [str(e.id) for e in events]
+    ours = json.loads(EnvelopeBuilder("q:events", None).run_batch(wires, ids, "audit", kwargs)[1])
+    message = run_batch_message([e.to_dict() for e in events], "audit", 0, None, **kwargs)
+    assert message["task"] == "ormevents.run_handler_batch" and message["id"] == f"{ids[0]}:audit:0:batch2"
+    assert_celery_builds(ours, message)
+
+
 def test_the_clean_up_pipeline_removes_only_sent_entries() -> None:
     pipeline = removal(["a", "b"])
     assert pipeline[0] == {"$unset": ["_oe_outbox.a", "_oe_outbox.b"]}

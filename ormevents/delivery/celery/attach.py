@@ -14,11 +14,11 @@ two tasks beside yours::
 
     # celery -A shop.celery_app worker        (consumes your queues and shop:events)
 
-What it does to ``app``: registers ``ormevents.dispatch``, ``ormevents.dispatch_batch`` and
-``ormevents.run_handler`` (late
+What it does to ``app``: registers ``ormevents.dispatch``, ``ormevents.dispatch_batch``,
+``ormevents.run_handler`` and ``ormevents.run_handler_batch`` (late
 acks, rejected on worker loss, JSON arguments) and the worker signals (the per-process loop,
 the schedule poller, the heartbeat, parking malformed messages: :func:`~.tasks.install`);
-routes the three tasks to ``queue`` (``task_routes``, your routes kept); makes every worker of the app
+routes the four tasks to ``queue`` (``task_routes``, your routes kept); makes every worker of the app
 also consume ``queue`` (``celeryd_after_setup``: ``-Q`` still chooses your own queues); appends
 ``imports`` (and ``ORMEVENTS_IMPORTS``) to ``app.conf.imports``; and, on a ``redis://`` broker
 with no ``broker_transport`` of yours (``rediss://`` too, verifying certificates unless the URL or
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from ...handlers.registry import HandlerRegistry
     from .worker import WorkerDelivery
 
-TASKS = ("ormevents.dispatch", "ormevents.dispatch_batch", "ormevents.run_handler")
+TASKS = ("ormevents.dispatch", "ormevents.dispatch_batch", "ormevents.run_handler", "ormevents.run_handler_batch")
 
 
 def attach_celery(app: Any, *, redis_url: str | None = None, queue: str | None = None,

@@ -25,9 +25,12 @@ import json
 import os
 import socket
 import uuid
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
-from .sending import DISPATCH_BATCH_TASK, DISPATCH_TASK, RUN_HANDLER_TASK
+from .sending import DISPATCH_BATCH_TASK, DISPATCH_TASK, RUN_BATCH_TASK, RUN_HANDLER_TASK
+
+T = TypeVar("T")
 
 EMBED = '{"callbacks":null,"errbacks":null,"chain":null,"chord":null}'
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
@@ -116,6 +119,21 @@ class EnvelopeBuilder:
         envelope["properties"]["correlation_id"] = task_id
         return tag, _dumps(envelope)
 
+    def run_batch(self, wires: list[str], event_ids: list[str], handler: str,
+                  kwargs: dict[str, Any]) -> tuple[str, str]:
+        """The delivery tag and the kombu envelope of one ``ormevents.run_handler_batch``: a first
+        run of ``handler`` on each event of JSON ``wires`` (what
+        :func:`~.sending.run_batch_message` with attempt 0 and no policy sends), for a replay's batches."""
+        task_id = f"{event_ids[0]}:{handler}:0:batch{len(event_ids)}"
+        tag = f"{self._tag_prefix}{next(self._tags):012d}"
+        body = f"[[[{','.join(wires)}],{_dumps(handler)},0,null],{_dumps(kwargs)},{EMBED}]"
+        head = _HEAD.replace(DISPATCH_TASK, RUN_BATCH_TASK)
+        envelope = json.loads(head % (base64.b64encode(body.encode()).decode("ascii"), "x", "x", "x", self._origin,
+                                      "x", self._queue_json, tag))
+        envelope["headers"].update(id=task_id, root_id=task_id, argsrepr=f"<{RUN_BATCH_TASK} {task_id}>")
+        envelope["properties"]["correlation_id"] = task_id
+        return tag, _dumps(envelope)
+
     def _encoded(self, wire: str, task_id: str, due: float, tag: str) -> str:
         """The envelope through ``json`` (for ids that would need escaping in the template)."""
         body = base64.b64encode(f"[[{wire},{self._policy}],{self.kwargs(due)},{EMBED}]".encode()).decode("ascii")
@@ -123,6 +141,28 @@ class EnvelopeBuilder:
         envelope["headers"].update(id=task_id, root_id=task_id, argsrepr=f"<{DISPATCH_TASK} {task_id}>")
         envelope["properties"]["correlation_id"] = task_id
         return _dumps(envelope)
+
+
+SPREAD = 4
+"""A hand-off of n events goes in at least ``min(n, SPREAD)`` messages, so that several pool
+processes can share a small burst."""
+
+
+def batches(records: Sequence[T], most: int) -> list[Sequence[T]]:
+    """``records`` cut into messages of at most ``most`` events, as even as possible, and at
+    least ``min(len(records), SPREAD)`` of them, in order."""
+    count = len(records)
+    if count == 0:
+        return []
+    messages = max(-(-count // max(most, 1)), min(count, SPREAD))
+    size, extra = divmod(count, messages)
+    out: list[Sequence[T]] = []
+    start = 0
+    for index in range(messages):
+        end = start + size + (1 if index < extra else 0)
+        out.append(records[start:end])
+        start = end
+    return out
 
 
 def _plain(text: str) -> bool:

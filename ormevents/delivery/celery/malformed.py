@@ -71,7 +71,7 @@ def unwrap(message: Any, exc: Any = None, unknown_task: str | None = None) -> tu
     raw = json.dumps({"headers": getattr(message, "headers", None), "content-type": getattr(message, "content_type", None),
                       "body": text[:20000]}, default=repr)
     if unknown_task is not None:
-        problem = f"no task named {unknown_task!r} in this worker (ormevents handles ormevents.dispatch, ormevents.dispatch_batch and ormevents.run_handler)"
+        problem = f"no task named {unknown_task!r} in this worker (ormevents handles ormevents.dispatch, ormevents.run_handler and their _batch forms)"
     elif exc is not None:
         problem = f"Celery could not use it: {exc!r}"
     else:

@@ -4,7 +4,7 @@
   a bulk write, a relay batch, ``publish_many``) travel as ``ormevents.dispatch_batch``
   messages of at most ``OutboxConfig.batch_events`` events (default 32; 1 sends one
   ``ormevents.dispatch`` per event, for workers older than 0.2), cut evenly and into at least
-  ``min(n, SPREAD)`` messages so that pool processes share a small burst (:func:`batches`).
+  ``min(n, SPREAD)`` messages so that pool processes share a small burst (:func:`.envelope.batches`).
   A lone event is one ``ormevents.dispatch``. The worker dispatches each event of a batch as
   if it had come alone (:mod:`.batch`).
 * **Redis broker** (the broker is ``redis_url``'s Redis): one Lua script per hand-off LPUSHes the
@@ -40,7 +40,7 @@ from ..outbox.cleanup import Cleaner
 from ..outbox.records import PendingEvent
 from .config import DeliverySettings
 from .dispatcher import Dispatcher
-from .envelope import EnvelopeBuilder
+from .envelope import EnvelopeBuilder, batches
 from .transport import UNACKED_KEYS
 
 logger = logging.getLogger("ormevents.delivery.celery.outbox")
@@ -252,27 +252,6 @@ class CeleryOutbox:
                                       self.config, (redis.RedisError, OSError, BrokerUnavailableError))
         self._dispatchers[id(loop)] = state
         return state.dispatcher
-
-
-SPREAD = 4
-"""A hand-off of n events goes in at least ``min(n, SPREAD)`` messages, so that several pool
-processes can share a small burst."""
-
-
-def batches(records: Sequence[PendingEvent], most: int) -> list[Sequence[PendingEvent]]:
-    """``records`` cut into dispatch messages of at most ``most`` events, as even as possible,
-    and at least ``min(len(records), SPREAD)`` of them (see module doc)."""
-    count = len(records)
-    if count == 0:
-        return []
-    messages = max(-(-count // max(most, 1)), min(count, SPREAD))
-    size, extra = divmod(count, messages)
-    out, start = [], 0
-    for index in range(messages):
-        end = start + size + (1 if index < extra else 0)
-        out.append(records[start:end])
-        start = end
-    return out
 
 
 class _LoopState:

@@ -3,7 +3,9 @@
 ``event_bus.replay(handler=..., model=..., since=..., until=..., where=..., force=False)`` (and
 ``ormevents replay``) reads the model's stored events (:func:`~ormevents.delivery.outbox.history.read_model`)
 and, per event, does what a worker's dispatch does for one handler: the run ledger's dispatch
-script (status ``queued`` with ``replay: true``, gauges) and one ``run_handler`` message. The
+script (status ``queued`` with ``replay: true``, gauges) and a run of the handler, sent in
+``ormevents.run_handler_batch`` messages of up to :data:`BATCH_EVENTS` events (each event's run
+is handled as its own ``run_handler``, see :mod:`ormevents.delivery.celery.batch`). The
 worker then runs it like any other run: retries, failed jobs, status, logs (``extra["replay"]``
 and "attempt 1, replay" in the start line); the other handlers never see it.
 
@@ -53,13 +55,15 @@ from ...handlers.registry import HandlerRegistry
 from ...jobs.activity import WorkerSeen, read_workers
 from ...jobs.status import handler_fields
 from ..outbox.history import HistoryEntry, read_model, sequence_range
-from .envelope import EnvelopeBuilder
+from .envelope import EnvelopeBuilder, batches
 from .transport import push_registered
 from .run_ledger import RunLedger
-from .sending import run_message
+from .sending import run_batch_message, run_message
 
 logger = logging.getLogger("ormevents.delivery.celery.replay")
 BATCH = 200
+BATCH_EVENTS = 32
+"""The most events one ``ormevents.run_handler_batch`` message of a replay carries."""
 _RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:/\s*([smh]))?\s*")
 
 
@@ -181,16 +185,20 @@ class Replayer:
                                  run_id=lambda _: self.run_id)
         outcomes = pipe.execute()[len(todo) if self.force else 0:]
         going = [entry for entry, names in zip(todo, outcomes) if names]  # not completed meanwhile
+        kwargs: dict[str, Any] = {"first_at": now, "options": self.options, "due": now, "run_id": self.run_id,
+                                  **({"queue": self.queue} if self.queue else {})}
+        groups = batches(going, BATCH_EVENTS)
         if self.envelopes is None:
-            for entry in going:
-                self.sender.send(run_message(entry.data, self.handler, 0, None, now, queue=self.queue,
-                                             options=self.options, due=now, run_id=self.run_id))
+            for group in groups:
+                self.sender.send(run_message(group[0].data, self.handler, 0, None, **kwargs) if len(group) == 1 else
+                                 run_batch_message([e.data for e in group], self.handler, 0, None, **kwargs))
         elif going:  # a Redis broker: the envelopes pushed at once (see envelope.py)
-            kwargs = {"first_at": now, "options": self.options, "due": now, "run_id": self.run_id,
-                      **({"queue": self.queue} if self.queue else {})}
+            build = self.envelopes
             with self.redis.pipeline() as pipe:  # pushed and recorded as unacknowledged at once (see .transport)
-                push_registered(pipe, self.envelopes.queue,
-                                [self.envelopes.run(e.wire, e.id, self.handler, kwargs) for e in going])
+                push_registered(pipe, build.queue, [
+                    build.run(group[0].wire, group[0].id, self.handler, kwargs) if len(group) == 1 else
+                    build.run_batch([e.wire for e in group], [e.id for e in group], self.handler, kwargs)
+                    for group in groups])
                 pipe.execute()
         return len(going), len(entries) - len(going)
 

@@ -7,6 +7,8 @@ Three task names travel on the queue (stable strings):
 * ``ormevents.dispatch_batch(events, retry_policy)`` — several events handed over together
   (outbox hand-off, relay, ``publish_many``, bulk writes): the worker dispatches each as if it
   had come alone (:mod:`ormevents.delivery.celery.batch`);
+* ``ormevents.run_handler_batch(events, handler, attempt, retry_policy)`` — the same run of one
+  handler on several events (a replay's batches), each run as if its ``run_handler`` had come alone;
 * ``ormevents.run_handler(event, handler, attempt, retry_policy)`` — one (event, handler)
   pair, its own unit of work, retried alone.
 
@@ -34,7 +36,7 @@ from kombu.exceptions import OperationalError
 
 from ...errors import BrokerUnavailableError
 from ...events.event import Event
-from ...jobs.schedule_codec import DISPATCH_BATCH_TASK, DISPATCH_TASK, RUN_HANDLER_TASK, event_member
+from ...jobs.schedule_codec import DISPATCH_BATCH_TASK, DISPATCH_TASK, RUN_BATCH_TASK, RUN_HANDLER_TASK, event_member
 from ...jobs.status import StatusWriter
 from ...urls import redact_url
 from .config import DeliverySettings
@@ -42,7 +44,8 @@ from .scheduler import RedisSchedule
 
 logger = logging.getLogger("ormevents.delivery.celery.sending")
 
-__all__ = ["DISPATCH_BATCH_TASK", "DISPATCH_TASK", "RUN_HANDLER_TASK", "Sender", "dispatch_message", "event_member", "run_message"]
+__all__ = ["DISPATCH_BATCH_TASK", "DISPATCH_TASK", "RUN_BATCH_TASK", "RUN_HANDLER_TASK", "Sender", "dispatch_message",
+           "event_member", "run_batch_message", "run_message"]
 
 
 def dispatch_message(event_wire: dict[str, Any], retry_policy: dict[str, Any] | None,
@@ -83,6 +86,16 @@ def run_message(
     if queue:
         message["kwargs"]["queue"] = queue
     return message
+
+
+def run_batch_message(event_wires: list[dict[str, Any]], handler: str, attempt: int,
+                      retry_policy: dict[str, Any] | None, **kwargs: Any) -> dict[str, Any]:
+    """The message that runs ``handler`` on each event of ``event_wires`` (keywords as
+    :func:`run_message` takes them; its ``run_id`` names every run)."""
+    return {"task": RUN_BATCH_TASK, "args": [event_wires, handler, attempt, retry_policy],
+            "kwargs": {k: v for k, v in kwargs.items() if v is not None},
+            "id": f"{event_wires[0].get('id') if isinstance(event_wires[0], dict) else None}:{handler}:{attempt}"
+                  f":batch{len(event_wires)}"}
 
 
 def retry_member(event_id: str, handler: str, attempt: int) -> str:

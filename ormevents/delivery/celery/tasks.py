@@ -1,7 +1,8 @@
 """ormevents' two Celery tasks and the worker signals that give each process its runtime.
 
 Tasks (stable names, JSON arguments, late acks, rejected on worker loss):
-``ormevents.dispatch``, ``ormevents.dispatch_batch`` and ``ormevents.run_handler`` (see :mod:`ormevents.delivery.celery.sending`).
+``ormevents.dispatch``, ``ormevents.dispatch_batch``, ``ormevents.run_handler`` and
+``ormevents.run_handler_batch`` (see :mod:`ormevents.delivery.celery.sending`).
 Celery's soft time limit interrupts a handler only, never ormevents' bookkeeping around it
 (:mod:`ormevents.delivery.celery.soft_time_limit`).
 
@@ -44,7 +45,7 @@ from .heartbeat import Heartbeat, consumed_queues
 from .malformed import unwrap
 from .poller import SchedulerThread
 from .restorer import Restorer
-from .sending import DISPATCH_BATCH_TASK, DISPATCH_TASK, RUN_HANDLER_TASK
+from .sending import DISPATCH_BATCH_TASK, DISPATCH_TASK, RUN_BATCH_TASK, RUN_HANDLER_TASK
 from .soft_time_limit import SoftTimeLimitGuard, soft_limit_of
 from .worker import WorkerDelivery
 
@@ -77,6 +78,14 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
             return requeue_on_infrastructure_error(delivery.run, args, first_at=first_at,
                                                    first_failed_at=first_failed_at, options=options, due=due,
                                                    queue=queue, run_id=run_id, task_id=task.request.id, guard=guard)
+
+    @app.task(name=RUN_BATCH_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, acks_on_timeout=False,
+              ignore_result=True)  # type: ignore[untyped-decorator]  # celery is untyped
+    def run_handler_batch(task: Any, *args: Any, first_at: float | None = None, options: Any = None,
+                          due: float | None = None, queue: str | None = None, run_id: Any = None, **kwargs: Any) -> Any:
+        with SoftTimeLimitGuard(soft_limit_of(task)) as guard:  # one window for the batch, as dispatch_batch
+            return requeue_on_infrastructure_error(delivery.run_batch, args, guard=guard, first_at=first_at,
+                                                   options=options, due=due, queue=queue, run_id=run_id)
 
     poller: dict[str, Any] = {}  # the poller, heartbeat and relay threads of the main process
 

@@ -5,8 +5,9 @@
   other queues and run those of this queue in the task, each as its own run (below). The first
   run's message id is deterministic, so a redelivered or duplicate dispatch (a relay re-publish)
   is a copy of the same runs, and the ledger never runs them twice.
-* :meth:`WorkerDelivery.dispatch_batch` — the same for each event of a batch handed over together
-  (:mod:`ormevents.delivery.celery.batch`).
+* :meth:`WorkerDelivery.dispatch_batch` — the same for each event of a batch handed over together;
+  :meth:`WorkerDelivery.run_batch` runs one handler on each event of a batch (a replay's):
+  each as if its message had come alone (:mod:`ormevents.delivery.celery.batch`).
 * :meth:`WorkerDelivery.run` — run one handler (sync in the task thread, async on the
   process's :class:`~ormevents.delivery.celery.runtime.WorkerLoop`). The ledger's ``begin``
   decides first, atomically: already completed (skipped, logged), already running elsewhere
@@ -91,6 +92,12 @@ class WorkerDelivery(WorkerResources):
         each run's completion travels with the next begin, as in :meth:`dispatch`."""
         with self.ledger.completions_deferred():
             return batch.dispatch_batch(self, args, options, due, guard)
+
+    def run_batch(self, args: tuple[Any, ...], guard: SoftTimeLimitGuard | None = None, **kwargs: Any) -> int:
+        """Body of ``ormevents.run_handler_batch`` (see :func:`~ormevents.delivery.celery.batch.run_batch`);
+        each run's completion travels with the next begin, as in :meth:`dispatch`."""
+        with self.ledger.completions_deferred():
+            return batch.run_batch(self, args, guard, **kwargs)
 
     def run(self, args: tuple[Any, ...], first_at: float | None = None, first_failed_at: float | None = None,
             options: Any = None, due: float | None = None, queue: str | None = None, run_id: Any = None,
