@@ -61,6 +61,12 @@ class ChangeSet(Mapping[str, FieldChange]):
     def __len__(self) -> int:
         return len(self._changes)
 
+    def __copy__(self) -> ChangeSet:
+        return self  # immutable: a model's private default (EMPTY) is not copied per instance
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ChangeSet:
+        return self
+
     def __repr__(self) -> str:
         inner = ", ".join(f"{p!r}: ({c.old!r} -> {c.new!r})" for p, c in self._changes.items())
         return f"ChangeSet({{{inner}}})"

@@ -221,7 +221,8 @@ class EventModel(QueryMixin, BulkMixin, BaseModel):
         meta = type(self).__ormevents__
         sensitive = meta.sensitive if redact else frozenset()
         data = redact_document({"id": self.id, **document}, sensitive)
-        pairs = changes.map_values(lambda path, value: redact_value(path, value, sensitive)).as_pairs()
+        pairs = changes.as_pairs() if not sensitive else \
+            changes.map_values(lambda path, value: redact_value(path, value, sensitive)).as_pairs()
         return Event(
             name=f"{meta.event_prefix}.{action}",
             object_id=self.id,

@@ -3,6 +3,7 @@ and :func:`new_id`, the id a new document gets when none was set."""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Annotated, Any
 
@@ -36,14 +37,31 @@ ObjectIdField = Annotated[
 def new_id(model_name: str, annotation: Any) -> Any:
     """A fresh id for a field annotated ``annotation``: an ``ObjectId`` (or its string) or a
     ``UUID``; :class:`ConfigurationError` for any other type (set such ids yourself)."""
-    args = set(getattr(annotation, "__args__", ()) or (annotation,))
-    if ObjectId in args or any(getattr(a, "__origin__", None) is ObjectId for a in args):
+    try:
+        kind = _id_kind(annotation)
+    except TypeError:  # an unhashable annotation: not cached
+        kind = _id_kind.__wrapped__(annotation)
+    if kind == "objectid":
         return ObjectId()
-    if uuid.UUID in args:
+    if kind == "uuid":
         return uuid.uuid4()
-    if str in args:
+    if kind == "str":
         return str(ObjectId())
     raise ConfigurationError(f"{model_name}.id has type {annotation}; set it before saving")
+
+
+@functools.lru_cache(maxsize=256)
+def _id_kind(annotation: Any) -> str | None:
+    """What :func:`new_id` makes for ``annotation`` (cached: inspecting an ``Annotated`` type costs
+    ~30 us, once per insert otherwise)."""
+    args = set(getattr(annotation, "__args__", ()) or (annotation,))
+    if ObjectId in args or any(getattr(a, "__origin__", None) is ObjectId for a in args):
+        return "objectid"
+    if uuid.UUID in args:
+        return "uuid"
+    if str in args:
+        return "str"
+    return None
 
 
 def valid_id(model: Any, id: Any, call: str) -> Any:

@@ -124,6 +124,7 @@ async def test_retention_forever_and_deleted_documents_keep_their_history(outbox
     assert "expire_at" not in row, row
     indexes = await outbox["_oe_history"].index_information()
     assert indexes["oe_ttl"]["expireAfterSeconds"] == 0 and "oe_history" in indexes, indexes
+    assert indexes["oe_history_fill"]["key"] == [("c", 1), ("o", 1), ("count", 1)], "the open bucket is found by index"
     gone = await Note.history.rebuild(note.id)
     assert gone.document is None and gone.stored is None and gone.agrees
 

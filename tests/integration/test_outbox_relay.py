@@ -159,3 +159,24 @@ async def test_one_relay_at_a_time_works_a_collection(
     await third.run_once()
     assert int(await client.get(Keys(queue).relay_fence("parcels"))) == fence + 1, "a new holder gets the next fence"
     await third.close()
+
+
+async def test_a_row_marked_sent_twice_keeps_its_first_sent_time(database: Any) -> None:
+    """The clean-up marks an _oe_events row by its _id alone (an index lookup on SecantusDB too),
+    idempotently: a second mark (the event was published again) keeps the first sent time."""
+    import asyncio
+
+    from ormevents.delivery.outbox.cleanup import Cleaner
+
+    record = build_pending(Event(name="parcel.scanned"), home=EVENTS_COLLECTION)
+    await database[EVENTS_COLLECTION].insert_one(record.row("parcels", "P1"))
+    cleaner = Cleaner(lambda: database, 3600.0)
+    cleaner.add([record])
+    await cleaner.run()
+    first = await database[EVENTS_COLLECTION].find_one({"_id": record.id})
+    assert "pending_at" not in first and first["sent_at"] and first["expire_at"], first
+    await asyncio.sleep(0.01)
+    cleaner.add([record])
+    await cleaner.run()
+    second = await database[EVENTS_COLLECTION].find_one({"_id": record.id})
+    assert (second["sent_at"], second["expire_at"]) == (first["sent_at"], first["expire_at"]), (first, second)

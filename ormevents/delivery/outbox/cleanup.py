@@ -214,10 +214,12 @@ class Cleaner:
             if seconds == 0:
                 marks.append(DeleteOne({"_id": record.key}))
                 continue
-            change: dict[str, Any] = {"$unset": {"pending_at": "", "intent": ""}, "$set": {"sent_at": sent_at}}
+            # keyed by _id alone (SecantusDB looks a row up by index only for such a filter), and
+            # idempotent: a row marked twice (a re-published event) keeps its first sent time
+            change: dict[str, Any] = {"$unset": {"pending_at": "", "intent": ""}, "$min": {"sent_at": sent_at}}
             if seconds is not None:
-                change["$set"]["expire_at"] = expiry(sent_at, seconds)
-            marks.append(UpdateOne({"_id": record.key, "pending_at": {"$exists": True}}, change))
+                change["$min"]["expire_at"] = expiry(sent_at, seconds)
+            marks.append(UpdateOne({"_id": record.key}, change))
         await _bulk(database[EVENTS_COLLECTION], marks)
 
     async def _forget_due(self) -> None:

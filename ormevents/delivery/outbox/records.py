@@ -89,7 +89,10 @@ def indexes(collection: str) -> list[tuple[list[tuple[str, int]], dict[str, Any]
                 ([("expire_at", 1)], {"name": "oe_ttl", "expireAfterSeconds": 0}),
                 ([("c", 1), ("o", 1), ("s", 1)], {"name": "oe_history"})]
     if collection == HISTORY_COLLECTION:
+        # oe_history_fill serves the clean-up's upsert into a document's open bucket ({c, o, count <
+        # 100}): without it SecantusDB scans every bucket per upsert (quadratic over a bulk write)
         return [([("c", 1), ("o", 1), ("first", 1)], {"name": "oe_history"}),
+                ([("c", 1), ("o", 1), ("count", 1)], {"name": "oe_history_fill"}),
                 ([("expire_at", 1)], {"name": "oe_ttl", "expireAfterSeconds": 0})]
     return [([(PENDING_FIELD, 1)], {"name": INDEX_NAME, "sparse": True})]
 
