@@ -241,3 +241,34 @@ def test_a_failed_round_trip_abandons_the_waiting_completion(redis_uri: str,
         assert status is not None and status.handlers["b.f"].state == "succeeded"
     assert not delivery.redis.hlen(delivery.keys.failed_jobs)
     delivery.redis.close()
+
+
+def test_each_thread_of_a_threads_pool_records_its_own_completions_before_it_returns(redis_uri: str) -> None:
+    """With ``-P threads`` several tasks share one ledger: a task's completions are its thread's,
+    recorded when its task ends, whatever the other threads are doing."""
+    import threading
+
+    reg = HandlerRegistry()
+    inside, leave = threading.Event(), threading.Event()
+
+    def handler(event: Event) -> None:
+        if event.data["slow"]:
+            inside.set()
+            leave.wait(5)
+
+    event_handler("b.t", name="b.t", registry=reg)(handler)
+    delivery, _ = _delivery(redis_uri, reg)
+    slow, quick = Event(name="b.t", data={"slow": True}), Event(name="b.t", data={"slow": False})
+    thread = threading.Thread(target=delivery.dispatch_batch, args=(([slow.to_dict()], None),))
+    thread.start()
+    try:
+        assert inside.wait(5)
+        delivery.dispatch_batch(([quick.to_dict()], None))  # while the other task is in its handler
+        status = read_status(delivery.redis, delivery.keys, str(quick.id))
+        assert status is not None and status.handlers["b.t"].state == "succeeded", "recorded before it returned"
+    finally:
+        leave.set()
+        thread.join(5)
+    status = read_status(delivery.redis, delivery.keys, str(slow.id))
+    assert status is not None and status.handlers["b.t"].state == "succeeded"
+    delivery.redis.close()

@@ -54,6 +54,7 @@ Example::
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -99,6 +100,13 @@ class _Waiting:
     """Called if the round trip fails (abandons the run, best effort)."""
 
 
+class _Deferral(threading.local):
+    """This thread's :meth:`RunLedger.completions_deferred` depth and waiting ``complete``."""
+
+    depth = 0
+    waiting: _Waiting | None = None
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -126,29 +134,28 @@ class RunLedger:
         self._abandon = client.register_script(lua.ABANDON)
         self._renew = client.register_script(lua.RENEW)
         self._client = client
-        self._deferring = 0
-        self._waiting: _Waiting | None = None
+        self._local = _Deferral()  # per thread: a threads pool runs several tasks in one process
 
     @contextmanager
     def completions_deferred(self) -> Iterator[None]:
         """Let successes' ``complete`` travel with the next round trip inside the block (nests);
         the outermost block's end records what still waits (see module doc)."""
-        self._deferring += 1
+        self._local.depth += 1
         try:
             yield
         finally:
-            self._deferring -= 1
-            if not self._deferring:
+            self._local.depth -= 1
+            if not self._local.depth:
                 self.flush()
 
     @property
     def deferring(self) -> bool:
-        """True inside :meth:`completions_deferred`."""
-        return self._deferring > 0
+        """True inside :meth:`completions_deferred` (in this thread)."""
+        return self._local.depth > 0
 
     def flush(self) -> None:
         """Record the waiting ``complete`` now, if any."""
-        waiting, self._waiting = self._waiting, None
+        waiting, self._local.waiting = self._local.waiting, None
         if waiting is None:
             return
         try:
@@ -161,7 +168,7 @@ class RunLedger:
     def _with_waiting(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """Run ``script`` in the round trip of the waiting ``complete`` (if any): both in one
         pipeline, in order. Returns ``script``'s reply."""
-        waiting, self._waiting = self._waiting, None
+        waiting, self._local.waiting = self._local.waiting, None
         if waiting is None:
             return script(keys=keys, args=args)
         pipe = self._client.pipeline(transaction=False)
@@ -251,7 +258,7 @@ class RunLedger:
             report(_text(verdict), _text(holder))
             return
         self.flush()  # one waits at a time (a run always begins between two completions)
-        self._waiting = _Waiting(keys, args, report, undo)
+        self._local.waiting = _Waiting(keys, args, report, undo)
 
     def _complete_call(self, run_id: str, event_id: str, handler: str, token: str, result_json: str,
                        status_ttl: int, status: dict[str, str],
