@@ -52,14 +52,27 @@ def with_trace_context(event: Event) -> Event:
     return event.model_copy(update={"metadata": {**event.metadata, **found}}) if found else event
 
 
-@contextlib.contextmanager
-def handler_span(event: Event, handler: str, attempt: int) -> Iterator[Callable[[Awaitable[T]], Awaitable[T]]]:
+def handler_span(event: Event, handler: str,
+                 attempt: int) -> contextlib.AbstractContextManager[Callable[[Awaitable[T]], Awaitable[T]]]:
     """A span for one handler run, continuing the event's trace; yields a wrapper that makes
-    the span current inside an awaitable run on another thread (the worker loop)."""
+    the span current inside an awaitable run on another thread (the worker loop). Without
+    OpenTelemetry, or with its API but no tracer provider set (nothing would record the span),
+    nothing is done (~4% of a no-op run's time otherwise)."""
     otel = _otel()
-    if otel is None:
-        yield _unchanged
-        return
+    if otel is None or _records_nothing(otel[2]):
+        return contextlib.nullcontext(_unchanged)
+    return _span(event, handler, attempt, otel)
+
+
+def _records_nothing(trace: Any) -> bool:
+    """True while OpenTelemetry's global tracer provider is its API's placeholder (no SDK set)."""
+    unset = tuple(t for t in (getattr(trace, "ProxyTracerProvider", None), getattr(trace, "NoOpTracerProvider", None))
+                  if isinstance(t, type))
+    return isinstance(trace.get_tracer_provider(), unset)
+
+
+@contextlib.contextmanager
+def _span(event: Event, handler: str, attempt: int, otel: Any) -> Iterator[Callable[[Awaitable[T]], Awaitable[T]]]:
     context, propagate, trace = otel
     parent = propagate.extract({k: v for k, v in event.metadata.items() if k in KEYS and isinstance(v, str)})
     tracer = trace.get_tracer("ormevents")

@@ -93,3 +93,14 @@ def test_handler_span_keeps_the_write_as_parent_and_links_the_celery_task_span(e
     assert handle.parent.span_id == write.get_span_context().span_id
     assert handle.context.trace_id == write.get_span_context().trace_id != task.context.trace_id
     assert [link.context.span_id for link in handle.links] == [task.context.span_id]
+
+
+def test_no_span_is_made_while_no_tracer_provider_is_set() -> None:
+    """OpenTelemetry's API alone (no SDK, no provider set) records nothing: a run pays no span."""
+    import subprocess
+    import sys
+
+    code = ("import contextlib; from ormevents import Event; from ormevents.delivery.tracing import handler_span; "
+            "cm = handler_span(Event(name='a.b'), 'h', 0); assert isinstance(cm, contextlib.nullcontext), cm")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
