@@ -42,6 +42,8 @@ async def run_all(quick: bool, numbers: set[int] | None) -> tuple[dict[str, obje
             began = time.perf_counter()
             print(f"\n... scenario {module.NUMBER}: {module.TITLE}", flush=True)
             try:
+                if getattr(module, "FRESH_MONGO", False) and results:
+                    await bench.fresh_mongo()
                 result = await module.run(bench)
             except Exception:
                 result = report.ScenarioResult(module.NUMBER, module.TITLE, status="error", error=traceback.format_exc())

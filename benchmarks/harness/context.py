@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 import uuid
@@ -30,7 +31,7 @@ from pymongo.errors import PyMongoError
 import ormevents
 from benchmarks import raw_celery, tasks_common
 
-from .servers import mongo_server, redis_server
+from .servers import MONGO_ENV, mongo_server, redis_server
 from .sizes import Sizes
 from .workers import CeleryWorker
 
@@ -47,6 +48,7 @@ class Bench:
         self.quick = quick
         self.sizes = Sizes.quick() if quick else Sizes.full()
         self._stack = ExitStack()
+        self._mongo = ExitStack()
         self._workers: tuple[CeleryWorker, CeleryWorker] | None = None
         self.mongo_uri = self.redis_uri = ""
         self.client: Any = None
@@ -54,11 +56,8 @@ class Bench:
         self.redis: redis.Redis = None  # type: ignore[assignment]  # set in __aenter__
 
     async def __aenter__(self) -> Bench:
-        self.mongo_uri = self._stack.enter_context(mongo_server())
         self.redis_uri = self._stack.enter_context(redis_server())
-        self.client = AsyncMongoClient(self.mongo_uri, tz_aware=True, uuidRepresentation="standard")
-        self.db = self.client["ormevents_bench"]
-        await self.client.drop_database("ormevents_bench")
+        await self._start_mongo()
         self.redis = redis.Redis.from_url(self.redis_uri)
         raw_celery.configure(self.redis_uri)
         return self
@@ -74,8 +73,31 @@ class Bench:
         except PyMongoError as error:  # the server went away: keep the figures (a private in-memory server
             print(f"could not drop the benchmark database: {error!r}", file=sys.stderr)  # leaves nothing)
         await self.client.close()
+        self._mongo.close()
         self.redis.close()
         self._stack.close()
+
+    async def _start_mongo(self) -> None:
+        self.mongo_uri = self._mongo.enter_context(mongo_server())
+        self.client = AsyncMongoClient(self.mongo_uri, tz_aware=True, uuidRepresentation="standard")
+        self.db = self.client["ormevents_bench"]
+        await self.client.drop_database("ormevents_bench")
+
+    async def fresh_mongo(self) -> None:
+        """A new private SecantusDB for the next scenario (an external MongoDB: its database dropped).
+
+        After the earlier scenarios' writes (~1 GB), SecantusDB's inserts stalled for minutes
+        in its storage engine, whatever its cache size: scenarios that fill a collection
+        (``FRESH_MONGO = True``) start on a fresh server, as a separate ``--only`` run would.
+        """
+        await ormevents.close()
+        await self.client.drop_database("ormevents_bench")
+        if self.mongo_uri == os.environ.get(MONGO_ENV):
+            return
+        await self.client.close()
+        self._mongo.close()
+        self._mongo = ExitStack()
+        await self._start_mongo()
 
     @property
     def raw(self) -> Any:

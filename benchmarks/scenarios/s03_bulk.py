@@ -28,6 +28,7 @@ from benchmarks.models import BenchDoc
 from ormevents.delivery.outbox.records import EVENTS_COLLECTION, HISTORY_COLLECTION
 
 NUMBER = 3
+FRESH_MONGO = True  # fills collections: on a fresh SecantusDB (Bench.fresh_mongo)
 TITLE = "insert_many / update_many of 10,000 documents, per-document events, delivered"
 CHUNK = 1000
 

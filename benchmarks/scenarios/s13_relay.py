@@ -26,6 +26,7 @@ from ormevents.events.event import Event
 from ormevents.jobs.keys import Keys
 
 NUMBER = 13
+FRESH_MONGO = True  # fills collections: on a fresh SecantusDB (Bench.fresh_mongo)
 TITLE = "outbox relay: draining a backlog of pending events"
 DATA = {"email": "someone@example.com", "status": "active", "balance": 1234, "note": "x" * 600}
 

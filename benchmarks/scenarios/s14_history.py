@@ -28,6 +28,7 @@ from ormevents.delivery.outbox.history_store import bucket_updates
 from ormevents.delivery.outbox.records import HISTORY_COLLECTION, build_pending, indexes, now
 
 NUMBER = 14
+FRESH_MONGO = True  # fills collections: on a fresh SecantusDB (Bench.fresh_mongo)
 TITLE = "event history: one document's 1,000 events, and a replay to one handler"
 READS = 40
 
