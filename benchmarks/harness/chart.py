@@ -49,10 +49,13 @@ def draw(results: list[ScenarioResult], machine: dict[str, Any], path: Path) -> 
                     "black tick = target; green = target met)", fontsize=8)
     fanout = next((r for r in results if r.number == 11 and r.rows), None)
     if fanout is not None:
-        for side, style in (("raw Celery", "o-"), ("ormevents", "s-")):
-            rows = [row for row in fanout.rows if row.label.startswith(side)]
-            right.plot([int(row.label.rsplit(" ", 1)[1]) for row in rows], [row.median for row in rows], style,
-                       label=side)
+        for side, style, name in (("raw Celery, fan-out ", "o-", "raw Celery"),
+                                  ("ormevents, fan-out ", "s-", "ormevents (publish_many)"),
+                                  ("ormevents, fan-out ", "s--", "ormevents (one by one)")):
+            rows = [row for row in fanout.rows if row.label.startswith(side)
+                    and row.label.endswith("one by one") == name.endswith("(one by one)")]
+            right.plot([int(row.label[len(side):].split(",")[0]) for row in rows], [row.median for row in rows], style,
+                       label=name)
         right.set_xscale("log", base=2)
         right.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
         right.set_ylim(bottom=0)

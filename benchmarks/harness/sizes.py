@@ -33,7 +33,7 @@ class Sizes:
     throughput_rounds: int  # rounds of every throughput comparison
     relay_backlog: int = 20_000  # 13: pending events the relay drains, per kind and round
     history_events: int = 1000   # 14: events of the document whose history is read
-    replay_events: int = 2000    # 14: stored events replayed to one handler
+    replay_events: int = 10_000  # 14: stored events replayed to one handler (2,000 took ~1 s: noisy)
 
     @classmethod
     def full(cls) -> Sizes:
