@@ -216,8 +216,8 @@ def test_a_failed_round_trip_abandons_the_waiting_completion(redis_uri: str,
     event_handler("b.f", name="b.f", registry=reg)(lambda event: ran.append(event.data["i"]))
     delivery, _ = _delivery(redis_uri, reg)
     events = [Event(name="b.f", data={"i": i}).to_dict() for i in range(2)]
-    ledger = delivery.ledger
-    real = ledger._client.pipeline
+    client = delivery.redis  # the ledger's client
+    real = client.pipeline
 
     class Broken:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -229,10 +229,10 @@ def test_a_failed_round_trip_abandons_the_waiting_completion(redis_uri: str,
         def execute(self, *args: Any, **kwargs: Any) -> Any:
             raise redis.ConnectionError("Redis went away")
 
-    monkeypatch.setattr(ledger._client, "pipeline", Broken)
+    monkeypatch.setattr(client, "pipeline", Broken)
     with pytest.raises(redis.ConnectionError):
         delivery.dispatch_batch((events, None))
-    monkeypatch.setattr(ledger._client, "pipeline", real)
+    monkeypatch.setattr(client, "pipeline", real)
     assert ran == [0]
     assert delivery.dispatch_batch((events, None)) == 2, "the requeued batch"
     assert ran == [0, 0, 1], "the abandoned run ran again; nothing was counted lost"

@@ -37,10 +37,10 @@ inline runs, the events of a batch), a success's ``complete`` waits for the ledg
 ``dispatch``/``dispatch_and_begin``/``begin`` and travels in its round trip (one pipeline, the
 two scripts in order), so a run there costs one round trip of its own. The wait is only Python
 code, never a handler: every run begins with one of those calls, and the block's end sends what
-is left. If that round trip fails, the waiting run is abandoned (as when ``complete`` fails
-alone: its next delivery runs it again) and the error is raised. Gauges and counters move once per message, however often it is
-delivered, and the outcomes are counted per handler and per minute too
-(:mod:`ormevents.jobs.activity`).
+is left (:mod:`ormevents.delivery.celery.deferred`). If that round trip fails, the waiting
+run is abandoned (as when ``complete`` fails alone: its next delivery runs it again) and the
+error is raised. Gauges and counters move once per message, however often it is delivered, and
+the outcomes are counted per handler and per minute too (:mod:`ormevents.jobs.activity`).
 
 Example::
 
@@ -54,19 +54,18 @@ Example::
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import redis
-from redis.exceptions import NoScriptError
 
 from ...jobs.activity import minute_of
 from ...jobs.keys import Keys
 from . import ledger_scripts as lua
+from .deferred import DeferredCompletions, text as _text
 
 
 def dispatch_run_id(handler: str) -> str:
@@ -86,29 +85,6 @@ class Begin:
     holder this delivery took over from (``""`` if none)."""
     pttl_ms: int = 0
     """For ``busy``: milliseconds until the holder's lease expires unless renewed."""
-
-
-@dataclass
-class _Waiting:
-    """A success's ``complete`` waiting for the next round trip (see module doc)."""
-
-    keys: list[str]
-    args: list[Any]
-    report: Callable[[str, str], None]
-    """Called with ``(verdict, holder)`` once it is recorded."""
-    undo: Callable[[], None]
-    """Called if the round trip fails (abandons the run, best effort)."""
-
-
-class _Deferral(threading.local):
-    """This thread's :meth:`RunLedger.completions_deferred` depth and waiting ``complete``."""
-
-    depth = 0
-    waiting: _Waiting | None = None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _begun(reply: list[Any]) -> Begin:
@@ -133,62 +109,21 @@ class RunLedger:
         self._complete = client.register_script(lua.COMPLETE)
         self._abandon = client.register_script(lua.ABANDON)
         self._renew = client.register_script(lua.RENEW)
-        self._client = client
-        self._local = _Deferral()  # per thread: a threads pool runs several tasks in one process
+        self._deferred = DeferredCompletions(client, self._complete)
 
-    @contextmanager
-    def completions_deferred(self) -> Iterator[None]:
-        """Let successes' ``complete`` travel with the next round trip inside the block (nests);
-        the outermost block's end records what still waits (see module doc)."""
-        self._local.depth += 1
-        try:
-            yield
-        finally:
-            self._local.depth -= 1
-            if not self._local.depth:
-                self.flush()
+    def completions_deferred(self) -> AbstractContextManager[None]:
+        """Let successes' ``complete`` travel with the next round trip inside the block (nests;
+        per thread); the outermost block's end records what still waits (see module doc and
+        :mod:`ormevents.delivery.celery.deferred`)."""
+        return self._deferred.block()
 
     @property
     def deferring(self) -> bool:
         """True inside :meth:`completions_deferred` (in this thread)."""
-        return self._local.depth > 0
-
-    def flush(self) -> None:
-        """Record the waiting ``complete`` now, if any."""
-        waiting, self._local.waiting = self._local.waiting, None
-        if waiting is None:
-            return
-        try:
-            verdict, holder = self._complete(keys=waiting.keys, args=waiting.args)
-        except redis.RedisError:
-            waiting.undo()
-            raise
-        waiting.report(_text(verdict), _text(holder))
+        return self._deferred.active
 
     def _with_waiting(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        """Run ``script`` in the round trip of the waiting ``complete`` (if any): both in one
-        pipeline, in order. Returns ``script``'s reply."""
-        waiting, self._local.waiting = self._local.waiting, None
-        if waiting is None:
-            return script(keys=keys, args=args)
-        pipe = self._client.pipeline(transaction=False)
-        pipe.evalsha(self._complete.sha, len(waiting.keys), *waiting.keys, *waiting.args)
-        pipe.evalsha(script.sha, len(keys), *keys, *args)
-        try:
-            completed, reply = pipe.execute(raise_on_error=False)
-            if isinstance(completed, NoScriptError):  # the server lost its scripts: load and run again
-                completed = self._complete(keys=waiting.keys, args=waiting.args)
-            if isinstance(completed, Exception):
-                raise completed
-        except redis.RedisError:
-            waiting.undo()
-            raise
-        waiting.report(_text(completed[0]), _text(completed[1]))
-        if isinstance(reply, NoScriptError):
-            return script(keys=keys, args=args)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
+        return self._deferred.run_with(script, keys, args)
 
     def dispatch(self, wire_json: str, event_id: str, queued: dict[str, dict[str, str]], status_ttl: int,
                  pipe: Any = None, run_id: Callable[[str], str] = dispatch_run_id) -> list[str]:
@@ -257,8 +192,7 @@ class RunLedger:
             verdict, holder = self._complete(keys=keys, args=args)
             report(_text(verdict), _text(holder))
             return
-        self.flush()  # one waits at a time (a run always begins between two completions)
-        self._local.waiting = _Waiting(keys, args, report, undo)
+        self._deferred.wait(keys, args, report, undo)
 
     def _complete_call(self, run_id: str, event_id: str, handler: str, token: str, result_json: str,
                        status_ttl: int, status: dict[str, str],
