@@ -23,9 +23,7 @@ from ormevents.testing.servers import redis_server, secantus_server
 __all__ = ["mongo_server", "redis_server", "MONGO_ENV"]
 
 MONGO_ENV = "ORMEVENTS_BENCH_MONGO_URL"
-CACHE = "6G"
-"""SecantusDB's cache for a run: a full run writes ~1 GB, and at its default 1G cache the later
-scenarios' inserts stalled for minutes waiting on eviction."""
+
 
 
 @contextmanager
@@ -35,5 +33,5 @@ def mongo_server() -> Iterator[str]:
     if external:
         yield external
         return
-    with secantus_server(cache_size=CACHE) as uri:
+    with secantus_server() as uri:
         yield uri

@@ -25,7 +25,6 @@ from benchmarks.harness.context import Bench
 from benchmarks.harness.delivery import Batch, compare_batches
 from benchmarks.harness.report import ScenarioResult
 from benchmarks.models import BenchDoc
-from ormevents.delivery.outbox.records import EVENTS_COLLECTION, HISTORY_COLLECTION
 
 NUMBER = 3
 FRESH_MONGO = True  # fills collections: on a fresh SecantusDB (Bench.fresh_mongo)
@@ -87,10 +86,6 @@ async def run(bench: Bench) -> ScenarioResult:
     bench.redis.delete(BAD_DIFFS)
     async with bench.ormevents():
         rates = await compare_batches(bench, {**hand, **orm}, rounds)
-    # ~40,000 documents and their history: left in SecantusDB's in-memory store they slow every
-    # later scenario (scenario 13's inserts stalled for minutes behind them)
-    for name in ("raw_bulk", "bench_docs", HISTORY_COLLECTION, EVENTS_COLLECTION):
-        await bench.db[name].drop()
     if orm:
         bad = int(bench.redis.get(BAD_DIFFS) or 0)
         result.notes.append(f"update_many per document: {rounds} x {bench.sizes.bulk_docs:,} bench_doc.updated "

@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -66,9 +67,14 @@ def handler_span(event: Event, handler: str,
 
 def _records_nothing(trace: Any) -> bool:
     """True while OpenTelemetry's global tracer provider is its API's placeholder (no SDK set)."""
-    unset = tuple(t for t in (getattr(trace, "ProxyTracerProvider", None), getattr(trace, "NoOpTracerProvider", None))
-                  if isinstance(t, type))
-    return isinstance(trace.get_tracer_provider(), unset)
+    return isinstance(trace.get_tracer_provider(), _placeholders(trace))
+
+
+@functools.cache
+def _placeholders(trace: Any) -> tuple[type, ...]:
+    """The tracer provider types of OpenTelemetry's API that record nothing (looked up once)."""
+    return tuple(t for t in (getattr(trace, "ProxyTracerProvider", None), getattr(trace, "NoOpTracerProvider", None))
+                 if isinstance(t, type))
 
 
 @contextlib.contextmanager

@@ -60,19 +60,13 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def secantus_server(cache_size: str | None = None) -> Iterator[str]:
-    """A private SecantusDB (single-node replica set, in memory); yields its URI.
-
-    ``cache_size`` (e.g. ``"4G"``; SecantusDB's default is 1G): its storage engine's cache. Once
-    the data outgrows it, writes wait for eviction to its temporary directory (inserts stalled
-    for minutes in the benchmark suite's later scenarios).
-    """
+def secantus_server() -> Iterator[str]:
+    """A private SecantusDB (single-node replica set, in memory); yields its URI."""
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="secantus-", suffix=".log", delete=False)
     process = subprocess.Popen(
         [sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
-         "--storage-path", ":memory:", "--log-level", "WARNING",
-         *(["--cache-size", cache_size] if cache_size else [])],
+         "--storage-path", ":memory:", "--log-level", "WARNING"],
         stdout=log, stderr=subprocess.STDOUT,
     )
     try:

@@ -20,13 +20,13 @@ from celery.exceptions import Reject
 
 from ormevents import Event
 from ormevents.delivery.celery import batch
-from ormevents.delivery.celery.config import DeliverySettings
 from ormevents.delivery.celery.envelope import batches
 from ormevents.delivery.celery.worker import WorkerDelivery
 from ormevents.handlers import HandlerRegistry, event_handler
 from ormevents.jobs.status import read_status
 from tests.integration.test_delivery import records, tag, wait_for
 from tests.integration.worker_process import WorkerProcess, running
+from tests.support.deliveries import recording_delivery
 
 pytestmark = pytest.mark.integration
 
@@ -43,11 +43,7 @@ def test_a_hand_off_is_cut_evenly_and_shared_by_at_least_four_messages() -> None
 
 
 def _delivery(redis_uri: str, reg: HandlerRegistry) -> tuple[WorkerDelivery, list[dict[str, Any]]]:
-    settings = DeliverySettings(redis_url=redis_uri, queue_name=f"bat{tag()}")
-    delivery = WorkerDelivery(settings, reg, app=None)  # type: ignore[arg-type]  # the sender is replaced below
-    sent: list[dict[str, Any]] = []
-    delivery.sender.send = sent.append  # type: ignore[method-assign,assignment]  # record messages, no broker
-    return delivery, sent
+    return recording_delivery(redis_uri, reg, "bat")
 
 
 def test_each_event_of_a_batch_is_dispatched_alone_and_a_malformed_one_is_parked(redis_uri: str) -> None:

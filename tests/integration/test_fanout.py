@@ -15,7 +15,6 @@ import redis
 
 from ormevents import Event
 from ormevents.delivery.celery import fanout
-from ormevents.delivery.celery.config import DeliverySettings
 from ormevents.delivery.celery.soft_time_limit import SoftTimeLimitGuard
 from ormevents.delivery.celery.worker import WorkerDelivery
 from ormevents.handlers import HandlerRegistry, event_handler
@@ -23,6 +22,7 @@ from ormevents.handlers.retry import RetryPolicy
 from ormevents.jobs.status import read_status
 from tests.integration.test_delivery import records, tag, wait_for
 from tests.integration.worker_process import WorkerProcess, running
+from tests.support.deliveries import recording_delivery
 
 pytestmark = pytest.mark.integration
 
@@ -36,11 +36,7 @@ def queue() -> str:
 
 
 def _delivery(redis_uri: str, reg: HandlerRegistry) -> tuple[WorkerDelivery, list[dict[str, Any]]]:
-    settings = DeliverySettings(redis_url=redis_uri, queue_name=f"fan{tag()}")
-    delivery = WorkerDelivery(settings, reg, app=None)  # type: ignore[arg-type]  # the sender is replaced below
-    sent: list[dict[str, Any]] = []
-    delivery.sender.send = sent.append  # type: ignore[method-assign,assignment]  # record messages, no broker
-    return delivery, sent
+    return recording_delivery(redis_uri, reg, "fan")
 
 
 def test_local_handlers_run_in_the_dispatch_and_routed_ones_get_a_message(redis_uri: str) -> None:

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from celery.exceptions import Reject  # type: ignore[import-untyped]  # celery ships no type hints
 
 from .fanout import INLINE_BUDGET
-from .sending import DISPATCH_BATCH_TASK, dispatch_message, run_batch_message, run_message
+from .sending import dispatch_batch_message, run_batch_message
 from .soft_time_limit import SoftTimeLimitGuard
 
 if TYPE_CHECKING:
@@ -72,15 +72,9 @@ def dispatch_batch(delivery: Dispatching, args: tuple[Any, ...], options: Any = 
     events = _events(delivery, args, 2, "dispatch_batch")
     policy = args[1]
 
-    def rest(left: list[Any]) -> dict[str, Any]:
-        if len(left) == 1 and isinstance(left[0], dict):
-            return dispatch_message(left[0], policy, options, due)
-        kwargs = {key: value for key, value in (("options", options), ("due", due)) if value is not None}
-        first = left[0].get("id") if isinstance(left[0], dict) else None
-        return {"task": DISPATCH_BATCH_TASK, "args": [left, policy], "kwargs": kwargs, "id": f"{first}:batch{len(left)}"}
-
     return _in_turn(delivery, events, lambda wire: delivery.dispatch((wire, policy), options=options, due=due,
-                                                                     guard=guard), rest, guard)
+                                                                     guard=guard),
+                    lambda left: dispatch_batch_message(left, policy, options, due), guard)
 
 
 def run_batch(delivery: Dispatching, args: tuple[Any, ...], guard: SoftTimeLimitGuard | None = None,
@@ -94,13 +88,9 @@ def run_batch(delivery: Dispatching, args: tuple[Any, ...], guard: SoftTimeLimit
         delivery.reject(f"run_handler_batch needs ([events], handler name, attempt >= 0, policy), got {args[1:3]!r}",
                         "run_handler_batch", args)
 
-    def rest(left: list[Any]) -> dict[str, Any]:
-        if len(left) == 1 and isinstance(left[0], dict):
-            return run_message(left[0], handler, attempt, policy, **kwargs)
-        return run_batch_message(left, handler, attempt, policy, **kwargs)
-
     return _in_turn(delivery, events, lambda wire: delivery.run((wire, handler, attempt, policy), guard=guard,
-                                                                **kwargs), rest, guard)
+                                                                **kwargs),
+                    lambda left: run_batch_message(left, handler, attempt, policy, **kwargs), guard)
 
 
 def _events(delivery: Dispatching, args: tuple[Any, ...], size: int, task: str) -> list[Any]:

@@ -28,7 +28,14 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from .sending import DISPATCH_BATCH_TASK, DISPATCH_TASK, RUN_BATCH_TASK, RUN_HANDLER_TASK
+from .sending import (
+    DISPATCH_BATCH_TASK,
+    DISPATCH_TASK,
+    RUN_BATCH_TASK,
+    RUN_HANDLER_TASK,
+    batch_id,
+    dispatch_batch_message,
+)
 
 T = TypeVar("T")
 
@@ -41,7 +48,8 @@ _HEAD = ('{"body":"%s","content-encoding":"utf-8","content-type":"application/js
          '"replaced_task_nesting":0,"stamped_headers":null,"stamps":{}},"properties":{"correlation_id":"%s",'
          '"reply_to":"","delivery_mode":2,"delivery_info":{"exchange":"","routing_key":%s},"priority":0,'
          '"body_encoding":"base64","delivery_tag":"%s"}}')
-_BATCH_HEAD = _HEAD.replace(DISPATCH_TASK, DISPATCH_BATCH_TASK)
+_HEADS = {task: _HEAD.replace(DISPATCH_TASK, task)
+          for task in (DISPATCH_TASK, DISPATCH_BATCH_TASK, RUN_HANDLER_TASK, RUN_BATCH_TASK)}
 
 
 class EnvelopeBuilder:
@@ -72,33 +80,22 @@ class EnvelopeBuilder:
     def dispatch(self, wire: str, event_id: str, due: float) -> tuple[str, str]:
         """The delivery tag and the kombu envelope (JSON text) delivering event JSON ``wire``;
         ``due`` is the publish time."""
-        task_id = f"{event_id}:dispatch"
-        tag = f"{self._tag_prefix}{next(self._tags):012d}"
-        if not _plain(task_id):
-            return tag, self._encoded(wire, task_id, due, tag)
-        body = base64.b64encode(f"[[{wire},{self._policy}],{self.kwargs(due)},{EMBED}]".encode()).decode("ascii")
-        return tag, _HEAD % (body, task_id, task_id, task_id, self._origin, task_id, self._queue_json, tag)
+        return self._envelope(DISPATCH_TASK, f"{event_id}:dispatch",
+                              f"[[{wire},{self._policy}],{self.kwargs(due)},{EMBED}]")
 
     def batch(self, wires: list[str], event_ids: list[str], due: float) -> tuple[str, str]:
         """The delivery tag and the kombu envelope of one ``ormevents.dispatch_batch`` delivering
         the events of JSON ``wires`` (ids ``event_ids``, at least one), as Celery would send
-        ``send_task("ormevents.dispatch_batch", args=[[event, ...], None], kwargs=...,
-        task_id="<first event id>:batch<count>")``."""
-        task_id = f"{event_ids[0]}:batch{len(event_ids)}"
-        tag = f"{self._tag_prefix}{next(self._tags):012d}"
-        body = f"[[[{','.join(wires)}],{self._policy}],{self.kwargs(due)},{EMBED}]"
-        encoded = base64.b64encode(body.encode()).decode("ascii")
-        if _plain(task_id):
-            return tag, _BATCH_HEAD % (encoded, task_id, task_id, task_id, self._origin, task_id, self._queue_json, tag)
-        envelope = json.loads(_BATCH_HEAD % (encoded, "x", "x", "x", self._origin, "x", self._queue_json, tag))
-        envelope["headers"].update(id=task_id, root_id=task_id, argsrepr=f"<{DISPATCH_BATCH_TASK} {task_id}>")
-        envelope["properties"]["correlation_id"] = task_id
-        return tag, _dumps(envelope)
+        :func:`~.sending.dispatch_batch_message`; one event is its :meth:`dispatch`."""
+        if len(wires) == 1:
+            return self.dispatch(wires[0], event_ids[0], due)
+        return self._envelope(DISPATCH_BATCH_TASK, batch_id(event_ids[0], len(event_ids)),
+                              f"[[[{','.join(wires)}],{self._policy}],{self.kwargs(due)},{EMBED}]")
 
     def batch_message(self, wires: list[str], event_ids: list[str], due: float) -> dict[str, Any]:
         """The same batch as a message dict, for brokers Celery's producer sends to."""
-        return {"task": DISPATCH_BATCH_TASK, "args": [[json.loads(w) for w in wires], json.loads(self._policy)],
-                "kwargs": json.loads(self.kwargs(due)), "id": f"{event_ids[0]}:batch{len(event_ids)}"}
+        return dispatch_batch_message([json.loads(w) for w in wires], json.loads(self._policy),
+                                      **json.loads(self.kwargs(due)))
 
     def message(self, wire: str, event_id: str, due: float) -> dict[str, Any]:
         """The same message as a dict for the schedule (:func:`~.sending.dispatch_message`'s shape)."""
@@ -109,38 +106,32 @@ class EnvelopeBuilder:
         """The delivery tag and the kombu envelope of a first ``ormevents.run_handler`` of
         ``handler`` on event JSON ``wire`` (what :func:`~.sending.run_message` with attempt 0 and no
         policy sends), for a replay's batches."""
-        task_id = f"{event_id}:{handler}:0"
-        tag = f"{self._tag_prefix}{next(self._tags):012d}"
-        body = f"[[{wire},{_dumps(handler)},0,null],{_dumps(kwargs)},{EMBED}]"
-        head = _HEAD.replace(DISPATCH_TASK, RUN_HANDLER_TASK)
-        envelope = json.loads(head % (base64.b64encode(body.encode()).decode("ascii"), "x", "x", "x", self._origin,
-                                      "x", self._queue_json, tag))
-        envelope["headers"].update(id=task_id, root_id=task_id, argsrepr=f"<{RUN_HANDLER_TASK} {task_id}>")
-        envelope["properties"]["correlation_id"] = task_id
-        return tag, _dumps(envelope)
+        return self._envelope(RUN_HANDLER_TASK, f"{event_id}:{handler}:0",
+                              f"[[{wire},{_dumps(handler)},0,null],{_dumps(kwargs)},{EMBED}]")
 
     def run_batch(self, wires: list[str], event_ids: list[str], handler: str,
                   kwargs: dict[str, Any]) -> tuple[str, str]:
         """The delivery tag and the kombu envelope of one ``ormevents.run_handler_batch``: a first
         run of ``handler`` on each event of JSON ``wires`` (what
-        :func:`~.sending.run_batch_message` with attempt 0 and no policy sends), for a replay's batches."""
-        task_id = f"{event_ids[0]}:{handler}:0:batch{len(event_ids)}"
+        :func:`~.sending.run_batch_message` with attempt 0 and no policy sends), for a replay's
+        batches; one event is its :meth:`run`."""
+        if len(wires) == 1:
+            return self.run(wires[0], event_ids[0], handler, kwargs)
+        return self._envelope(RUN_BATCH_TASK, batch_id(event_ids[0], len(event_ids), f"{handler}:0"),
+                              f"[[[{','.join(wires)}],{_dumps(handler)},0,null],{_dumps(kwargs)},{EMBED}]")
+
+    def _envelope(self, task: str, task_id: str, body: str) -> tuple[str, str]:
+        """A fresh delivery tag and the envelope of ``task`` with JSON ``body``: the template
+        filled in, or through ``json`` for an id that would need escaping there."""
         tag = f"{self._tag_prefix}{next(self._tags):012d}"
-        body = f"[[[{','.join(wires)}],{_dumps(handler)},0,null],{_dumps(kwargs)},{EMBED}]"
-        head = _HEAD.replace(DISPATCH_TASK, RUN_BATCH_TASK)
-        envelope = json.loads(head % (base64.b64encode(body.encode()).decode("ascii"), "x", "x", "x", self._origin,
-                                      "x", self._queue_json, tag))
-        envelope["headers"].update(id=task_id, root_id=task_id, argsrepr=f"<{RUN_BATCH_TASK} {task_id}>")
+        encoded = base64.b64encode(body.encode()).decode("ascii")
+        head = _HEADS[task]
+        if _plain(task_id):
+            return tag, head % (encoded, task_id, task_id, task_id, self._origin, task_id, self._queue_json, tag)
+        envelope = json.loads(head % (encoded, "x", "x", "x", self._origin, "x", self._queue_json, tag))
+        envelope["headers"].update(id=task_id, root_id=task_id, argsrepr=f"<{task} {task_id}>")
         envelope["properties"]["correlation_id"] = task_id
         return tag, _dumps(envelope)
-
-    def _encoded(self, wire: str, task_id: str, due: float, tag: str) -> str:
-        """The envelope through ``json`` (for ids that would need escaping in the template)."""
-        body = base64.b64encode(f"[[{wire},{self._policy}],{self.kwargs(due)},{EMBED}]".encode()).decode("ascii")
-        envelope = json.loads(_HEAD % (body, "x", "x", "x", self._origin, "x", self._queue_json, tag))
-        envelope["headers"].update(id=task_id, root_id=task_id, argsrepr=f"<{DISPATCH_TASK} {task_id}>")
-        envelope["properties"]["correlation_id"] = task_id
-        return _dumps(envelope)
 
 
 SPREAD = 4

@@ -185,11 +185,7 @@ class CeleryOutbox:
         flag = "1" if mark else "0"
         for group in batches(at_once, self.config.batch_events):
             ids = [record.id for record in group]
-            if len(group) == 1:
-                tag, message = self.envelopes.dispatch(group[0].wire, ids[0], now)
-            else:
-                tag, message = self.envelopes.batch([record.wire for record in group], ids, now)
-            args += [flag, len(ids), *ids, tag, message]
+            args += [flag, len(ids), *ids, *self.envelopes.batch([record.wire for record in group], ids, now)]
         keys = [self.settings.queue_name, self.settings.keys.outbox_sent, *UNACKED_KEYS]
         return handed + int(await state.push(keys=keys, args=args))
 
@@ -212,8 +208,7 @@ class CeleryOutbox:
             records = [r for r, score in zip(records, scores) if score is None]
         if not records:
             return 0
-        messages = [self.envelopes.message(group[0].wire, group[0].id, now) if len(group) == 1 else
-                    self.envelopes.batch_message([r.wire for r in group], [r.id for r in group], now)
+        messages = [self.envelopes.batch_message([r.wire for r in group], [r.id for r in group], now)
                     for group in batches(records, self.config.batch_events)]
         await self._send_many(messages)
         if mark:

@@ -58,7 +58,7 @@ from ..outbox.history import HistoryEntry, read_model, sequence_range
 from .envelope import EnvelopeBuilder, batches
 from .transport import push_registered
 from .run_ledger import RunLedger
-from .sending import run_batch_message, run_message
+from .sending import run_batch_message
 
 logger = logging.getLogger("ormevents.delivery.celery.replay")
 BATCH = 200
@@ -190,13 +190,11 @@ class Replayer:
         groups = batches(going, BATCH_EVENTS)
         if self.envelopes is None:
             for group in groups:
-                self.sender.send(run_message(group[0].data, self.handler, 0, None, **kwargs) if len(group) == 1 else
-                                 run_batch_message([e.data for e in group], self.handler, 0, None, **kwargs))
+                self.sender.send(run_batch_message([e.data for e in group], self.handler, 0, None, **kwargs))
         elif going:  # a Redis broker: the envelopes pushed at once (see envelope.py)
             build = self.envelopes
             with self.redis.pipeline() as pipe:  # pushed and recorded as unacknowledged at once (see .transport)
                 push_registered(pipe, build.queue, [
-                    build.run(group[0].wire, group[0].id, self.handler, kwargs) if len(group) == 1 else
                     build.run_batch([e.wire for e in group], [e.id for e in group], self.handler, kwargs)
                     for group in groups])
                 pipe.execute()

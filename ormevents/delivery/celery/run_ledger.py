@@ -187,11 +187,10 @@ class RunLedger:
                        report: Callable[[str, str], None], undo: Callable[[], None]) -> None:
         """:meth:`complete`, in the next round trip when :attr:`deferring` (else now); ``report``
         gets ``(verdict, holder)`` once it is recorded, ``undo`` runs if that round trip fails."""
-        keys, args = self._complete_call(run_id, event_id, handler, token, result_json, status_ttl, status, children)
         if not self.deferring:
-            verdict, holder = self._complete(keys=keys, args=args)
-            report(_text(verdict), _text(holder))
+            report(*self.complete(run_id, event_id, handler, token, result_json, status_ttl, status, children))
             return
+        keys, args = self._complete_call(run_id, event_id, handler, token, result_json, status_ttl, status, children)
         self._deferred.wait(keys, args, report, undo)
 
     def _complete_call(self, run_id: str, event_id: str, handler: str, token: str, result_json: str,

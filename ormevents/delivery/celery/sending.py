@@ -44,8 +44,8 @@ from .scheduler import RedisSchedule
 
 logger = logging.getLogger("ormevents.delivery.celery.sending")
 
-__all__ = ["DISPATCH_BATCH_TASK", "DISPATCH_TASK", "RUN_BATCH_TASK", "RUN_HANDLER_TASK", "Sender", "dispatch_message",
-           "event_member", "run_batch_message", "run_message"]
+__all__ = ["DISPATCH_BATCH_TASK", "DISPATCH_TASK", "RUN_BATCH_TASK", "RUN_HANDLER_TASK", "Sender", "batch_id",
+           "dispatch_batch_message", "dispatch_message", "event_member", "run_batch_message", "run_message"]
 
 
 def dispatch_message(event_wire: dict[str, Any], retry_policy: dict[str, Any] | None,
@@ -58,6 +58,28 @@ def dispatch_message(event_wire: dict[str, Any], retry_policy: dict[str, Any] | 
     kwargs = {"options": options, "due": due}
     return {"task": DISPATCH_TASK, "args": [event_wire, retry_policy],
             "kwargs": {k: v for k, v in kwargs.items() if v is not None}, "id": f"{event_wire['id']}:dispatch"}
+
+
+def dispatch_batch_message(event_wires: list[Any], retry_policy: dict[str, Any] | None,
+                           options: dict[str, Any] | None = None, due: float | None = None) -> dict[str, Any]:
+    """The ``ormevents.dispatch_batch`` delivering each event of ``event_wires`` (as
+    :func:`dispatch_message`); one event is its :func:`dispatch_message`."""
+    if len(event_wires) == 1 and isinstance(event_wires[0], dict):
+        return dispatch_message(event_wires[0], retry_policy, options, due)
+    kwargs = {"options": options, "due": due}
+    return {"task": DISPATCH_BATCH_TASK, "args": [event_wires, retry_policy],
+            "kwargs": {k: v for k, v in kwargs.items() if v is not None},
+            "id": batch_id(_first_id(event_wires), len(event_wires))}
+
+
+def batch_id(first_event_id: Any, count: int, run: str = "") -> str:
+    """The task id of a batch of ``count`` events starting with ``first_event_id``: a dispatch
+    batch's, or with ``run`` (``<handler>:<attempt>``) a run batch's."""
+    return f"{first_event_id}:{run + ':' if run else ''}batch{count}"
+
+
+def _first_id(event_wires: list[Any]) -> Any:
+    return event_wires[0].get("id") if event_wires and isinstance(event_wires[0], dict) else None
 
 
 def run_message(
@@ -91,11 +113,13 @@ def run_message(
 def run_batch_message(event_wires: list[dict[str, Any]], handler: str, attempt: int,
                       retry_policy: dict[str, Any] | None, **kwargs: Any) -> dict[str, Any]:
     """The message that runs ``handler`` on each event of ``event_wires`` (keywords as
-    :func:`run_message` takes them; its ``run_id`` names every run)."""
+    :func:`run_message` takes them; its ``run_id`` names every run); one event is its
+    :func:`run_message`."""
+    if len(event_wires) == 1 and isinstance(event_wires[0], dict):
+        return run_message(event_wires[0], handler, attempt, retry_policy, **kwargs)
     return {"task": RUN_BATCH_TASK, "args": [event_wires, handler, attempt, retry_policy],
             "kwargs": {k: v for k, v in kwargs.items() if v is not None},
-            "id": f"{event_wires[0].get('id') if isinstance(event_wires[0], dict) else None}:{handler}:{attempt}"
-                  f":batch{len(event_wires)}"}
+            "id": batch_id(_first_id(event_wires), len(event_wires), f"{handler}:{attempt}")}
 
 
 def retry_member(event_id: str, handler: str, attempt: int) -> str:
