@@ -36,6 +36,10 @@ from ..outbox.records import PendingEvent
 
 logger = logging.getLogger("ormevents.delivery.celery.dispatcher")
 BATCH = 500
+WRITER_FIRST = 3
+"""Loop turns the dispatcher lets go by once woken, so that the ``save()`` that submitted returns
+to its caller first (its result reaches the caller three turns after the write task ends) and
+the push runs while the caller awaits its next I/O; submissions meanwhile join the push."""
 PROBE_FIRST, PROBE_MAX = 1.0, 30.0
 
 
@@ -101,6 +105,8 @@ class Dispatcher:
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
+            for _ in range(WRITER_FIRST):
+                await asyncio.sleep(0)
             self._wake.clear()
             while self._queue:
                 batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
