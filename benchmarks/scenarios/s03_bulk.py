@@ -14,6 +14,10 @@ Correctness is checked on the way: the handler counts every ``bench_doc.updated`
 diff is not ``{"n": [old, -1]}`` (:data:`benchmarks.handlers.BAD_DIFFS`); the scenario reports
 that count, and each round's batch only completes once every document's event was counted.
 
+The driver's bulk writes alone (no event, no task) are measured beside them as the server's
+floor: no publish phase can be faster than the write it wraps (on SecantusDB, a few thousand
+documents/s; set ``ORMEVENTS_BENCH_MONGO_URL`` for a real mongod).
+
 Targets: >= 5x faster end to end than the baseline; publish phase >= 20,000 events/s.
 """
 
@@ -30,6 +34,8 @@ NUMBER = 3
 FRESH_MONGO = True  # fills collections: on a fresh SecantusDB (Bench.fresh_mongo)
 TITLE = "insert_many / update_many of 10,000 documents, per-document events, delivered"
 CHUNK = 1000
+DRIVER_INSERT = "driver insert_many alone (no events)"
+DRIVER_UPDATE = "driver update_many alone (no events)"
 
 
 def hand_rolled_batches(bench: Bench) -> dict[str, Batch]:
@@ -52,7 +58,17 @@ def hand_rolled_batches(bench: Bench) -> dict[str, Batch]:
             raw_celery.noop.apply_async(args=[run, {"id": f"{run}:{n}", "changes": {"n": [n, -1]}}],
                                         queue=raw_celery.QUEUE)
 
-    return {"hand-rolled insert_many + apply_async each": Batch(insert, bench.sizes.bulk_docs, unit="docs/s"),
+    async def insert_alone(run: str, count: int) -> None:
+        for start in range(0, count, CHUNK):
+            await collection.insert_many([{"_id": f"{run}:{n}", "run": run, "n": n}
+                                          for n in range(start, min(count, start + CHUNK))])
+
+    async def update_alone(run: str, count: int) -> None:
+        await collection.update_many({"run": run}, {"$set": {"n": -1}})
+
+    return {DRIVER_INSERT: Batch(insert_alone, bench.sizes.bulk_docs, runs=0, unit="docs/s"),
+            DRIVER_UPDATE: Batch(update_alone, bench.sizes.bulk_docs, runs=0, unit="docs/s", prepare=prepare),
+            "hand-rolled insert_many + apply_async each": Batch(insert, bench.sizes.bulk_docs, unit="docs/s"),
             "hand-rolled update_many + apply_async each": Batch(update, bench.sizes.bulk_docs, unit="docs/s",
                                                                 prepare=prepare)}
 
@@ -92,6 +108,9 @@ async def run(bench: Bench) -> ScenarioResult:
                             f"events delivered, {bad} with a wrong diff")
         result.target("3: update_many per-document events with a wrong diff", bad, 0, unit="events")
     for name, (total, publishing) in rates.items():
+        if name in (DRIVER_INSERT, DRIVER_UPDATE):  # no events: the write alone, the server's floor
+            result.add(publishing, "info", name, p99=False)
+            continue
         role = "baseline" if name.startswith("hand") else "ormevents"
         result.add(total, role, p99=False)
         result.add(publishing, role, p99=False)
