@@ -201,6 +201,39 @@ def test_the_dispatcher_logs_one_warning_per_outage(caplog: pytest.LogCaptureFix
     assert "pw@" not in caplog.text and left == 50 and handed == 1, (handed, left)
 
 
+def test_the_dispatcher_pushes_after_the_writer_went_on_and_in_one_push() -> None:
+    """save() submits its record from the write's task; the caller's coroutine resumes a few loop
+    turns later (the shield's hops). The push waits three turns (``WRITER_FIRST``), so it never
+    runs before the writer goes on, and what is submitted meanwhile travels in the same push."""
+    import asyncio
+
+    from ormevents.delivery.celery.dispatcher import Dispatcher
+    from ormevents.delivery.outbox.cleanup import Cleaner
+
+    async def scenario() -> list[object]:
+        order: list[object] = []
+
+        async def push(records: list[object]) -> int:
+            order.append(("push", len(records)))
+            return len(records)
+
+        async def ping() -> bool:
+            return True
+
+        dispatcher = Dispatcher(push, ping, Cleaner(lambda: None), "redis://h:1/0")
+        dispatcher.submit([build_pending(Event(name="a.b"))])
+        for turn in range(2):  # the caller goes on two turns later (the shield's hops), and more
+            await asyncio.sleep(0)
+            order.append(("writer", turn))
+        dispatcher.submit([build_pending(Event(name="a.c"))])  # a second writer, meanwhile
+        await dispatcher.flush()
+        await dispatcher.close(timeout=0.1)
+        return order
+
+    order = asyncio.run(scenario())
+    assert order == [*(("writer", turn) for turn in range(2)), ("push", 2)], order
+
+
 def test_the_cleaner_tells_a_write_which_entries_it_may_drop_once() -> None:
     from ormevents.delivery.outbox.cleanup import Cleaner
 
