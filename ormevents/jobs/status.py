@@ -137,9 +137,27 @@ def handler_fields(name: str, **values: Any) -> dict[str, str]:
     return {k: _encode(v) for k, v in _handler_fields(name, values).items()}
 
 
-_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
-"""``json.dumps(value, separators=(",", ":"), default=str)`` without building an encoder per call
-(three state changes of six fields per run)."""
+_encode_any = json.JSONEncoder(separators=(",", ":"), default=str).encode
+_LITERALS = {None: "null", True: "true", False: "false"}
+
+
+def _encode(value: Any) -> str:
+    """``json.dumps(value, separators=(",", ":"), default=str)``, the same text, with the scalars
+    of status fields (``None``, flags, counts, times, states) encoded without the encoder's
+    machinery: three state changes of about six fields per run."""
+    kind = type(value)
+    if value is None or kind is bool:
+        return _LITERALS[value]
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and value - value == 0.0:  # finite (NaN and infinities go the long way)
+        return float.__repr__(value)
+    if kind is str:
+        return _encode_string(value)
+    return _encode_any(value)
+
+
+_encode_string = json.encoder.encode_basestring_ascii  # what the encoder uses for a str
 
 
 def _handler_fields(name: str, values: dict[str, Any]) -> dict[str, Any]:

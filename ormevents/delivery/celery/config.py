@@ -135,7 +135,8 @@ class DeliverySettings:
         retention, ttl = self.failed_jobs, self.status_ttl
         if isinstance(carried, dict):
             try:
-                retention = FailedJobRetention.model_validate(carried.get("failed_jobs") or retention.model_dump())
+                if carried.get("failed_jobs"):  # else this worker's own, as it is (no copy per run)
+                    retention = FailedJobRetention.model_validate(carried["failed_jobs"])
                 ttl = int(carried.get("status_ttl") or ttl)
             except (ValueError, TypeError):
                 pass  # a malformed option keeps the worker's settings; the message still runs
