@@ -31,7 +31,7 @@ while i <= #ARGV do
   if redis.call('HEXISTS', KEYS[4], h) == 0 then
     table.insert(out, h)
     if redis.call('HSETNX', KEYS[5], run .. ':q', 1) == 1 then
-      for j = i + 3, i + 2 + 2 * n, 2 do redis.call('HSET', KEYS[1], ARGV[j], ARGV[j + 1]) end
+      if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, i + 3, i + 2 + 2 * n)) end
       redis.call('HINCRBY', KEYS[2], 'queued|' .. h, 1)
       fresh = fresh + 1
     end
@@ -79,7 +79,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 if starts > 1 then return {'lost', starts, holder or '', 0} end
 redis.call('HINCRBY', KEYS[5], ARGV[4] .. '|' .. h, -1)
 redis.call('HINCRBY', KEYS[5], 'running|' .. h, 1)
-for i = 9, #ARGV, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
+if #ARGV >= 10 then redis.call('HSET', KEYS[4], unpack(ARGV, 9, #ARGV)) end
 redis.call('EXPIRE', KEYS[4], ARGV[8])
 return {'run', starts, holder or '', 0}
 """
@@ -100,7 +100,7 @@ if redis.call('HEXISTS', KEYS[2], h) == 0 then
   redis.call('HSET', KEYS[2], h, ARGV[5])
   redis.call('EXPIRE', KEYS[2], ARGV[2])
   local n = tonumber(ARGV[7])
-  for i = 8, 7 + 2 * n, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
+  if n > 0 then redis.call('HSET', KEYS[4], unpack(ARGV, 8, 7 + 2 * n)) end
   redis.call('EXPIRE', KEYS[4], ARGV[6])
   for i = 8 + 2 * n, #ARGV, 3 do
     redis.call('HSET', KEYS[8], ARGV[i], ARGV[i + 1])
