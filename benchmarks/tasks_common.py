@@ -25,7 +25,7 @@ _clients: dict[int, redis.Redis] = {}
 TALLY_EVERY = 0.005
 _tallies: Counter[str] = Counter()
 _tally_lock = threading.Lock()
-_tally_pid: list[int] = []
+_reporter_pid = 0  # the process whose reporter thread runs (a forked child starts its own)
 
 
 def client() -> redis.Redis:
@@ -50,10 +50,11 @@ def count(run: str) -> None:
 
 def tally(run: str) -> None:
     """Count one run of ``run`` in memory; this process's reporter thread adds it to the counter."""
+    global _reporter_pid
     with _tally_lock:
         _tallies[run] += 1
-        if _tally_pid != [os.getpid()]:  # first tally in this process (or after a fork)
-            _tally_pid[:] = [os.getpid()]
+        if _reporter_pid != os.getpid():
+            _reporter_pid = os.getpid()
             threading.Thread(target=_report_tallies, name="bench-tally", daemon=True).start()
 
 

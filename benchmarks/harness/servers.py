@@ -25,7 +25,6 @@ __all__ = ["mongo_server", "redis_server", "MONGO_ENV"]
 MONGO_ENV = "ORMEVENTS_BENCH_MONGO_URL"
 
 
-
 @contextmanager
 def mongo_server() -> Iterator[str]:
     """``$ORMEVENTS_BENCH_MONGO_URL`` if set, else a private SecantusDB process (in memory)."""

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .keys import Keys
+from .replies import reply_text
 
 ACTIVITY_TTL = 3 * 3600
 """Seconds a minute's counters are kept."""
@@ -61,7 +62,7 @@ def read_activity(client: Any, keys: Keys, minutes: int = 60, now: float | None 
     pipe = client.pipeline(transaction=False)
     for minute in span:
         pipe.hgetall(keys.activity(minute))
-    return [Minute(datetime.fromtimestamp(minute * 60, UTC), {_text(k): int(v) for k, v in raw.items()})
+    return [Minute(datetime.fromtimestamp(minute * 60, UTC), {reply_text(k): int(v) for k, v in raw.items()})
             for minute, raw in zip(span, pipe.execute())]
 
 
@@ -69,7 +70,7 @@ def read_handler_totals(client: Any, keys: Keys) -> dict[str, dict[str, int]]:
     """Handler -> {"succeeded": n, "retried": n, "failed": n} since the counters started."""
     out: dict[str, dict[str, int]] = {}
     for raw_field, value in client.hgetall(keys.handler_totals).items():
-        outcome, _, handler = _text(raw_field).partition("|")
+        outcome, _, handler = reply_text(raw_field).partition("|")
         out.setdefault(handler, dict.fromkeys(OUTCOMES, 0))[outcome] = int(value)
     return dict(sorted(out.items()))
 
@@ -98,7 +99,7 @@ def read_workers(client: Any, keys: Keys, now: float | None = None) -> list[Work
     found: list[WorkerSeen] = []
     stale: list[str] = []
     for raw_name, raw in client.hgetall(keys.workers).items():
-        name = _text(raw_name)
+        name = reply_text(raw_name)
         try:
             beat = json.loads(raw)
             seen = float(beat["seen"])
@@ -118,7 +119,3 @@ def read_workers(client: Any, keys: Keys, now: float | None = None) -> list[Work
     if stale:
         client.hdel(keys.workers, *stale)
     return sorted(found, key=lambda w: (not w.alive, w.name))
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

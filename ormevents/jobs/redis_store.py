@@ -42,8 +42,6 @@ from .records import (
     encode_cursor,
 )
 
-logger = logging.getLogger("ormevents.jobs.redis_store")
-
 from .redis_scripts import (
     CLAIM,
     CLAIM_TTL,
@@ -54,6 +52,9 @@ from .redis_scripts import (
     RETRIED,
     RETRIED_TTL,
 )
+from .replies import reply_text
+
+logger = logging.getLogger("ormevents.jobs.redis_store")
 
 
 class FailedJobStore:
@@ -106,7 +107,7 @@ class FailedJobStore:
         the record (it stays stored) until :meth:`retried` or :meth:`release`, at most ``ttl`` s."""
         keys = [self.keys.failed_jobs, self.keys.failed_claim(job_id), self.keys.failed_retried(job_id)]
         state, value = self._claim(keys=keys, args=[job_id, token, int(ttl * 1000)])
-        return _text(state), value if isinstance(value, bytes) else (value.encode() if value else None)
+        return reply_text(state), value if isinstance(value, bytes) else (value.encode() if value else None)
 
     def retried(self, job_id: str, raw: bytes, token: str) -> int:
         """After the retry's message was accepted: remove the record if it still is ``raw`` (1;
@@ -169,7 +170,7 @@ class FailedJobStore:
             if not rows:
                 break
             offset += len(rows)
-            ids = [_text(member) for member, _ in rows]
+            ids = [reply_text(member) for member, _ in rows]
             raws = self.client.hmget(self.keys.failed_jobs, ids)
             for (member, score), job_id, raw in zip(rows, ids, raws):
                 if after and float(score) == after[0] and job_id >= after[1]:
@@ -188,7 +189,7 @@ class FailedJobStore:
 
     def handlers(self) -> dict[str, int]:
         """Handler name -> number of failed jobs (for ``ormevents stats``)."""
-        names = sorted(_text(n) for n in self.client.smembers(self.keys.failed_handlers))
+        names = sorted(reply_text(n) for n in self.client.smembers(self.keys.failed_handlers))
         pipe = self.client.pipeline(transaction=False)
         for name in names:
             pipe.zcard(self.keys.failed_by_handler(name))
@@ -200,7 +201,7 @@ class FailedJobStore:
         these sets existed are counted once a job of the same value is stored again)."""
         if kind == "handler":
             return self.handlers()
-        names = sorted(_text(n) for n in self.client.smembers(self.keys.failed_values(kind)))
+        names = sorted(reply_text(n) for n in self.client.smembers(self.keys.failed_values(kind)))
         pipe = self.client.pipeline(transaction=False)
         for name in names:
             pipe.zcard(self.keys.failed_facet(kind, name))
@@ -222,7 +223,3 @@ class FailedJobStore:
         pipe.zrem(index, job_id)
         pipe.zrem(self.keys.failed_index, job_id)
         pipe.execute()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..events.event import Event
 from .keys import Keys
+from .replies import reply_text
 from .schedule_codec import event_member, unpack
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ def read_gauges(client: redis.Redis, keys: Keys) -> dict[str, dict[str, int]]:
     """Handler -> {"queued": n, "scheduled": n, "running": n} (negative drift shown as 0)."""
     out: dict[str, dict[str, int]] = {}
     for field, value in client.hgetall(keys.gauges).items():
-        state, _, handler = _text(field).partition("|")
+        state, _, handler = reply_text(field).partition("|")
         out.setdefault(handler, {"queued": 0, "scheduled": 0, "running": 0})[state] = max(0, int(value))
     return out
 
@@ -176,7 +177,7 @@ def _scheduled(client: redis.Redis, keys: Keys, event_id: str) -> EventStatus | 
     member = event_member(event_id)
     payload, claimed = client.hget(keys.payloads, member), client.hget(keys.inflight_claims, member)
     if payload is None and claimed is not None:  # "<owner>\n<message>"
-        payload = _text(claimed).partition("\n")[2]
+        payload = reply_text(claimed).partition("\n")[2]
     if payload is None:
         return None
     try:
@@ -190,7 +191,7 @@ def _scheduled(client: redis.Redis, keys: Keys, event_id: str) -> EventStatus | 
 
 def parse_status(event_id: str, raw: dict[Any, Any]) -> EventStatus:
     """Build an :class:`EventStatus` from the HASH fields (see module doc)."""
-    fields = {_text(k): json.loads(v) for k, v in raw.items()}
+    fields = {reply_text(k): json.loads(v) for k, v in raw.items()}
     handlers: dict[str, dict[str, Any]] = {}
     for field, value in fields.items():
         if field.startswith("h|"):
@@ -210,7 +211,3 @@ def _time(attr: str, value: Any) -> Any:
     if attr.endswith("_at") and isinstance(value, (int, float)):
         return datetime.fromtimestamp(value, UTC)
     return value
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -33,10 +33,7 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 
-
-def text(value: Any) -> str:
-    """A Redis reply item as ``str``."""
-    return value.decode() if isinstance(value, bytes) else str(value)
+from ...jobs.replies import reply_text
 
 
 @dataclass
@@ -96,7 +93,7 @@ class DeferredCompletions:
         except redis.RedisError:
             waiting.undo()
             raise
-        waiting.report(text(verdict), text(holder))
+        waiting.report(reply_text(verdict), reply_text(holder))
 
     def run_with(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """Run ``script`` in the round trip of the waiting COMPLETE (if any): both in one
@@ -116,7 +113,7 @@ class DeferredCompletions:
         except redis.RedisError:
             waiting.undo()
             raise
-        waiting.report(text(completed[0]), text(completed[1]))
+        waiting.report(reply_text(completed[0]), reply_text(completed[1]))
         if isinstance(reply, NoScriptError):
             return script(keys=keys, args=args)
         if isinstance(reply, Exception):

@@ -38,6 +38,8 @@ from pathlib import Path
 
 import redis
 
+from .forks import generation
+
 logger = logging.getLogger("ormevents.delivery.celery.leases")
 
 
@@ -117,7 +119,7 @@ class LeaseKeeper:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
+        self._generation = generation()
 
     @contextmanager
     def hold(self, key: str, token: str) -> Iterator[HeldLease]:
@@ -133,9 +135,9 @@ class LeaseKeeper:
                 self._held.pop(token, None)
 
     def _ensure_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
+        if self._thread is not None and self._thread.is_alive() and self._generation == generation():
             return
-        self._pid = os.getpid()  # a forked child gets its own thread
+        self._generation = generation()  # a forked child gets its own thread
         self._thread = threading.Thread(target=self._serve, name="ormevents-leases", daemon=True)
         self._thread.start()
 

@@ -26,6 +26,7 @@ from ...handlers.registry import Handler, HandlerRegistry
 from ...jobs.redis_store import FailedJobStore
 from ...jobs.status import StatusWriter
 from .config import DeliverySettings
+from .forks import generation
 from .inbox import MongoInbox
 from .leases import LeaseKeeper, session_of
 from .run_ledger import RunLedger
@@ -101,8 +102,8 @@ class WorkerResources:
         return self._store
 
     def _ensure_process(self) -> None:
-        # a fork counter, not os.getpid() (a system call, ~3% of a no-op run: called per property use)
-        if self._generation == _forks and self._redis is not None:
+        # the fork counter, not os.getpid() (a system call, ~3% of a no-op run: called per property use)
+        if self._generation == generation() and self._redis is not None:
             return
         client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
         self._redis = client
@@ -113,7 +114,7 @@ class WorkerResources:
         if self.settings.mongo_url and self.settings.database:
             self._inbox = MongoInbox(self.settings.mongo_url, self.settings.database)
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
-        self._generation = _forks
+        self._generation = generation()
 
     def process_started(self) -> None:
         """Start this process's loop and run the start hooks (from ``worker_process_init``)."""
@@ -123,7 +124,7 @@ class WorkerResources:
 
     def process_stopping(self) -> None:
         """Run the stop hooks, close the inbox's clients and the loop (from ``worker_process_shutdown``)."""
-        inbox = self._inbox if self._generation == _forks else None
+        inbox = self._inbox if self._generation == generation() else None
         self.loop.close([*hooks.stop, *([inbox.close_async] if inbox is not None else [])])
         if inbox is not None:
             inbox.close_sync()
@@ -192,15 +193,3 @@ class WorkerResources:
         if not self.loop.running:  # solo/threads pools send no worker_process_init
             self.loop.start(hooks.start)
 
-
-_forks = 0
-"""How many forks this process descends through (``os.register_at_fork``): the per-process
-clients are made again when it changed."""
-
-
-def _forked() -> None:
-    global _forks
-    _forks += 1
-
-
-os.register_at_fork(after_in_child=_forked)

@@ -64,8 +64,9 @@ import redis
 
 from ...jobs.activity import minute_of
 from ...jobs.keys import Keys
+from ...jobs.replies import reply_text
 from . import ledger_scripts as lua
-from .deferred import DeferredCompletions, text as _text
+from .deferred import DeferredCompletions
 
 
 def dispatch_run_id(handler: str) -> str:
@@ -89,7 +90,7 @@ class Begin:
 
 def _begun(reply: list[Any]) -> Begin:
     state, starts, holder, pttl = reply
-    return Begin(_text(state), int(starts), _text(holder), int(pttl))
+    return Begin(reply_text(state), int(starts), reply_text(holder), int(pttl))
 
 
 def _pairs(fields: dict[str, str]) -> list[str]:
@@ -122,9 +123,6 @@ class RunLedger:
         """True inside :meth:`completions_deferred` (in this thread)."""
         return self._deferred.active
 
-    def _with_waiting(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        return self._deferred.run_with(script, keys, args)
-
     def dispatch(self, wire_json: str, event_id: str, queued: dict[str, dict[str, str]], status_ttl: int,
                  pipe: Any = None, run_id: Callable[[str], str] = dispatch_run_id) -> list[str]:
         """Record a dispatch of the event to the handlers of ``queued`` (name -> the status fields
@@ -136,7 +134,7 @@ class RunLedger:
         if pipe is not None:
             self._dispatch(keys=keys, args=args, client=pipe)
             return []
-        return [_text(name) for name in self._with_waiting(self._dispatch, keys, args)]
+        return [reply_text(name) for name in self._deferred.run_with(self._dispatch, keys, args)]
 
     def dispatch_and_begin(self, wire_json: str, event_id: str, queued: dict[str, dict[str, str]], status_ttl: int,
                            handler: str, token: str, status: dict[str, str]) -> tuple[list[str], Begin | None]:
@@ -146,9 +144,9 @@ class RunLedger:
         keys, args = self._dispatch_call(wire_json, event_id, queued, status_ttl, dispatch_run_id)
         begin_keys, begin_args = self._begin_call(dispatch_run_id(handler), event_id, handler, "queued", token,
                                                   status_ttl, status, "")
-        names, begun = self._with_waiting(self._dispatch_begin, [*keys, begin_keys[2]],
+        names, begun = self._deferred.run_with(self._dispatch_begin, [*keys, begin_keys[2]],
                                           [len(args), *args, *begin_args])
-        return [_text(name) for name in names], (_begun(begun) if begun else None)
+        return [reply_text(name) for name in names], (_begun(begun) if begun else None)
 
     def _dispatch_call(self, wire_json: str, event_id: str, queued: dict[str, dict[str, str]],
                        status_ttl: int, run_id: Callable[[str], str]) -> tuple[list[str], list[Any]]:
@@ -165,7 +163,7 @@ class RunLedger:
         ``status`` (see module doc). ``waiting`` is the gauge the run leaves: ``queued`` or
         ``scheduled``; ``takeover`` is the token of a holder known to be dead."""
         keys, args = self._begin_call(run_id, event_id, handler, waiting, token, status_ttl, status, takeover)
-        return _begun(self._with_waiting(self._begin, keys, args))
+        return _begun(self._deferred.run_with(self._begin, keys, args))
 
     def _begin_call(self, run_id: str, event_id: str, handler: str, waiting: str, token: str, status_ttl: int,
                     status: dict[str, str], takeover: str) -> tuple[list[str], list[Any]]:
@@ -180,7 +178,7 @@ class RunLedger:
         due) of the chained events. Returns ``(verdict, holder)``."""
         keys, args = self._complete_call(run_id, event_id, handler, token, result_json, status_ttl, status, children)
         verdict, holder = self._complete(keys=keys, args=args)
-        return _text(verdict), _text(holder)
+        return reply_text(verdict), reply_text(holder)
 
     def complete_later(self, run_id: str, event_id: str, handler: str, token: str, result_json: str,
                        status_ttl: int, status: dict[str, str], children: list[tuple[str, str, float]],

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ...jobs.keys import Keys
+from ...jobs.replies import reply_text
 from ..metrics import metrics
 from .records import EVENTS_COLLECTION, OUTBOX_FIELD, PENDING_FIELD
 from .relay import outbox_collections
@@ -53,11 +54,11 @@ async def collection_status(database: Any, name: str) -> dict[str, Any]:
 async def outbox_status(database: Any, redis: Any, keys: Keys) -> dict[str, Any]:
     """The status of every outbox collection of ``database`` and of the relays of ``keys``' queue."""
     collections = {name: await collection_status(database, name) for name in await outbox_collections(database)}
-    passes = {_text(k): json.loads(v) for k, v in (await redis.hgetall(keys.relay_passes)).items()}
+    passes = {reply_text(k): json.loads(v) for k, v in (await redis.hgetall(keys.relay_passes)).items()}
     holders = {}
     for name in collections:
         holder = await redis.get(keys.relay_lease(name))
-        holders[name] = None if holder is None else _text(holder)
+        holders[name] = None if holder is None else reply_text(holder)
     ages = [c["oldest_age_seconds"] for c in collections.values() if c["oldest_age_seconds"] is not None]
     seen = [passes[name]["at"] for name in collections if name in passes]
     lag = round(time.time() - min(seen), 3) if seen and len(seen) == len(collections) else None
@@ -82,7 +83,3 @@ def export(status: dict[str, Any]) -> None:
 async def _aggregate(collection: Any, pipeline: list[dict[str, Any]]) -> Any:
     cursor = collection.aggregate(pipeline)
     return await cursor if hasattr(cursor, "__await__") and not hasattr(cursor, "__aiter__") else cursor
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

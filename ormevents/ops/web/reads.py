@@ -34,6 +34,7 @@ from ...jobs.activity import (
 from ...jobs.keys import Keys
 from ...jobs.records import FailedJob
 from ...jobs.redis_store import FailedJobStore
+from ...jobs.replies import reply_text
 from ...jobs.schedule_codec import unpack
 from ...jobs.status import EventStatus, read_gauges, read_status
 
@@ -92,7 +93,7 @@ def overview(client: Any, store: FailedJobStore, due_limit: int = 10) -> Overvie
     by_handler = store.values("handler")
     for name, count in by_handler.items():
         handlers.setdefault(name, {})["failed_jobs"] = count
-    counters = {_text(k): int(v) for k, v in stats.items()}
+    counters = {reply_text(k): int(v) for k, v in stats.items()}
     return Overview(
         counters={name: counters.get(name, 0) for name in COUNTERS},
         minutes=read_activity(client, keys, 60),
@@ -114,7 +115,7 @@ def schedule_page(client: Any, keys: Keys, start: int, limit: int) -> tuple[list
     pipe.zrange(keys.schedule, start, start + limit - 1, withscores=True)
     pipe.zcard(keys.schedule)
     rows, total = pipe.execute()
-    members = [_text(member) for member, _ in rows]
+    members = [reply_text(member) for member, _ in rows]
     payloads = client.hmget(keys.payloads, members) if members else []
     return [_delayed(member, float(score), raw) for member, (_, score), raw in zip(members, rows, payloads)], int(total)
 
@@ -153,8 +154,8 @@ def event_detail(client: Any, store: FailedJobStore, event_id: str) -> EventDeta
     pipe.hgetall(keys.done(event_id))
     pipe.zscore(keys.schedule, f"event:{event_id}")
     runs_raw, done_raw, due = pipe.execute()
-    runs = {_text(k): int(v) for k, v in runs_raw.items() if not _text(k).endswith(":end")}
-    results = {_text(k): _json(v) for k, v in done_raw.items()}
+    runs = {reply_text(k): int(v) for k, v in runs_raw.items() if not reply_text(k).endswith(":end")}
+    results = {reply_text(k): _json(v) for k, v in done_raw.items()}
     failed: dict[str, FailedJob] = {}
     for name in sorted(status.handlers) if status else []:
         job = store.get(FailedJob.make_id(event_id, name))
@@ -168,8 +169,4 @@ def _json(raw: Any) -> Any:
     try:
         return json.loads(raw)
     except (TypeError, ValueError):
-        return _text(raw)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+        return reply_text(raw)
