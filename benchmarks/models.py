@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import create_model
 
-from ormevents import EventModel
+from ormevents import EventModel, EventModelConfig
 
 STATUSES = ("active", "idle")
 
@@ -23,6 +23,7 @@ class Account(EventModel):
 class LatencyDoc(EventModel):
     """Scenario 4: its ``latency_doc.updated`` handler stamps its start time under ``key``."""
 
+    model_config = EventModelConfig(event_data=("key",))  # the handler reads it; the writes change n
     _collection = "bench_latency"
     key: str
     n: int = 0
@@ -31,6 +32,7 @@ class LatencyDoc(EventModel):
 class BenchDoc(EventModel):
     """Scenarios 3 and 8: ``bench_doc.*`` events are counted per ``run``."""
 
+    model_config = EventModelConfig(event_data=("run",))  # the handler counts by it; the writes change n
     _collection = "bench_docs"
     run: str
     n: int = 0

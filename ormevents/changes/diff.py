@@ -86,6 +86,12 @@ class ChangeSet(Mapping[str, FieldChange]):
         """The changed paths, in document order."""
         return tuple(self._changes)
 
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The top-level fields holding the changed paths, each once, in document order
+        (``("address",)`` for ``address.city`` and ``address.zip``)."""
+        return tuple(dict.fromkeys(path.split(".", 1)[0] for path in self._changes))
+
     def has_changed(self, path: str) -> bool:
         """True if ``path`` itself, anything below it, or a parent of it changed."""
         return any(_related(path, changed) for changed in self._changes)

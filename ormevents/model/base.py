@@ -220,7 +220,7 @@ class EventModel(QueryMixin, BulkMixin, BaseModel):
     ) -> Event:
         meta = type(self).__ormevents__
         sensitive = meta.sensitive if redact else frozenset()
-        data = redact_document({"id": self.id, **document}, sensitive)
+        data = redact_document({"id": self.id, **meta.event_document(action, document, changes)}, sensitive)
         pairs = changes.as_pairs() if not sensitive else \
             changes.map_values(lambda path, value: redact_value(path, value, sensitive)).as_pairs()
         return Event(

@@ -10,11 +10,12 @@ name a class defined later (a forward reference) is derived again once pydantic 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from ..delivery.outbox.records import FOREVER
+from ..changes.diff import ChangeSet
 from ..errors import ModelDefinitionError
 from ..events.naming import default_collection, snake_case
 from ..events.redaction import sensitive_paths
@@ -22,12 +23,16 @@ from .hooks import HookTable, collect_hooks
 
 
 class EventModelConfig(ConfigDict, total=False):
-    """pydantic's ``ConfigDict`` plus ``sensitive_fields`` (names whose values are redacted) and
+    """pydantic's ``ConfigDict`` plus ``sensitive_fields`` (names whose values are redacted),
     ``history_days`` (how long the model's events stay in its history once sent: days, or
-    ``None`` for forever; without it, the outbox's ``history_seconds``)."""
+    ``None`` for forever; without it, the outbox's ``history_seconds``) and ``event_data``
+    (what an ``updated`` event's ``data`` carries: ``"changes"``, the default, for the id and the
+    top-level fields the write changed; a tuple of field names for those plus these fields;
+    ``"document"`` for the whole document)."""
 
     sensitive_fields: tuple[str, ...]
     history_days: float | None
+    event_data: Literal["changes", "document"] | tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,17 @@ class ModelMeta:
     id_adapter: TypeAdapter[Any]
     retention: float | None = None
     """``history_days`` in seconds (``FOREVER`` for ``None``); ``None``: the outbox's setting."""
+    event_fields: tuple[str, ...] | None = ()
+    """The fields an ``updated`` event's ``data`` carries besides the changed ones (``event_data``);
+    ``None``: the whole document."""
+
+    def event_document(self, action: str, document: dict[str, Any], changes: ChangeSet) -> dict[str, Any]:
+        """What of ``document`` (the model's fields, no id) an ``action`` event's ``data`` carries:
+        for ``updated``, the fields ``changes`` touched and :attr:`event_fields` (``None``: all of
+        it); for any other action, all of it."""
+        if action != "updated" or self.event_fields is None:
+            return document
+        return {name: document[name] for name in (*changes.fields, *self.event_fields) if name in document}
 
 
 def model_meta(cls: type[BaseModel]) -> ModelMeta:
@@ -52,7 +68,26 @@ def model_meta(cls: type[BaseModel]) -> ModelMeta:
         sensitive=sensitive_paths(cls),
         id_adapter=TypeAdapter(cls.model_fields["id"].rebuild_annotation()),
         retention=_retention(cls),
+        event_fields=_event_fields(cls),
     )
+
+
+def _event_fields(cls: type[BaseModel]) -> tuple[str, ...] | None:
+    """The model's ``event_data`` as :attr:`ModelMeta.event_fields`; :class:`ModelDefinitionError`
+    for anything but ``"changes"``, ``"document"`` or a tuple of the model's field names."""
+    option = dict(cls.model_config).get("event_data", "changes")
+    if option == "changes":
+        return ()
+    if option == "document":
+        return None
+    if isinstance(option, (tuple, list)) and all(isinstance(name, str) for name in option):
+        unknown = [name for name in option if name not in cls.model_fields or name == "id"]
+        if unknown:
+            raise ModelDefinitionError(f"{cls.__name__}: event_data names {', '.join(map(repr, unknown))}, "
+                                       f"not fields of the model (the id is always carried)")
+        return tuple(dict.fromkeys(option))
+    raise ModelDefinitionError(f"{cls.__name__}: event_data must be 'changes', 'document' or a tuple of field "
+                               f"names, got {option!r}")
 
 
 def _retention(cls: type[BaseModel]) -> float | None:

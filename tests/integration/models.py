@@ -120,6 +120,7 @@ class Place(BaseModel):
 
 
 class Member(EventModel):
+    model_config = EventModelConfig(event_data=("name",))  # the bulk tests key events by name
     _collection = "members"
     name: str
     status: str = "new"

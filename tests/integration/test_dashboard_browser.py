@@ -23,7 +23,7 @@ import pytest
 import redis
 
 import ormevents
-from ormevents import EventModel, Sensitive
+from ormevents import EventModel, EventModelConfig, Sensitive
 from tests.integration.worker_process import ROOT, WorkerProcess, running
 from tests.support.browser import ARGS, chromium
 from tests.support.servers import free_port, stop, wait_for_port
@@ -34,6 +34,7 @@ DOCS_IMG = ROOT / "docs" / "img"
 
 
 class ShopOrder(EventModel):
+    model_config = EventModelConfig(event_data="document")  # the carrier's handler needs the whole order
     _collection = "dashboard_orders"
     email: str
     total: Decimal

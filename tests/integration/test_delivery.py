@@ -269,12 +269,14 @@ async def test_async_mongo_client_from_worker_start_across_100_tasks(bus: Any, r
 
 
 async def test_model_writes_reach_sync_and_async_handlers_with_the_diff(bus: Any, rdb: redis.Redis, queue: str) -> None:
-    from ormevents import EventModel
+    from ormevents import EventModel, EventModelConfig
 
     class DeliveryUser(EventModel):
+        model_config = EventModelConfig(event_data=("tag",))  # the handlers record under it
         _collection = "delivery_users"
         tag: str
         status: str = "inactive"
+        bio: str = "not sent with updates"
 
     t = tag()
     user = await DeliveryUser.create(tag=t)
@@ -285,7 +287,7 @@ async def test_model_writes_reach_sync_and_async_handlers_with_the_diff(bus: Any
     await user.update(status="active")
     updated = await wait_for(lambda: records(rdb, queue, "t.model_updated_async", t))
     assert updated[0]["changes"] == {"status": ["inactive", "active"]}
-    assert updated[0]["data"]["status"] == "active"
+    assert updated[0]["data"] == {"id": {"$oid": str(user.id)}, "status": "active", "tag": t}  # no bio
     await asyncio.sleep(0.3)
     assert len(records(rdb, queue, "t.model_created_sync", t)) == 1
     assert len(records(rdb, queue, "t.model_updated_async", t)) == 1

@@ -127,9 +127,10 @@ async def test_routed_handler_on_its_own_rabbitmq_queue(
 async def test_model_writes_through_the_outbox_on_rabbitmq(bus: Any, rdb: redis.Redis, queue: str) -> None:
     """With an amqp:// broker the outbox hands events over through Celery's producer (off the loop)
     and marks them sent in Redis; the worker runs the handlers once."""
-    from ormevents import EventModel
+    from ormevents import EventModel, EventModelConfig
 
     class DeliveryUser(EventModel):
+        model_config = EventModelConfig(event_data=("tag",))  # the handlers record under it
         _collection = "delivery_users"
         tag: str
         status: str = "inactive"

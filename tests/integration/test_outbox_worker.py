@@ -17,7 +17,7 @@ import pytest
 import redis
 
 import ormevents
-from ormevents import EventModel
+from ormevents import EventModel, EventModelConfig
 from tests.integration.test_delivery import records, wait_for
 from tests.integration.worker_process import ROOT, WorkerProcess, running
 from tests.support.servers import free_port
@@ -27,6 +27,7 @@ pytestmark = pytest.mark.integration
 
 
 class DeliveryUser(EventModel):
+    model_config = EventModelConfig(event_data=("tag",))  # the handlers record under it
     _collection = "delivery_users"
     tag: str
     status: str = "inactive"

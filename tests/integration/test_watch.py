@@ -90,6 +90,8 @@ async def test_raw_writes_become_events_with_diffs_and_own_writes_are_not_double
                    ("watched.updated", {"status": ["new", "on"], "visits": [0, 2], "tags": [[], ["x"]]}),
                    ("watched.deleted", {"name": ["raw", None], "status": ["on", None], "visits": [2, None],
                                         "tags": [["x"], None]})]
+    updated = next(e for e in events if e["object_id"] == "r1" and e["name"] == "watched.updated")
+    assert updated["data"] == {"id": "r1", "status": "on", "visits": 2, "tags": ["x"]}  # the changed fields (no name)
     mine = [e["name"] for e in events if e["object_id"] != "r1"]
     assert mine == ["watched.created", "watched.updated", "watched.updated", "watched.deleted"], mine
 

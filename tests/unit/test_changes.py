@@ -26,6 +26,12 @@ def test_scalar_change_and_helpers() -> None:
     assert cs.old("name", "n/a") == "n/a"
 
 
+def test_fields_name_each_top_level_field_once_in_document_order() -> None:
+    cs = diff({"a": {"x": 1, "y": 1}, "b": 1, "c": [1]}, {"a": {"x": 2, "y": 2}, "b": 1, "c": [2]})
+    assert cs.paths == ("a.x", "a.y", "c.0") and cs.fields == ("a", "c")
+    assert ChangeSet().fields == ()
+
+
 def test_nested_dicts_diff_by_dotted_path() -> None:
     cs = diff({"address": {"city": "Paris", "zip": "75"}}, {"address": {"city": "Lyon", "zip": "75"}})
     assert cs.as_pairs() == {"address.city": ("Paris", "Lyon")}

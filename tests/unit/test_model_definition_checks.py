@@ -6,6 +6,7 @@ import pytest
 
 from ormevents import (
     EventModel,
+    EventModelConfig,
     InvalidIdError,
     ModelDefinitionError,
     OrmEventsError,
@@ -32,3 +33,25 @@ async def test_get_with_an_invalid_id_raises_invalid_id_error(mock_recorder: Rec
     assert type(caught.value) is InvalidIdError, f"got {type(caught.value).__name__}"
     member = await Member.create(name="ann")
     assert await Member.get(str(member.id)) == member
+
+
+def test_event_data_is_checked_when_the_model_is_defined() -> None:
+    class Lean(EventModel):
+        email: str
+
+    class Named(EventModel):
+        model_config = EventModelConfig(event_data=("email", "email"))
+        email: str
+
+    class Whole(EventModel):
+        model_config = EventModelConfig(event_data="document")
+        email: str
+
+    assert (Lean.__ormevents__.event_fields, Named.__ormevents__.event_fields) == ((), ("email",))
+    assert Whole.__ormevents__.event_fields is None
+    for bad, match in ((("emial",), "'emial', not fields of the model"), (("id",), "'id'"),
+                       ("all", "'changes', 'document' or a tuple"), ((1,), "got \\(1,\\)")):
+        with pytest.raises(ModelDefinitionError, match=match):
+            class Bad(EventModel):
+                model_config = EventModelConfig(event_data=bad)  # type: ignore[typeddict-item]  # under test
+                email: str
