@@ -26,11 +26,13 @@ logger = logging.getLogger("ormevents.delivery.celery.periodic")
 
 
 class PeriodicThread(threading.Thread):
-    """Calls :meth:`tick` at once, then every ``every`` seconds, until :meth:`stop`."""
+    """Calls :meth:`tick` at once, then every ``every`` seconds, until :meth:`stop`;
+    :attr:`first_tick` is set once the first call returned (or failed)."""
 
     def __init__(self, name: str, every: float) -> None:
         super().__init__(name=name, daemon=True)
         self.every = every
+        self.first_tick = threading.Event()
         self._stop_event = threading.Event()
 
     def tick(self) -> None:
@@ -43,6 +45,7 @@ class PeriodicThread(threading.Thread):
                 self.tick()
             except redis.RedisError:
                 logger.warning("%s: Redis call failed; retrying in %.1f s", self.name, self.every, exc_info=True)
+            self.first_tick.set()
             self._stop_event.wait(self.every)
 
     def stop(self, timeout: float = 5.0) -> None:

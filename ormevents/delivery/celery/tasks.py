@@ -109,6 +109,7 @@ def install(app: Celery, delivery: WorkerDelivery) -> None:
                          patterns={h: handler.pattern.text for h in delivery.registry.names()
                                    if (handler := delivery.registry.get(h)) is not None})
         beat.start()
+        beat.first_tick.wait(5.0)  # "ready" means this worker's handlers can be read (a replay checks them)
         poller["heartbeat"] = beat
         if delivery.settings.broker_is_redis_url:
             options = app.conf.broker_transport_options or {}
