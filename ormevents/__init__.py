@@ -66,6 +66,7 @@ from .errors import (
     PublishError,
     TransactionAbortedError,
     UnknownHandlerError,
+    IncompleteEventError,
     UnknownModelError,
     UnserializableValueError,
 )
@@ -145,6 +146,7 @@ __all__ = [
     "watch",
     "TransactionAbortedError",
     "UnknownHandlerError",
+    "IncompleteEventError",
     "UnknownModelError",
     "UnserializableValueError",
     "Was",

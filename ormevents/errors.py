@@ -122,6 +122,11 @@ class UnknownHandlerError(OrmEventsError, LookupError):
     """No handler of that name is registered here, or no running worker has it (``replay``)."""
 
 
+class IncompleteEventError(OrmEventsError, LookupError):
+    """A handler's condition reads a field that an ``updated`` event does not carry (the write did
+    not change it and the model's ``event_data`` does not name it)."""
+
+
 class DatabaseUnavailableError(OrmEventsError):
     """MongoDB could not be reached (or stopped answering) during a write.
 

@@ -24,7 +24,7 @@ from typing import Any, Final, TypedDict
 
 from pydantic import BaseModel
 
-from ..errors import ModelDefinitionError
+from ..errors import IncompleteEventError, ModelDefinitionError
 from ..events.schema import nested_model_type
 from .diff import ChangeSet, diff, lookup
 from .paths import assign_path
@@ -47,6 +47,9 @@ class ChangeContext:
     changes: ChangeSet
     current: Mapping[str, Any]
     _previous: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    partial: str | None = None
+    """Set for an ``updated`` event (its name), whose ``current`` holds only the fields it carries:
+    reading another field's value raises :class:`~ormevents.errors.IncompleteEventError`."""
 
     @classmethod
     def of(cls, before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> ChangeContext:
@@ -55,6 +58,7 @@ class ChangeContext:
 
     def value_now(self, path: str) -> Any:
         """The value at ``path`` after the write (``None`` if absent)."""
+        self._check_carried(path)
         return lookup(self.current, path)
 
     def value_before(self, path: str) -> Any:
@@ -62,8 +66,17 @@ class ChangeContext:
         if path in self.changes:
             return self.changes[path].old
         if not self.changes.has_changed(path):
+            self._check_carried(path)
             return lookup(self.current, path)
         return lookup(self._previous_document(), path)
+
+    def _check_carried(self, path: str) -> None:
+        field_name = path.split(".", 1)[0]
+        if self.partial is not None and field_name not in self.current:
+            raise IncompleteEventError(
+                f"{self.partial} does not carry {field_name!r} (the write did not change it): a condition "
+                f"reading its value needs it in the model's event_data, e.g. "
+                f"EventModelConfig(event_data=({field_name!r},))")
 
     def _previous_document(self) -> dict[str, Any]:
         if self._previous is None:

@@ -67,9 +67,11 @@ class Handler:
 
 
 def change_context(event: Event) -> ChangeContext:
-    """The :class:`ChangeContext` conditions see for ``event`` (its changes and data)."""
+    """The :class:`ChangeContext` conditions see for ``event`` (its changes and data); an
+    ``updated`` event's data holds only the fields it carries (``partial``)."""
     changes = ChangeSet({path: FieldChange(old, new) for path, (old, new) in event.changes.items()})
-    return ChangeContext(changes=changes, current=event.data)
+    return ChangeContext(changes=changes, current=event.data,
+                         partial=f"event {event.name} {event.id}" if event.action == "updated" else None)
 
 
 class HandlerRegistry:

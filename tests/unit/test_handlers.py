@@ -10,8 +10,9 @@ from pydantic import BaseModel
 
 from ormevents import Event, EventModel, RetryPolicy
 from ormevents.changes.conditions import Changed, IsNow
-from ormevents.errors import HandlerRegistrationError
+from ormevents.errors import HandlerRegistrationError, IncompleteEventError
 from ormevents.handlers import HandlerRegistry, event_handler, model_event_handler
+from ormevents.handlers.registry import change_context
 from ormevents.handlers.results import split_result
 
 
@@ -59,6 +60,26 @@ def test_conditions_use_the_event_changes_and_data(reg: HandlerRegistry) -> None
     assert names(reg, plan_change) == ["plan"]
     nested = Event(name="user.updated", data={"status": "active"}, changes={"status": ("blocked", "active")})
     assert names(reg, nested) == ["activate"]
+
+
+def test_a_condition_on_a_field_an_updated_event_does_not_carry_fails_loudly(
+        reg: HandlerRegistry, caplog: pytest.LogCaptureFixture) -> None:
+    @event_handler("order.updated", condition=Changed("paid_at") & IsNow("status", "paid"), name="receipt",
+                   registry=reg)
+    def receipt(event: Event) -> None: ...
+
+    @event_handler("order.updated", when="paid_at", name="ledger", registry=reg)
+    def ledger(event: Event) -> None: ...
+
+    lean = Event(name="order.updated", data={"id": 1, "paid_at": 5}, changes={"paid_at": (None, 5)})
+    with pytest.raises(IncompleteEventError, match="does not carry 'status'.*event_data=\\('status',\\)"):
+        reg.get("receipt").wants(lean)  # type: ignore[union-attr]  # registered above
+    assert names(reg, lean) == ["ledger"]  # the other handler still runs
+    assert "does not carry 'status'" in caplog.text  # the skipped one is logged with the fix
+    carried = Event(name="order.updated", data={"id": 1, "paid_at": 5, "status": "paid"}, changes={"paid_at": (None, 5)})
+    assert names(reg, carried) == ["receipt", "ledger"]
+    created = Event(name="order.created", data={"id": 1}, changes={"id": (None, 1)})  # whole document: absent is None
+    assert not IsNow("status", "paid")(change_context(created))
 
 
 class Signup(BaseModel):
