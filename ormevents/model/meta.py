@@ -14,8 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
-from ..delivery.outbox.records import FOREVER
 from ..changes.diff import ChangeSet
+from ..delivery.outbox.records import FOREVER
 from ..errors import ModelDefinitionError
 from ..events.naming import default_collection, snake_case
 from ..events.redaction import sensitive_paths
@@ -52,9 +52,9 @@ class ModelMeta:
 
     def event_document(self, action: str, document: dict[str, Any], changes: ChangeSet) -> dict[str, Any]:
         """What of ``document`` (the model's fields, no id) an ``action`` event's ``data`` carries:
-        for ``updated``, the fields ``changes`` touched and :attr:`event_fields` (``None``: all of
-        it); for any other action, all of it."""
-        if action != "updated" or self.event_fields is None:
+        for a write's ``updated`` (``changes`` not empty), the fields ``changes`` touched and
+        :attr:`event_fields` (``None``: all of it); for anything else, all of it."""
+        if action != "updated" or self.event_fields is None or not changes:
             return document
         return {name: document[name] for name in (*changes.fields, *self.event_fields) if name in document}
 

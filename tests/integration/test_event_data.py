@@ -48,8 +48,10 @@ async def test_named_fields_ride_along_and_a_whole_document_model_sends_it_all(r
     await profile.update(status="paid")
     whole = await Whole.create(email="b@x.io")
     await whole.update(status="paid")
+    custom = await profile.emit("updated")  # a custom event of that name: no changes, the document
     assert recorder.events[1].data == {"id": profile.id, "status": "paid", "email": "a@x.io", "plan": "free"}
     assert recorder.events[3].data == {"id": whole.id, "email": "b@x.io", "status": "paid"}
+    assert custom.data == {"id": profile.id, "email": "a@x.io", "plan": "free", "status": "paid", "notes": "x" * 1000}
 
 
 async def test_a_sensitive_changed_field_stays_redacted(recorder: RecordingPublisher) -> None:
