@@ -147,6 +147,7 @@ class Relay:
                 if not documents:
                     break
                 upcoming = asyncio.ensure_future(cursor.to_list(self.batch))
+                await asyncio.sleep(0)  # the next batch is asked for before this one is worked on
                 records = await self._records(name, documents, cutoff)
                 if time.monotonic() - read_at > STALE_BATCH:
                     continue  # a record cleaned up meanwhile could lose its sent mark: read it again next pass
