@@ -48,7 +48,7 @@ class ChangeContext:
     current: Mapping[str, Any]
     _previous: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     partial: str | None = None
-    """Set for an ``updated`` event (its name), whose ``current`` holds only the fields it carries:
+    """The event name of an ``updated`` event, whose ``current`` holds only the fields it carries:
     reading another field's value raises :class:`~ormevents.errors.IncompleteEventError`."""
 
     @classmethod
@@ -74,7 +74,7 @@ class ChangeContext:
         field_name = path.split(".", 1)[0]
         if self.partial is not None and field_name not in self.current:
             raise IncompleteEventError(
-                f"{self.partial} does not carry {field_name!r} (the write did not change it): a condition "
+                f"event {self.partial} does not carry {field_name!r} (the write did not change it): a condition "
                 f"reading its value needs it in the model's event_data, e.g. "
                 f"EventModelConfig(event_data=({field_name!r},))")
 

@@ -90,7 +90,7 @@ class ChangeSet(Mapping[str, FieldChange]):
     def fields(self) -> tuple[str, ...]:
         """The top-level fields holding the changed paths, each once, in document order
         (``("address",)`` for ``address.city`` and ``address.zip``)."""
-        return tuple(dict.fromkeys(path.split(".", 1)[0] for path in self._changes))
+        return top_fields(self._changes)
 
     def has_changed(self, path: str) -> bool:
         """True if ``path`` itself, anything below it, or a parent of it changed."""
@@ -158,6 +158,11 @@ def update_document(new_doc: Mapping[str, Any], changes: Iterable[str]) -> dict[
     if to_unset:
         update["$unset"] = to_unset
     return update
+
+
+def top_fields(paths: Iterable[str]) -> tuple[str, ...]:
+    """The top-level field of each dotted path, each once, in order (``a.x``, ``a.y``, ``b`` -> ``a``, ``b``)."""
+    return tuple(dict.fromkeys(path.split(".", 1)[0] for path in paths))
 
 
 def lookup(document: Any, path: str, default: Any = None) -> Any:

@@ -71,7 +71,7 @@ def change_context(event: Event) -> ChangeContext:
     ``updated`` event's data holds only the fields it carries (``partial``)."""
     changes = ChangeSet({path: FieldChange(old, new) for path, (old, new) in event.changes.items()})
     return ChangeContext(changes=changes, current=event.data,
-                         partial=f"event {event.name} {event.id}" if event.action == "updated" else None)
+                         partial=event.name if event.action == "updated" else None)
 
 
 class HandlerRegistry:

@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..changes.conditions import ChangeContext
-from ..changes.diff import EMPTY, diff, update_document
+from ..changes.diff import EMPTY, diff, top_fields, update_document
 from ..delivery.base import PublishedEvent, due_time
 from ..delivery.outbox.records import EVENTS_COLLECTION
 from ..events.event import Event
@@ -88,8 +88,8 @@ async def update(instance: Tracked, run: bool, emit: bool, session: Any = None) 
     pending = unit.prepare(event, meta.collection, key, meta.retention)
     known = instance._stored or {}
     paths = write_paths(known, instance._snapshot or {}, changes.paths)
-    written = {path.split(".", 1)[0]: None for path in paths}  # only the fields written are converted
-    update = update_document(to_bson({name: current[name] for name in written if name in current}), paths)
+    written = {name: current[name] for name in top_fields(paths) if name in current}  # only these are converted
+    update = update_document(to_bson(written), paths)
     condition = {"_id": key, **expected_filter(known, paths)}
     stored = stored_after(known, update)
     done = joined(unit, instance, run)

@@ -145,7 +145,7 @@ class RunLedger:
         begin_keys, begin_args = self._begin_call(dispatch_run_id(handler), event_id, handler, "queued", token,
                                                   status_ttl, status, "")
         names, begun = self._deferred.run_with(self._dispatch_begin, [*keys, begin_keys[2]],
-                                          [len(args), *args, *begin_args])
+                                               [len(args), *args, *begin_args])
         return [reply_text(name) for name in names], (_begun(begun) if begun else None)
 
     def _dispatch_call(self, wire_json: str, event_id: str, queued: dict[str, dict[str, str]],
