@@ -53,11 +53,12 @@ class Handler:
     wants_session: bool = False
     """Called as ``func(argument, session)`` inside a MongoDB transaction (exactly-once effect)."""
 
-    def wants(self, event: Event) -> bool:
-        """True if ``event`` matches the pattern and the condition (if any) holds."""
+    def wants(self, event: Event, context: ChangeContext | None = None) -> bool:
+        """True if ``event`` matches the pattern and the condition (if any) holds; ``context``:
+        the event's :func:`change_context`, when the caller already built it."""
         if not self.pattern.matches(event.name):
             return False
-        return self.condition is None or self.condition(change_context(event))
+        return self.condition is None or self.condition(context or change_context(event))
 
     def argument(self, event: Event) -> Any:
         """What the handler is called with: the event, or its data as ``payload_model``."""
@@ -102,9 +103,12 @@ class HandlerRegistry:
     def match(self, event: Event) -> list[Handler]:
         """The handlers ``event`` goes to (pattern matches and condition holds)."""
         selected = []
+        context: ChangeContext | None = None  # built once, for the first handler with a condition
         for handler in self._handlers.values():
             try:
-                if handler.wants(event):
+                if handler.condition is not None and context is None and handler.pattern.matches(event.name):
+                    context = change_context(event)
+                if handler.wants(event, context):
                     selected.append(handler)
             except Exception:  # a broken condition must not starve the other handlers
                 logger.exception("condition of handler %s failed on event %s; skipping it", handler.name, event.id)
