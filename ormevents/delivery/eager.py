@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..events.event import Event
-from ..handlers.registry import Handler, HandlerRegistry
+from ..handlers.registry import Handler, HandlerRegistry, condition_failure
 from ..handlers.registry import registry as default_registry
 from ..handlers.results import qualname, split_result
 from ..handlers.retry import RetryPolicy
@@ -182,26 +182,45 @@ class EagerPublisher(EagerFailedJobsMixin):
     async def _deliver(self, event: Event) -> None:
         self._depth += 1
         try:
-            matched = self.registry.match(event)
-            if not matched:
+            selection = self.registry.select(event)
+            if not selection.handlers and not selection.broken:
                 self.unmatched.append(event)  # as a worker counts stats.unmatched
                 logger.debug("eager: event %s %s matched no handler", event.name, event.id,
                              extra={"event_id": str(event.id), "state": "unmatched"})
-            for handler in matched:
+            for handler, error in selection.broken:
+                self._park_broken(handler, event, error)
+            for handler in selection.handlers:
                 await self._rerun(handler, handler.name, event)
         finally:
             self._depth -= 1
 
+    def _park_broken(self, handler: Handler, event: Event, error: Exception) -> None:
+        """Park ``handler``'s job: its condition raised ``error`` on ``event`` (as a worker does)."""
+        kind, message, trace = condition_failure(error)
+        logger.error("eager: condition of handler %s raised %s on event %s; parked as a failed job", handler.name,
+                     kind, event.id, exc_info=error)
+        self.runs.append(HandlerRun(event, handler.name, 0, False, None, error))
+        self.failed_store.record(failed_job(event, handler.name, kind, message, trace, 0, reason="condition_error"))
+
     def _handler(self, name: str) -> Handler | None:
         return self.registry.get(name)
 
-    async def _rerun(self, handler: Handler | None, name: str, event: Event) -> None:
-        """Run ``handler`` on ``event`` with its retries; record the outcome and publish its chained events."""
+    async def _rerun(self, handler: Handler | None, name: str, event: Event, recheck: bool = False) -> None:
+        """Run ``handler`` on ``event`` with its retries; record the outcome and publish its chained
+        events. ``recheck`` (a retried ``condition_error`` job): only if its condition now holds."""
         if handler is None:
             message = f"no handler named {name!r} is registered"
-            self.runs.append(HandlerRun(event, name, 1, False, None, LookupError(message)))
-            self.failed_store.record(failed_job(event, name, "UnknownHandler", message, "", 1))
+            self.runs.append(HandlerRun(event, name, 0, False, None, LookupError(message)))
+            self.failed_store.record(failed_job(event, name, "UnknownHandler", message, "", 0))
             return
+        if recheck:
+            try:
+                if not handler.wants(event):
+                    logger.warning("eager: handler %s does not want event %s any more; not run", name, event.id)
+                    return
+            except Exception as error:
+                self._park_broken(handler, event, error)
+                return
         run = await self._run(handler, event)
         self.runs.append(run)
         if run.error is not None:

@@ -2,7 +2,8 @@
 
 Same methods, filters, pages and :class:`~ormevents.errors.JobNotFoundError` as the worker's
 Redis store, so a user's test lists, retries and removes failed jobs as the application does.
-Retrying runs the handler again at once, with a fresh attempt count; retrying a job that was
+Retrying runs the handler again at once, with a fresh attempt count (a job parked because the
+handler's condition raised evaluates the condition first, as on a worker); retrying a job that was
 retried already raises :class:`~ormevents.errors.JobAlreadyRetriedError`, as on a worker.
 """
 
@@ -26,7 +27,7 @@ class EagerFailedJobsMixin:
     failed_store: EagerFailedStore
 
     if TYPE_CHECKING:
-        async def _rerun(self, handler: Handler | None, name: str, event: Event) -> None: ...
+        async def _rerun(self, handler: Handler | None, name: str, event: Event, recheck: bool = False) -> None: ...
         async def _catch_up(self) -> None: ...
         def _handler(self, name: str) -> Handler | None: ...
 
@@ -61,7 +62,8 @@ class EagerFailedJobsMixin:
             raise JobAlreadyRetriedError(f"failed job {job_id!r} was already retried at {when} in eager mode; nothing to do")
         job = self.failed_store.remove(job_id)
         self.failed_store.retried[job_id] = datetime.now(UTC)
-        await self._rerun(self._handler(job.handler), job.handler, Event.from_dict(job.event))
+        await self._rerun(self._handler(job.handler), job.handler, Event.from_dict(job.event),
+                          recheck=job.reason == "condition_error")
         await self._catch_up()
         return job
 

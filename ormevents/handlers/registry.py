@@ -21,8 +21,8 @@ Example::
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,9 +33,9 @@ from ..changes.diff import ChangeSet, FieldChange
 from ..errors import HandlerRegistrationError
 from ..events.event import Event
 from ..events.patterns import Pattern
+from .results import qualname
 from .retry import RetryPolicy
 
-logger = logging.getLogger("ormevents.handlers.registry")
 
 @dataclass(frozen=True)
 class Handler:
@@ -75,6 +75,24 @@ def change_context(event: Event) -> ChangeContext:
                          partial=event.name if event.action == "updated" else None)
 
 
+@dataclass(frozen=True)
+class Selection:
+    """What :meth:`HandlerRegistry.select` found for one event."""
+
+    handlers: list[Handler]
+    """The handlers the event goes to, in registration order."""
+    broken: list[tuple[Handler, Exception]]
+    """The handlers whose pattern matched and whose condition raised, with the exception."""
+
+
+def condition_failure(error: Exception) -> tuple[str, str, str]:
+    """The failed job's ``error_type``, ``error_message`` and ``traceback`` for a handler whose
+    condition raised ``error`` (reason ``condition_error``; the same in a worker and eager mode)."""
+    message = (f"the handler's condition raised on this event, so the handler did not run: {error}. Fix the "
+               "condition (or the model's event_data), then retry this job: the retry evaluates the condition again")
+    return qualname(type(error)), message, "".join(traceback.format_exception(error))
+
+
 class HandlerRegistry:
     """Handlers by name, in registration order.
 
@@ -101,18 +119,24 @@ class HandlerRegistry:
         return self._handlers.get(name)
 
     def match(self, event: Event) -> list[Handler]:
-        """The handlers ``event`` goes to (pattern matches and condition holds)."""
-        selected = []
+        """The handlers ``event`` goes to (pattern matches and condition holds); those whose
+        condition raises are left out (:meth:`select` names them)."""
+        return self.select(event).handlers
+
+    def select(self, event: Event) -> Selection:
+        """The handlers ``event`` goes to, and those whose condition raised on it (a delivery
+        parks each of those as a failed job, reason ``condition_error``)."""
+        selection = Selection([], [])
         context: ChangeContext | None = None  # built once, for the first handler with a condition
         for handler in self._handlers.values():
             try:
                 if handler.condition is not None and context is None and handler.pattern.matches(event.name):
                     context = change_context(event)
                 if handler.wants(event, context):
-                    selected.append(handler)
-            except Exception:  # a broken condition must not starve the other handlers
-                logger.exception("condition of handler %s failed on event %s; skipping it", handler.name, event.id)
-        return selected
+                    selection.handlers.append(handler)
+            except Exception as error:  # a broken condition must not starve the other handlers
+                selection.broken.append((handler, error))
+        return selection
 
     def names(self) -> list[str]:
         """Every registered handler name, in registration order."""

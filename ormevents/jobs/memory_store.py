@@ -29,6 +29,7 @@ from .records import (
     FailedJob,
     FailedJobFilter,
     FailedJobRetention,
+    FailureReason,
     Page,
     decode_cursor,
     encode_cursor,
@@ -39,14 +40,16 @@ EAGER_QUEUE = "eager"
 
 
 def failed_job(event: Event, handler: str, error_type: str, message: str, trace: str, attempts: int,
-               retry_policy: dict[str, Any] | None = None) -> FailedJob:
-    """The record of ``handler`` failing on ``event`` (the fields a worker would store)."""
+               retry_policy: dict[str, Any] | None = None, reason: FailureReason | None = None) -> FailedJob:
+    """The record of ``handler`` failing on ``event`` (the fields a worker would store; ``reason``
+    ``None``: told by ``error_type``, see :class:`FailedJob`)."""
     now = datetime.now(UTC)
     return FailedJob(
         id=FailedJob.make_id(str(event.id), handler), queue=EAGER_QUEUE, handler=handler, event=event.to_dict(),
         event_id=str(event.id), event_name=event.name, model=event.model, error_type=error_type,
         error_message=message, traceback=trace[-20000:], attempts=attempts, retry_policy=retry_policy,
         first_attempt_at=now, first_failed_at=now, failed_at=now, worker=f"{socket.gethostname()}:eager",
+        **({"reason": reason} if reason else {}),
     )
 
 

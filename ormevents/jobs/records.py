@@ -32,10 +32,12 @@ from ..errors import InvalidFilterError
 T = TypeVar("T")
 
 
-FailureReason = Literal["handler_error", "worker_lost", "unknown_handler", "malformed_message"]
+FailureReason = Literal["handler_error", "worker_lost", "unknown_handler", "condition_error", "malformed_message"]
 """Why a job failed: its handler raised (retries over, or ``dont_retry_on``); the process running
 it died on its last attempt (``error_type`` ``ormevents.WorkerLost``); the worker has no handler
-of that name (``UnknownHandler``); or the message was not a usable ormevents message
+of that name (``UnknownHandler``); the handler's condition raised on the event, so the handler
+never ran (``error_type`` the exception's dotted name, e.g. ``ormevents.errors.IncompleteEventError``;
+a retry evaluates the condition again); or the message was not a usable ormevents message
 (``ormevents.MalformedMessage``, the message kept in ``raw_message``; it cannot be retried)."""
 
 

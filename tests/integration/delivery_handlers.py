@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 import redis.asyncio
 from pydantic import BaseModel
 
-from ormevents import Event
+from ormevents import Changed, Event, IsNow
+from ormevents.changes.conditions import ChangeContext, Condition
 from ormevents.delivery.celery.runtime import on_worker_start, on_worker_stop
 from ormevents.handlers import event_handler, model_event_handler
 from ormevents.handlers.retry import RetryPolicy
@@ -113,6 +115,35 @@ def order_deep(event: Event) -> None:
 @event_handler("account.updated", when="status", changes_to="active", name="t.activated")
 def activated(event: Event) -> None:
     record("t.activated", event)
+
+
+@dataclass(frozen=True)
+class BrokenUntilFixed(Condition):
+    """A condition with a bug that a deploy fixes: raises until the test sets ``<queue>:fixed``,
+    then holds when the event's data says ``go``."""
+
+    def __call__(self, ctx: ChangeContext) -> bool:
+        if not _sync().exists(f"{QUEUE}:fixed"):
+            raise LookupError("a bug in this condition")
+        return bool(ctx.current.get("go"))
+
+    def paths(self) -> frozenset[str]:
+        return frozenset()
+
+
+@event_handler("cond.updated", condition=BrokenUntilFixed(), name="t.cond_fixable")
+def cond_fixable(event: Event) -> None:
+    record("t.cond_fixable", event)
+
+
+@event_handler("cond.updated", condition=Changed("go") & IsNow("status", "active"), name="t.cond_incomplete")
+def cond_incomplete(event: Event) -> None:
+    record("t.cond_incomplete", event)
+
+
+@event_handler("cond.updated", name="t.cond_plain")
+def cond_plain(event: Event) -> None:
+    record("t.cond_plain", event)
 
 
 @event_handler("job.run", name="t.flaky",

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from ormevents import Event, JobNotFoundError
-from tests.integration.test_delivery import records, tag, wait_for
+from tests.integration.test_delivery import records, stats, tag, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -225,3 +225,40 @@ async def test_a_retry_the_broker_refuses_keeps_the_job_and_frees_it_for_the_nex
     ops_redis.set(f"{ops_queue}:switch:{t}", 1)
     await ops_bus.retry_job(job_id)                                    # not "already retried": the claim was freed
     await wait_for(lambda: json.loads(ops_redis.hget(f"{ops_queue}:done:{event.id}", "t.switch") or "0") == "switched")
+
+
+async def test_a_condition_that_raises_parks_its_job_and_a_retry_evaluates_it_again(
+        ops_bus: Any, ops_redis: redis.Redis, ops_queue: str) -> None:
+    bus, rdb, queue = ops_bus, ops_redis, ops_queue
+    t = tag()
+    before = stats(rdb, queue)
+    event = Event(name="cond.updated", data={"tag": t, "go": True}, changes={"go": [False, True]})
+    await bus.publish(event)
+    await wait_for(lambda: records(rdb, queue, "t.cond_plain", t))  # the other handler ran
+    fixable = await wait_for(lambda: rdb.hexists(f"{queue}:failed:jobs", f"{event.id}:t.cond_fixable")) and \
+        await bus.get_failed_job(f"{event.id}:t.cond_fixable")
+    incomplete = await wait_for(lambda: rdb.hexists(f"{queue}:failed:jobs", f"{event.id}:t.cond_incomplete")) and \
+        await bus.get_failed_job(f"{event.id}:t.cond_incomplete")
+    assert (fixable.reason, fixable.attempts, fixable.error_type) == ("condition_error", 0, "builtins.LookupError")
+    assert "a bug in this condition" in fixable.error_message and "retry this job" in fixable.error_message
+    assert "LookupError" in fixable.traceback and fixable.event["id"] == str(event.id)
+    assert (incomplete.reason, incomplete.error_type) == ("condition_error", "ormevents.errors.IncompleteEventError")
+    assert "does not carry 'status'" in incomplete.error_message
+    status = await bus.get_event_status(event.id)
+    assert {name: h.state for name, h in status.handlers.items()} == {
+        "t.cond_plain": "succeeded", "t.cond_fixable": "failed", "t.cond_incomplete": "failed"}
+    assert stats(rdb, queue).get("condition_error", 0) == before.get("condition_error", 0) + 2
+
+    await bus.retry_job(fixable.id)  # not fixed yet: the retried run evaluates it, and parks the job again
+    await wait_for(lambda: stats(rdb, queue).get("condition_error", 0) == before.get("condition_error", 0) + 3)
+    await wait_for(lambda: rdb.hexists(f"{queue}:failed:jobs", fixable.id))
+    rdb.set(f"{queue}:fixed", 1)  # the deploy that fixes the condition
+    try:
+        await bus.retry_job(fixable.id)
+        ran = await wait_for(lambda: records(rdb, queue, "t.cond_fixable", t))
+        await wait_for(lambda: not rdb.hexists(f"{queue}:failed:jobs", fixable.id))
+    finally:
+        rdb.delete(f"{queue}:fixed")
+    assert [r["event_id"] for r in ran] == [str(event.id)]
+    assert records(rdb, queue, "t.cond_incomplete", t) == [] and len(records(rdb, queue, "t.cond_plain", t)) == 1
+    assert (await bus.get_event_status(event.id)).handlers["t.cond_fixable"].state == "succeeded"

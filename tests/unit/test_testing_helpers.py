@@ -12,6 +12,7 @@ from mongomock_motor import AsyncMongoMockClient
 import ormevents
 from ormevents import (
     Event,
+    Changed,
     EventModel,
     JobAlreadyRetriedError,
     JobNotFoundError,
@@ -91,6 +92,44 @@ async def test_handlers_run_right_after_the_write_with_conditions(eager: EagerPu
     await member.update(status="active")
     assert SEEN[-1] == ("activated", ("new", "active"))
     assert eager_publisher() is eager
+
+
+class BrokenUntilFixed(Changed):
+    """A condition with a bug a deploy fixes (``fixed``), then true when its path changed."""
+
+    fixed = False
+
+    def __call__(self, ctx: Any) -> bool:
+        if not BrokenUntilFixed.fixed:
+            raise LookupError("a bug in this condition")
+        return super().__call__(ctx)
+
+
+async def test_a_condition_that_raises_parks_its_job_and_a_retry_evaluates_it_again(
+        caplog: pytest.LogCaptureFixture) -> None:
+    own = HandlerRegistry()
+    seen: list[Any] = []
+    event_handler("member.updated", condition=BrokenUntilFixed("status"), registry=own, name="t.fixable")(
+        lambda event: seen.append(("fixable", event.changes["status"])))
+    event_handler("member.updated", registry=own, name="t.plain")(lambda event: seen.append(("plain", event.name)))
+    eager = EagerPublisher(registry=own)
+    await ormevents.init(database=AsyncMongoMockClient()["eager_conditions"], publisher=eager)
+    try:
+        member = await Member.create(name="ann")
+        await member.update(status="active")
+        assert seen == [("plain", "member.updated")]  # the other handler ran
+        [job] = (await event_bus.get_failed_jobs(handler="t.fixable")).items
+        assert (job.reason, job.attempts, job.error_type) == ("condition_error", 0, "builtins.LookupError")
+        assert "a bug in this condition" in job.error_message and "parked as a failed job" in caplog.text
+        assert [run.handler for run in eager.failed_jobs] == ["t.fixable"]
+        await event_bus.retry_job(job.id)                             # still broken: parked again
+        assert (await event_bus.get_failed_job(job.id)).reason == "condition_error"
+        BrokenUntilFixed.fixed = True                                 # the deploy
+        await event_bus.retry_job(job.id)
+        assert seen[-1] == ("fixable", ("new", "active")) and await event_bus.count_failed() == 0
+    finally:
+        BrokenUntilFixed.fixed = False
+        await ormevents.close()
 
 
 async def test_retries_use_simulated_time(eager: EagerPublisher) -> None:
@@ -214,7 +253,7 @@ async def test_edge_cases_behave_as_on_a_worker(eager: EagerPublisher) -> None:
     finally:
         local.add(next(h for h in _BAD_RESULT))
     [unknown] = (await event_bus.get_failed_jobs(handler="t.bad_result")).items
-    assert (unknown.error_type, unknown.attempts) == ("UnknownHandler", 1)
+    assert (unknown.error_type, unknown.attempts) == ("UnknownHandler", 0)  # it never ran
 
 
 _BAD_RESULT = [local.get("t.bad_result")]

@@ -1,7 +1,9 @@
 """The body of ``ormevents.dispatch``: fan an event out, running this queue's handlers in the task.
 
 1. Match the event against the registry (pattern and condition). No match: the status says
-   ``unmatched``, counted, acknowledged.
+   ``unmatched``, counted, acknowledged. A handler whose condition raises on the event is queued
+   in the ledger like the others and parked at once as a failed job (reason ``condition_error``),
+   before any handler runs: a broken condition loses no event, and stops no other handler.
 2. Queue one run per matching handler that has not completed the event, in the run ledger's
    DISPATCH script (:meth:`~ormevents.delivery.celery.run_ledger.RunLedger.dispatch`). The
    first handler of this queue that takes no session also *begins* its run in that same round
@@ -91,6 +93,8 @@ class Delivering(Protocol):
 
     def abandon(self, run: Run) -> None: ...
 
+    def park_broken(self, run: Run, error: Exception) -> None: ...
+
 logger = logging.getLogger("ormevents.delivery.celery.worker")
 
 INLINE_BUDGET = 1.0
@@ -103,13 +107,15 @@ def dispatch(delivery: Delivering, args: tuple[Any, ...], options: Any = None, d
     event, policy = delivery.parse(args, 1, "dispatch")
     wire = event.to_dict()
     _, ttl = delivery.settings.options_from(options)
-    selected = {handler.name: handler for handler in delivery.registry.match(event)}
-    if not selected:
+    selection = delivery.registry.select(event)
+    selected = {handler.name: handler for handler in selection.handlers}
+    broken = {handler.name: (handler, error) for handler, error in selection.broken}
+    if not selected and not broken:
         _unmatched(delivery, event, wire, ttl)
         return []
     now = time.time()
     queued = {name: handler_fields(name, state="queued", attempts=0, queued_at=now, updated_at=now,
-                                   last_error=None, result=None) for name in selected}
+                                   last_error=None, result=None) for name in [*selected, *broken]}
     wire_json = json.dumps(wire, separators=(",", ":"))
     local = (None, delivery.settings.queue_name)
     guard = guard or SoftTimeLimitGuard()
@@ -123,6 +129,8 @@ def dispatch(delivery: Delivering, args: tuple[Any, ...], options: Any = None, d
                                                           run.token, delivery.outcomes.running_status(run))
     else:
         names = delivery.ledger.dispatch(wire_json, str(event.id), queued, ttl)
+    parked = [name for name in names if name in broken]
+    names = [name for name in names if name in selected]
     here = [name for name in names if selected[name].queue in local]
     if run is not None:  # the run begun above goes first: its lease is held until it runs or is abandoned
         here.sort(key=lambda name: name != run.name)
@@ -130,6 +138,9 @@ def dispatch(delivery: Delivering, args: tuple[Any, ...], options: Any = None, d
     messages = {name: run_message(wire, name, 0, policy, now, queue=selected[name].queue, options=options,
                                   due=due, run_id=dispatch_run_id(name)) for name in names}
     try:
+        for name in parked:
+            handler, error = broken[name]
+            delivery.park_broken(delivery.first_run(event, handler, policy, now, options), error)
         for name in names:  # queued before any run can start; a copy of a queued run is skipped by the ledger
             if name not in here:
                 delivery.sender.send(messages[name])
@@ -155,7 +166,7 @@ def dispatch(delivery: Delivering, args: tuple[Any, ...], options: Any = None, d
         if pending is not None:  # the requeued dispatch runs it
             delivery.abandon(pending)
         raise
-    return names
+    return [*parked, *names]
 
 
 def _unmatched(delivery: Delivering, event: Event, wire: dict[str, Any], ttl: int) -> None:

@@ -10,7 +10,8 @@ message itself in ``raw_message`` (at most 20,000 characters) and ``handler`` an
   envelope, wrapped and rejected by Celery as an unknown message (``task_rejected`` signal);
 * Celery itself: a message it rejects (no task name, content it may not decode) or whose task
   it does not know (``task_rejected``, ``task_unknown``);
-* ormevents' tasks: arguments that are not an event, a handler name and an attempt.
+* ormevents' tasks: arguments that are not an event, a handler name and an attempt
+  (:class:`MalformedMessages`, which the worker's delivery inherits, parses them and parks the rest).
 
 Its id is ``malformed:<digest of the message>``, so the same message parked twice is one job.
 It cannot be retried (there is no event to run); read it with ``ormevents failed show`` and
@@ -26,11 +27,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from celery.exceptions import Reject  # type: ignore[import-untyped]  # celery ships no type hints
+from pydantic import ValidationError
+
+from ...errors import OrmEventsError
+from ...events.event import Event
 from ...jobs.records import FailedJob
 from .transport import MALFORMED_KEY
+
+if TYPE_CHECKING:
+    import redis
+
+    from ...jobs.keys import Keys
+    from ...jobs.redis_store import FailedJobStore
+    from .config import DeliverySettings
+
+logger = logging.getLogger("ormevents.delivery.celery.worker")
 
 MALFORMED = "ormevents.MalformedMessage"
 """The ``error_type`` of a parked malformed message."""
@@ -77,3 +94,49 @@ def unwrap(message: Any, exc: Any = None, unknown_task: str | None = None) -> tu
     else:
         problem = "not a Celery task message (no task name)"
     return raw, problem, routing
+
+
+class MalformedMessages:
+    """Parsing a task's arguments, and parking what cannot be used (for
+    :class:`~ormevents.delivery.celery.worker.WorkerDelivery`, which has these attributes)."""
+
+    if TYPE_CHECKING:
+        settings: DeliverySettings
+        keys: Keys
+        worker_name: str
+
+        @property
+        def redis(self) -> redis.Redis: ...
+
+        @property
+        def store(self) -> FailedJobStore: ...
+
+    def parse(self, args: tuple[Any, ...], policy_index: int, task: str) -> tuple[Event, Any]:
+        """The event and the retry policy config of a message's ``args``; a malformed one is parked
+        and rejected."""
+        if len(args) <= policy_index or not isinstance(args[0], dict):
+            self.reject(f"{task} got malformed arguments {args!r:.300}", task, args)
+        try:
+            event = Event.from_dict(args[0])
+        except (ValidationError, OrmEventsError, KeyError, TypeError, ValueError) as exc:
+            self.reject(f"{task} got an invalid event {args[0]!r:.300}: {exc}", task, args)
+        return event, args[policy_index]
+
+    def reject(self, reason: str, task: str, args: tuple[Any, ...]) -> Any:
+        """Park a message whose arguments this worker cannot use (:meth:`park`) and reject it (raises ``Reject``)."""
+        logger.error("rejecting malformed message: %s", reason)
+        self.park(json.dumps({"task": f"ormevents.{task}", "args": list(args)}, default=repr), reason, None)
+        raise Reject(reason, requeue=False)
+
+    def park(self, raw: str, problem: str, broker_queue: str | None) -> FailedJob:
+        """Keep a message this worker cannot use as a failed job with reason ``malformed_message``
+        (see :mod:`ormevents.delivery.celery.malformed`), counted as ``stats.rejected``."""
+        now = time.time()
+        job = malformed_job(raw, problem, self.settings.queue_name, self.worker_name, broker_queue, now)
+        pipe = self.redis.pipeline(transaction=True)
+        self.store.record(job, pipe=pipe, now=now)
+        pipe.hincrby(self.keys.stats, "rejected", 1)
+        pipe.execute()
+        logger.error("parked a malformed message as failed job %s: %s", job.id, problem,
+                     extra={"job_id": job.id, "state": "failed"})
+        return job

@@ -262,12 +262,13 @@ class RunOutcomes:
 
     def fail(self, run: Run, error_type: str, message: str, trace: str, ran: bool = True,
              reason: FailureReason = "handler_error") -> None:
-        """Store the run as a :class:`FailedJob` (``ran=False``: the handler never started)."""
+        """Store the run as a :class:`FailedJob` (``ran=False``: the handler never started, so this
+        run is not counted in its ``attempts``)."""
         now = time.time()
         job = FailedJob(
             id=FailedJob.make_id(run.event_id, run.name), queue=self.settings.queue_name, handler=run.name,
             event=run.event.to_dict(), event_id=run.event_id, event_name=run.event.name, model=run.event.model,
-            error_type=error_type, error_message=message, traceback=trace[-20000:], attempts=run.attempt + 1,
+            error_type=error_type, error_message=message, traceback=trace[-20000:], attempts=run.attempt + ran,
             retry_policy=self._recorded_policy(run),
             first_attempt_at=_when(run.first_at), first_failed_at=_when(run.first_failed_at or now),
             failed_at=datetime.fromtimestamp(now, UTC), worker=self.delivery.worker_name, handler_queue=run.queue,
@@ -275,7 +276,7 @@ class RunOutcomes:
         )
         pipe = self.redis.pipeline(transaction=True)
         self.store.record(job, retention=run.retention, pipe=pipe, now=now)
-        self.status.handler(pipe, run.event_id, run.name, run.ttl, state="failed", attempts=run.attempt + 1,
+        self.status.handler(pipe, run.event_id, run.name, run.ttl, state="failed", attempts=run.attempt + ran,
                             last_error=f"{error_type}: {message}", finished_at=now, next_attempt_at=None)
         self.ledger.end(pipe, run.run_id, run.event_id, run.name, "failed", run.token,
                         **({"running": -1} if ran else run.dequeued()))

@@ -118,7 +118,7 @@ def handler_filter(name: str, registry: HandlerRegistry,
                 return False
             try:
                 return local.condition is None or local.wants(entry.event)
-            except Exception:  # a broken condition: the worker's dispatch would skip the handler too
+            except Exception:  # a broken condition: its job was parked (condition_error); retry that instead
                 logger.exception("condition of handler %s failed on event %s; not replayed", name, entry.id)
                 return False
         return wants

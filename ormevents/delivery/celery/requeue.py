@@ -10,7 +10,10 @@ it and when. If the broker does not accept the message
 stays. The claim keeps the record stored while the message is sent, so a retrying process
 that dies half-way loses nothing: its claim expires after 60 s. The removal is a
 compare-and-delete, so a retried run that fails again before the removal keeps its new record.
-The handler's completion record for that event (``done:<event id>``) is kept: if another run of
+A job parked because the handler's condition raised (reason ``condition_error``) is sent with
+the option ``recheck``: its run evaluates the condition again, and runs the handler only if it
+now holds (a condition that still raises parks the job again). The handler's completion record
+for that event (``done:<event id>``) is kept: if another run of
 the handler completed the event meanwhile, the retried run is skipped (and says so in the
 worker's log) instead of applying the effect a second time.
 
@@ -130,7 +133,9 @@ class Requeue:
                             last_error=None, next_attempt_at=None)
         self.status.gauge(pipe, job.handler, queued=1)
         pipe.execute()
-        message = run_message(job.event, job.handler, 0, job.retry_policy, time.time(), queue=job.handler_queue)
+        recheck = {"recheck": True} if job.reason == "condition_error" else None  # the run evaluates it again
+        message = run_message(job.event, job.handler, 0, job.retry_policy, time.time(), queue=job.handler_queue,
+                              options=recheck)
         message["id"] = f"{job.id}:retry:{uuid.uuid4().hex[:12]}"
         try:
             self.sender.send(message)  # raises BrokerUnavailableError: the record stays

@@ -37,21 +37,17 @@ and the retry policy is the handler's own (``retry=``) or the worker's default
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import time
 from typing import Any
 
 import redis
 from celery import Celery  # type: ignore[import-untyped]  # celery ships no type hints
-from celery.exceptions import Reject  # type: ignore[import-untyped]  # celery ships no type hints
-from pydantic import ValidationError
 
-from ...errors import BrokerUnavailableError, ConfigurationError, OrmEventsError
+from ...errors import BrokerUnavailableError, ConfigurationError
 from ...events.event import Event
-from ...handlers.registry import Handler, HandlerRegistry
+from ...handlers.registry import Handler, HandlerRegistry, condition_failure
 from ...handlers.results import qualname, split_result
-from ...jobs.records import FailedJob
 from ...jobs.status import handler_fields
 from ..metrics import metrics
 from ..tracing import handler_span
@@ -59,7 +55,7 @@ from . import batch, fanout
 from .config import DeliverySettings
 from .inbox import InboxOutcome, session_hex
 from .leases import holder_is_dead, new_token
-from .malformed import malformed_job
+from .malformed import MalformedMessages
 from .outcomes import Run, RunOutcomes
 from .resources import WorkerResources
 from .run_ledger import Begin, dispatch_run_id
@@ -69,7 +65,7 @@ from .soft_time_limit import SoftTimeLimitGuard
 logger = logging.getLogger("ormevents.delivery.celery.worker")
 
 
-class WorkerDelivery(WorkerResources):
+class WorkerDelivery(WorkerResources, MalformedMessages):
     """The worker side of delivery for one queue (see module doc)."""
 
     def __init__(self, settings: DeliverySettings, registry: HandlerRegistry, app: Celery) -> None:
@@ -104,7 +100,8 @@ class WorkerDelivery(WorkerResources):
             task_id: str | None = None, guard: SoftTimeLimitGuard | None = None) -> Any:
         """Body of ``ormevents.run_handler``: run one handler on one event (``queue``: the one it was
         sent to; ``run_id``: names the message in the run ledger, else ``task_id`` does; ``guard``
-        lets Celery's soft time limit interrupt the handler only)."""
+        lets Celery's soft time limit interrupt the handler only). A replayed run, or a retried job
+        whose condition had raised (option ``recheck``), runs only if the condition holds now."""
         guard = guard or SoftTimeLimitGuard()
         event, policy_cfg = self.parse(args, 3, "run_handler")
         name, attempt = args[1], args[2]
@@ -123,18 +120,32 @@ class WorkerDelivery(WorkerResources):
             self.outcomes.fail(run, "UnknownHandler", f"no handler named {name!r} is registered in the worker; "
                                "check ORMEVENTS_IMPORTS", "", ran=False, reason="unknown_handler")
             return None
-        if run.replay and not self._wants(handler, event):
-            self._unwanted(run)
+        recheck = run.replay or (isinstance(options, dict) and options.get("recheck") is True)
+        if recheck and not self._checked(run, handler):
             return None
         return self.start(self._bind(run, handler), handler, due, guard)
 
-    @staticmethod
-    def _wants(handler: Handler, event: Event) -> bool:
+    def _checked(self, run: Run, handler: Handler) -> bool:
+        """Whether ``handler`` still wants the event of a replayed run, or of a retried job its
+        condition had failed: a run it does not want is skipped (:meth:`_unwanted`), a condition
+        that raises parks the run again (:meth:`park_broken`)."""
         try:
-            return handler.wants(event)
-        except Exception:  # a broken condition: a dispatch would skip the handler too
-            logger.exception("condition of handler %s failed on event %s", handler.name, event.id)
+            if handler.wants(run.event):
+                return True
+        except Exception as error:
+            self.park_broken(self._bind(run, handler), error)
             return False
+        self._unwanted(run)
+        return False
+
+    def park_broken(self, run: Run, error: Exception) -> None:
+        """Store ``run`` as a failed job (reason ``condition_error``): its handler's condition
+        raised ``error`` on the event, so the handler did not run. A retry evaluates it again."""
+        kind, message, trace = condition_failure(error)
+        logger.error("condition of handler %s raised %s on event %s; parked as a failed job", run.name, kind,
+                     run.event_id, exc_info=error, extra=run.extra("failed"))
+        self.count("condition_error")
+        self.outcomes.fail(run, kind, message, trace, ran=False, reason="condition_error")
 
     def _unwanted(self, run: Run) -> None:
         """Skip a replayed run whose event its handler does not want (pattern or condition): the
@@ -258,35 +269,3 @@ class WorkerDelivery(WorkerResources):
             awaitable = handler.func(argument)
         self._ensure_loop()
         return self.loop.run(as_coroutine(attach(awaitable) if attach else awaitable))
-
-    # ----- helpers ----------------------------------------------------------------------
-
-    def parse(self, args: tuple[Any, ...], policy_index: int, task: str) -> tuple[Event, Any]:
-        """The event and the retry policy config of a message's ``args``; a malformed one is parked
-        and rejected."""
-        if len(args) <= policy_index or not isinstance(args[0], dict):
-            self.reject(f"{task} got malformed arguments {args!r:.300}", task, args)
-        try:
-            event = Event.from_dict(args[0])
-        except (ValidationError, OrmEventsError, KeyError, TypeError, ValueError) as exc:
-            self.reject(f"{task} got an invalid event {args[0]!r:.300}: {exc}", task, args)
-        return event, args[policy_index]
-
-    def reject(self, reason: str, task: str, args: tuple[Any, ...]) -> Any:
-        """Park a message whose arguments this worker cannot use (:meth:`park`) and reject it (raises ``Reject``)."""
-        logger.error("rejecting malformed message: %s", reason)
-        self.park(json.dumps({"task": f"ormevents.{task}", "args": list(args)}, default=repr), reason, None)
-        raise Reject(reason, requeue=False)
-
-    def park(self, raw: str, problem: str, broker_queue: str | None) -> FailedJob:
-        """Keep a message this worker cannot use as a failed job with reason ``malformed_message``
-        (see :mod:`ormevents.delivery.celery.malformed`), counted as ``stats.rejected``."""
-        now = time.time()
-        job = malformed_job(raw, problem, self.settings.queue_name, self.worker_name, broker_queue, now)
-        pipe = self.redis.pipeline(transaction=True)
-        self.store.record(job, pipe=pipe, now=now)
-        pipe.hincrby(self.keys.stats, "rejected", 1)
-        pipe.execute()
-        logger.error("parked a malformed message as failed job %s: %s", job.id, problem,
-                     extra={"job_id": job.id, "state": "failed"})
-        return job

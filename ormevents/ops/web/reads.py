@@ -39,7 +39,7 @@ from ...jobs.schedule_codec import unpack
 from ...jobs.status import EventStatus, read_gauges, read_status
 
 COUNTERS = ("dispatched", "unmatched", "succeeded", "retried", "failed", "rejected", "duplicates",
-            "unknown_handler", "failed_evicted")
+            "unknown_handler", "condition_error", "failed_evicted")
 
 
 @dataclass(frozen=True)
