@@ -37,6 +37,11 @@ from .results import qualname
 from .retry import RetryPolicy
 
 
+NAMES_REMEMBERED = 4096
+"""How many event names a registry remembers the listening handlers of (a dispatch matches the
+patterns once per name, not once per event)."""
+
+
 @dataclass(frozen=True)
 class Handler:
     """One registered handler: what it listens to and how it is called."""
@@ -102,6 +107,7 @@ class HandlerRegistry:
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._by_name: dict[str, list[Handler]] = {}  # event name -> handlers whose pattern matches it
 
     def add(self, handler: Handler) -> Handler:
         """Register ``handler``; raise :class:`HandlerRegistrationError` if the name is taken."""
@@ -112,6 +118,7 @@ class HandlerRegistry:
                 f"(by {describe(existing.func)}); pass name='...' to give this one another name"
             )
         self._handlers[handler.name] = handler
+        self._by_name = {}
         return handler
 
     def get(self, name: str) -> Handler | None:
@@ -128,15 +135,30 @@ class HandlerRegistry:
         parks each of those as a failed job, reason ``condition_error``)."""
         selection = Selection([], [])
         context: ChangeContext | None = None  # built once, for the first handler with a condition
-        for handler in self._handlers.values():
+        for handler in self._listening(event.name):
+            if handler.condition is None:
+                selection.handlers.append(handler)
+                continue
             try:
-                if handler.condition is not None and context is None and handler.pattern.matches(event.name):
+                if context is None:
                     context = change_context(event)
-                if handler.wants(event, context):
+                if handler.condition(context):
                     selection.handlers.append(handler)
             except Exception as error:  # a broken condition must not starve the other handlers
                 selection.broken.append((handler, error))
         return selection
+
+    def _listening(self, event_name: str) -> list[Handler]:
+        """The handlers whose pattern matches ``event_name``, in registration order; remembered per
+        name (at most :data:`NAMES_REMEMBERED`), forgotten when a handler is added or removed."""
+        remembered = self._by_name  # an add() meanwhile replaces it: what is found here is not kept
+        found = remembered.get(event_name)
+        if found is None:
+            if len(remembered) >= NAMES_REMEMBERED:
+                remembered = self._by_name = {}
+            found = [handler for handler in self._handlers.values() if handler.pattern.matches(event_name)]
+            remembered[event_name] = found
+        return found
 
     def names(self) -> list[str]:
         """Every registered handler name, in registration order."""
@@ -145,10 +167,12 @@ class HandlerRegistry:
     def remove(self, name: str) -> None:
         """Forget the handler ``name`` (no error if absent)."""
         self._handlers.pop(name, None)
+        self._by_name = {}
 
     def clear(self) -> None:
         """Forget every handler."""
         self._handlers.clear()
+        self._by_name = {}
 
     def __len__(self) -> int:
         return len(self._handlers)

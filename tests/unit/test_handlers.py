@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from typing import Any
 
@@ -251,3 +252,26 @@ def test_plain_results_are_kept_as_json() -> None:
     assert split_result([1, 2], parent, "h") == ([], [1, 2])
     assert split_result(None, parent, "h") == ([], None)
     assert split_result(uuid.UUID(int=1), parent, "h")[1] == {"$uuid": str(uuid.UUID(int=1))}
+
+
+def test_matching_is_remembered_per_event_name_and_forgotten_on_registration(
+        reg: HandlerRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    @event_handler("user.*", name="audit", registry=reg)
+    def audit(event: Event) -> None: ...
+
+    assert names(reg, Event(name="user.created")) == ["audit"]
+    assert names(reg, Event(name="order.created")) == []
+
+    @event_handler("*.created", name="count", registry=reg)
+    def count(event: Event) -> None: ...
+
+    assert names(reg, Event(name="user.created")) == ["audit", "count"]  # a handler added later is seen
+    assert names(reg, Event(name="order.created")) == ["count"]
+    reg.remove("audit")
+    assert names(reg, Event(name="user.created")) == ["count"]
+    monkeypatch.setattr(sys.modules["ormevents.handlers.registry"], "NAMES_REMEMBERED", 3)
+    for n in range(10):  # many distinct names: the memory stays bounded and the answers right
+        assert names(reg, Event(name=f"kind{n}.created")) == ["count"]
+        assert len(reg._by_name) <= 3
+    reg.clear()
+    assert names(reg, Event(name="user.created")) == []

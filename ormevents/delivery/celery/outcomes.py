@@ -153,13 +153,17 @@ class RunOutcomes:
         return self.delivery.ledger
 
     def started(self, run: Run, due: float | None) -> float:
-        """Log and count that ``run`` starts now (the ledger's begin wrote it); returns the time."""
+        """Log and count that ``run`` starts now (the ledger's begin wrote it); returns the time. A
+        first attempt's start is logged at DEBUG (its outcome follows at INFO, as Celery's own task
+        lines do); a retry's or a replay's at INFO."""
         now = time.time()
         metrics().delivered.labels(handler=run.name).inc()
         if run.attempt == 0 and due is not None:
             metrics().latency.labels(handler=run.name).observe(max(0.0, now - due))
-        logger.info("handler %s started on event %s (attempt %d%s)", run.name, run.event_id, run.attempt + 1,
-                    ", replay" if run.replay else "", extra=run.extra("running"))
+        level = logging.INFO if run.attempt or run.replay else logging.DEBUG
+        if logger.isEnabledFor(level):
+            logger.log(level, "handler %s started on event %s (attempt %d%s)", run.name, run.event_id,
+                       run.attempt + 1, ", replay" if run.replay else "", extra=run.extra("running"))
         return now
 
     @staticmethod
