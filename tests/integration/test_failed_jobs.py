@@ -262,3 +262,23 @@ async def test_a_condition_that_raises_parks_its_job_and_a_retry_evaluates_it_ag
     assert [r["event_id"] for r in ran] == [str(event.id)]
     assert records(rdb, queue, "t.cond_incomplete", t) == [] and len(records(rdb, queue, "t.cond_plain", t)) == 1
     assert (await bus.get_event_status(event.id)).handlers["t.cond_fixable"].state == "succeeded"
+
+
+async def test_a_duplicate_dispatch_does_not_park_a_broken_condition_twice(
+        ops_bus: Any, ops_redis: redis.Redis, ops_queue: str) -> None:
+    import ormevents
+    from ormevents.delivery.celery.sending import dispatch_message
+
+    t = tag()
+    before = stats(ops_redis, ops_queue)
+    event = Event(name="cond.updated", data={"tag": t, "go": True}, changes={"go": [False, True]})
+    await ops_bus.publish(event)
+    await wait_for(lambda: ops_redis.hexists(f"{ops_queue}:failed:jobs", f"{event.id}:t.cond_incomplete"))
+    await ops_bus.remove_job(f"{event.id}:t.cond_incomplete")  # the operator dealt with it
+    sender = ormevents.get_runtime().publisher.sender
+    await asyncio.to_thread(sender.send, dispatch_message(event.to_dict(), None))  # the relay re-published it
+    await wait_for(lambda: stats(ops_redis, ops_queue).get("duplicates", 0) > before.get("duplicates", 0))
+    await asyncio.sleep(0.3)
+    assert stats(ops_redis, ops_queue).get("condition_error", 0) == before.get("condition_error", 0) + 2
+    assert not ops_redis.hexists(f"{ops_queue}:failed:jobs", f"{event.id}:t.cond_incomplete")  # not parked again
+    assert len(records(ops_redis, ops_queue, "t.cond_plain", t)) == 1

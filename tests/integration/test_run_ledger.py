@@ -139,6 +139,15 @@ def test_dispatch_queues_each_run_once_and_lists_what_is_not_done(client: redis.
     assert (stats.get("dispatched"), stats.get("duplicates")) == ("1", "1"), stats
 
 
+def test_a_redelivered_dispatch_leaves_out_a_run_that_recorded_an_outcome(client: redis.Redis, ledger: RunLedger) -> None:
+    queued = {name: {f"h|{name}|state": '"queued"'} for name in ("h", "g")}
+    assert ledger.dispatch(json.dumps({"id": "e1"}), "e1", queued, 60) == ["h", "g"]
+    end(client, ledger, "h@0", "failed", queued=-1)  # parked (a condition that raised) or failed for good
+    assert ledger.dispatch(json.dumps({"id": "e1"}), "e1", queued, 60) == ["g"]   # not parked or sent again
+    names, begun = ledger.dispatch_and_begin(json.dumps({"id": "e1"}), "e1", queued, 60, "h", "t1", RUNNING)
+    assert (names, begun) == (["g"], None)
+
+
 def test_dispatch_and_begin_is_dispatch_then_begin_in_one_round_trip(client: redis.Redis, ledger: RunLedger) -> None:
     queued = {name: {f"h|{name}|state": '"queued"'} for name in ("h", "g")}
     names, begun = ledger.dispatch_and_begin(json.dumps({"id": "e1"}), "e1", queued, 60, "h", "t1", RUNNING)

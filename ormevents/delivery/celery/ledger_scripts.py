@@ -18,9 +18,11 @@ from ...jobs.activity import ACTIVITY_TTL
 # KEYS: status, gauges, stats, done, runs, this minute's activity (ormevents.jobs.activity)
 # ARGV: status ttl, runs ttl, event wire JSON, dispatched state JSON, then per handler: name,
 #       run id, queued status field/value pairs count, the pairs
-# Returns the handlers that have not completed the event (their run messages are sent). Only the
-# first dispatch of a run marks it queued (status, gauge); a duplicate or redelivered dispatch
-# sends the same deterministic run message again, which the ledger deduplicates.
+# Returns the handlers that have not completed the event and whose run has not recorded an outcome
+# (their run messages are sent). Only the first dispatch of a run marks it queued (status, gauge);
+# a duplicate or redelivered dispatch sends the same deterministic run message again, which the
+# ledger deduplicates, and leaves out a run that ended already (succeeded, scheduled a retry,
+# failed, or was parked because its handler's condition raised).
 DISPATCH = """
 local out = {}
 local fresh = 0
@@ -28,7 +30,7 @@ redis.call('HSET', KEYS[1], 'event', ARGV[3], 'state', ARGV[4])
 local i = 5
 while i <= #ARGV do
   local h, run, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  if redis.call('HEXISTS', KEYS[4], h) == 0 then
+  if redis.call('HEXISTS', KEYS[4], h) == 0 and redis.call('HEXISTS', KEYS[5], run .. ':end') == 0 then
     table.insert(out, h)
     if redis.call('HSETNX', KEYS[5], run .. ':q', 1) == 1 then
       if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, i + 3, i + 2 + 2 * n)) end
@@ -176,8 +178,7 @@ DISPATCH, COMPLETE, END = (_with_activity_ttl(script) for script in (DISPATCH, C
 # trip. The two scripts run unchanged as Lua functions whose parameters shadow KEYS and ARGV.
 # KEYS: DISPATCH's six, then the lease of that handler's run; ARGV: the number of DISPATCH's
 # arguments, DISPATCH's arguments, then BEGIN's (its handler third).
-# Returns {the handlers that have not completed the event, BEGIN's answer or {} if that handler
-# had completed it}.
+# Returns {DISPATCH's answer, BEGIN's answer or {} if that handler is not in DISPATCH's answer}.
 DISPATCH_BEGIN = f"""
 local function dispatch(KEYS, ARGV)
 {DISPATCH}

@@ -9,7 +9,8 @@ event itself was published twice (a relay re-publish). Celery cannot tell these 
 count in Redis, one Lua script per state change (:mod:`ormevents.delivery.celery.ledger_scripts`):
 
 * :meth:`RunLedger.dispatch` — the fan-out of one event: the handlers that have not completed
-  it. Each gets a run message whose id is deterministic (:func:`dispatch_run_id`), so a
+  it (nor recorded an outcome for this dispatch's run: a retry scheduled, a failed job, a parked
+  condition error). Each gets a run message whose id is deterministic (:func:`dispatch_run_id`), so a
   duplicate or redelivered dispatch sends a copy of the same message, which the checks below
   skip: **a duplicate event never produces a duplicate run**.
 * :meth:`RunLedger.begin` — a delivery wants to run the handler (for the run a dispatch makes
@@ -126,7 +127,8 @@ class RunLedger:
     def dispatch(self, wire_json: str, event_id: str, queued: dict[str, dict[str, str]], status_ttl: int,
                  pipe: Any = None, run_id: Callable[[str], str] = dispatch_run_id) -> list[str]:
         """Record a dispatch of the event to the handlers of ``queued`` (name -> the status fields
-        of its queued state); returns those that have not completed the event, in order.
+        of its queued state); returns those that have not completed the event and whose run of
+        this dispatch has not recorded an outcome, in order.
 
         ``run_id`` names each handler's run (a replay passes its own); with ``pipe`` the script is
         queued on that pipeline instead, and its ``execute()`` returns the names."""
