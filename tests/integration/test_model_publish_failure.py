@@ -85,3 +85,36 @@ async def test_writes_succeed_and_events_wait_while_the_broker_is_down_with_one_
         await ormevents.close()
         if server is not None:
             stop(server)
+
+
+async def test_a_broker_that_never_answers_costs_a_write_nothing_and_one_warning(
+        database: Any, after_calls: list[str], caplog: pytest.LogCaptureFixture) -> None:
+    """A hung Redis (it accepts the connection, reads, never replies): each call on the outbox's
+    client is bounded by the publish timeout, so the hand-off gives up once and the writes go on."""
+    received: list[bytes] = []
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            received.append(data)
+
+    hung = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = hung.sockets[0].getsockname()[1]
+    caplog.set_level(logging.INFO, logger="ormevents.delivery.celery.dispatcher")
+    await ormevents.init(database=database, redis_uri=f"redis://127.0.0.1:{port}/0",
+                         event_config={"queue_name": "t:hung", "publish_retry": {"max_retries": 1, "timeout": 0.3},
+                                       "redis_check": "skip"})
+    try:
+        started = time.monotonic()
+        invoices = [await Invoice.create(number=f"H-{i}") for i in range(20)]
+        await ormevents.flush()
+        took = time.monotonic() - started
+        assert took < 3, f"20 writes took {took:.1f} s with a broker that never answers"
+        assert after_calls == [f"H-{i}" for i in range(20)] and received, "the hand-off reached the hung server"
+        pending = [d async for d in database["invoices"].find({"number": {"$in": [i.number for i in invoices]},
+                                                                 "_oe_outbox": {"$exists": True}})]
+        assert len(pending) == 20, "every event waits in its document for the relay"
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "unreachable" in r.getMessage()]
+        assert len(warnings) == 1 and "TimeoutError" in warnings[0].getMessage(), [r.getMessage() for r in warnings]
+    finally:
+        await ormevents.close()
+        hung.close()

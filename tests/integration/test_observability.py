@@ -35,15 +35,16 @@ def test_every_state_change_logs_event_handler_and_attempt(redis_uri: str, caplo
     settings = DeliverySettings(redis_url=redis_uri, queue_name=f"obs{tag()}")
     delivery = WorkerDelivery(settings, reg, app=None)  # type: ignore[arg-type]  # run() sends nothing here
     good, bad = Event(name="a.b", data={"fail": False}), Event(name="a.b", data={"fail": True})
-    with caplog.at_level(logging.INFO, logger="ormevents.delivery.celery.worker"):
+    with caplog.at_level(logging.DEBUG, logger="ormevents.delivery.celery.worker"):
         assert delivery.run((good.to_dict(), "obs.flaky", 0, None)) == "ok"
         delivery.run((bad.to_dict(), "obs.flaky", 0, None))
         delivery.run((bad.to_dict(), "obs.flaky", 1, None))
-    seen = [(r.event_id, r.handler, r.attempt, r.state) for r in caplog.records if hasattr(r, "state")]  # type: ignore[attr-defined]
-    assert seen == [
-        (str(good.id), "obs.flaky", 1, "running"), (str(good.id), "obs.flaky", 1, "succeeded"),
-        (str(bad.id), "obs.flaky", 1, "running"), (str(bad.id), "obs.flaky", 1, "retrying"),
-        (str(bad.id), "obs.flaky", 2, "running"), (str(bad.id), "obs.flaky", 2, "failed"),
+    seen = [(r.event_id, r.handler, r.attempt, r.state, r.levelname)  # type: ignore[attr-defined]
+            for r in caplog.records if hasattr(r, "state")]
+    assert seen == [  # a first attempt's start at DEBUG (its outcome follows at INFO), a retry's at INFO
+        (str(good.id), "obs.flaky", 1, "running", "DEBUG"), (str(good.id), "obs.flaky", 1, "succeeded", "INFO"),
+        (str(bad.id), "obs.flaky", 1, "running", "DEBUG"), (str(bad.id), "obs.flaky", 1, "retrying", "WARNING"),
+        (str(bad.id), "obs.flaky", 2, "running", "INFO"), (str(bad.id), "obs.flaky", 2, "failed", "ERROR"),
     ]
     delivery.redis.close()
 
