@@ -116,17 +116,21 @@ async def test_a_condition_that_raises_parks_its_job_and_a_retry_evaluates_it_ag
     await ormevents.init(database=AsyncMongoMockClient()["eager_conditions"], publisher=eager)
     try:
         member = await Member.create(name="ann")
+        await member.update(name="bea")                               # the fixed condition will say no to this one
+        [renamed] = (await event_bus.get_failed_jobs(handler="t.fixable")).items
         await member.update(status="active")
-        assert seen == [("plain", "member.updated")]  # the other handler ran
-        [job] = (await event_bus.get_failed_jobs(handler="t.fixable")).items
+        assert seen == [("plain", "member.updated")] * 2  # the other handler ran both times
+        [job] = [j for j in (await event_bus.get_failed_jobs(handler="t.fixable")).items if j.id != renamed.id]
         assert (job.reason, job.attempts, job.error_type) == ("condition_error", 0, "builtins.LookupError")
         assert "a bug in this condition" in job.error_message and "parked as a failed job" in caplog.text
-        assert [run.handler for run in eager.failed_jobs] == ["t.fixable"]
+        assert [run.handler for run in eager.failed_jobs] == ["t.fixable", "t.fixable"]
         await event_bus.retry_job(job.id)                             # still broken: parked again
         assert (await event_bus.get_failed_job(job.id)).reason == "condition_error"
         BrokenUntilFixed.fixed = True                                 # the deploy
         await event_bus.retry_job(job.id)
-        assert seen[-1] == ("fixable", ("new", "active")) and await event_bus.count_failed() == 0
+        assert seen[-1] == ("fixable", ("new", "active")) and await event_bus.count_failed() == 1
+        await event_bus.retry_job(renamed.id)                         # its condition is now false: not run
+        assert seen[-1] == ("fixable", ("new", "active")) and len(seen) == 3 and await event_bus.count_failed() == 0
     finally:
         BrokenUntilFixed.fixed = False
         await ormevents.close()
