@@ -252,15 +252,23 @@ async def test_a_condition_that_raises_parks_its_job_and_a_retry_evaluates_it_ag
     await bus.retry_job(fixable.id)  # not fixed yet: the retried run evaluates it, and parks the job again
     await wait_for(lambda: stats(rdb, queue).get("condition_error", 0) == before.get("condition_error", 0) + 3)
     await wait_for(lambda: rdb.hexists(f"{queue}:failed:jobs", fixable.id))
+    nogo = Event(name="cond.updated", data={"tag": t, "go": False}, changes={"go": [True, False]})
+    await bus.publish(nogo)
+    await wait_for(lambda: rdb.hexists(f"{queue}:failed:jobs", f"{nogo.id}:t.cond_fixable"))
     rdb.set(f"{queue}:fixed", 1)  # the deploy that fixes the condition
     try:
         await bus.retry_job(fixable.id)
+        await bus.retry_job(f"{nogo.id}:t.cond_fixable")  # the fixed condition is false on this one: not run
         ran = await wait_for(lambda: records(rdb, queue, "t.cond_fixable", t))
         await wait_for(lambda: not rdb.hexists(f"{queue}:failed:jobs", fixable.id))
+        await wait_for(lambda: not rdb.hexists(f"{queue}:failed:jobs", f"{nogo.id}:t.cond_fixable"))
+        await asyncio.sleep(0.3)
     finally:
         rdb.delete(f"{queue}:fixed")
+    assert [r["event_id"] for r in records(rdb, queue, "t.cond_fixable", t)] == [str(event.id)]
+    assert "t.cond_fixable" not in (await bus.get_event_status(nogo.id)).handlers  # the run was dropped as unwanted
     assert [r["event_id"] for r in ran] == [str(event.id)]
-    assert records(rdb, queue, "t.cond_incomplete", t) == [] and len(records(rdb, queue, "t.cond_plain", t)) == 1
+    assert records(rdb, queue, "t.cond_incomplete", t) == [] and len(records(rdb, queue, "t.cond_plain", t)) == 2
     assert (await bus.get_event_status(event.id)).handlers["t.cond_fixable"].state == "succeeded"
 
 
