@@ -66,7 +66,9 @@ async def test_a_routed_handler_waits_for_a_worker_on_its_queue(
     await wait_for(lambda: len(records(rdb, queue, "t.routed", tag)) == 2, timeout=15)
     routed = records(rdb, queue, "t.routed", tag)
     assert ran_in(slow_worker, routed)                        # first run and its retry, both on <queue>:slow
-    status = await bus.get_handler_status(routed[0]["event_id"], "t.routed")
+    event_id = routed[0]["event_id"]  # the handler records before it returns: its completion follows
+    await wait_for(lambda: rdb.hget(f"{queue}:status:{event_id}", "h|t.routed|state") == '"succeeded"')
+    status = await bus.get_handler_status(event_id, "t.routed")
     assert status.state == "succeeded" and status.attempts == 2
 
 
