@@ -21,8 +21,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,12 +58,11 @@ class Handler:
     wants_session: bool = False
     """Called as ``func(argument, session)`` inside a MongoDB transaction (exactly-once effect)."""
 
-    def wants(self, event: Event, context: ChangeContext | None = None) -> bool:
-        """True if ``event`` matches the pattern and the condition (if any) holds; ``context``:
-        the event's :func:`change_context`, when the caller already built it."""
+    def wants(self, event: Event) -> bool:
+        """True if ``event`` matches the pattern and the condition (if any) holds."""
         if not self.pattern.matches(event.name):
             return False
-        return self.condition is None or self.condition(context or change_context(event))
+        return self.condition is None or self.condition(change_context(event))
 
     def argument(self, event: Event) -> Any:
         """What the handler is called with: the event, or its data as ``payload_model``."""

@@ -199,7 +199,8 @@ class CeleryOutbox:
             due = float(record.due or now)
             message = self.envelopes.message(record.wire, record.id, due)
             args += [record.id, event_member(record.id), due, pack(message)]
-        return int(await self._bounded(state.schedule(keys=[keys.outbox_sent, keys.schedule, keys.payloads], args=args)))
+        keys_used = [keys.outbox_sent, keys.schedule, keys.payloads]
+        return int(await self._bounded(state.schedule(keys=keys_used, args=args)))
 
     async def _produce(self, client: Any, records: Sequence[PendingEvent], now: float, mark: bool) -> int:
         """Another broker: Celery's producer on the publisher's threads, then the marks."""
@@ -253,7 +254,8 @@ class CeleryOutbox:
         state = _LoopState(weakref.ref(loop), client, client.register_script(PUSH), client.register_script(SCHEDULE))
         cleaner = Cleaner(self.database, self.config.history_seconds, lambda ids: self.forget(client, ids))
         state.dispatcher = Dispatcher(lambda records: self.push(state, records), lambda: self._bounded(client.ping()),
-                                      cleaner, self.label, self.config, (redis.RedisError, OSError, BrokerUnavailableError))
+                                      cleaner, self.label, self.config,
+                                      (redis.RedisError, OSError, BrokerUnavailableError))
         self._dispatchers[id(loop)] = state
         return state.dispatcher
 

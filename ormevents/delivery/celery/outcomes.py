@@ -267,7 +267,8 @@ class RunOutcomes:
     def fail(self, run: Run, error_type: str, message: str, trace: str, ran: bool = True,
              reason: FailureReason = "handler_error") -> None:
         """Store the run as a :class:`FailedJob` (``ran=False``: the handler never started, so this
-        run is not counted in its ``attempts``)."""
+        run is not counted in its ``attempts``). ``unknown_handler`` and ``condition_error`` are
+        also counted in the stats hash under their name, in the same round trip."""
         now = time.time()
         job = FailedJob(
             id=FailedJob.make_id(run.event_id, run.name), queue=self.settings.queue_name, handler=run.name,
@@ -284,6 +285,8 @@ class RunOutcomes:
                             last_error=f"{error_type}: {message}", finished_at=now, next_attempt_at=None)
         self.ledger.end(pipe, run.run_id, run.event_id, run.name, "failed", run.token,
                         **({"running": -1} if ran else run.dequeued()))
+        if reason in ("unknown_handler", "condition_error"):
+            pipe.hincrby(self.keys.stats, reason, 1)
         pipe.execute()
         metrics().failed.labels(handler=run.name).inc()
 

@@ -143,13 +143,6 @@ class WorkerResources:
                 "(exactly-once effects with the inbox), but the worker has no MongoDB: set ORMEVENTS_MONGO_URL "
                 "(a replica set, for transactions) and ORMEVENTS_DATABASE")
 
-    def count(self, stat: str, amount: int = 1) -> None:
-        """Increment counter ``stat`` in the queue's stats hash (best effort)."""
-        try:
-            self.redis.hincrby(self.keys.stats, stat, amount)
-        except redis.RedisError:
-            logger.warning("could not count %s in Redis", stat, exc_info=True)
-
     def open_session(self, handler: Handler) -> Any:
         """A MongoDB session for a run of ``handler`` if it takes one (else ``None``): sync handlers
         get a ``ClientSession``, async ones an ``AsyncClientSession`` of the worker loop's client."""

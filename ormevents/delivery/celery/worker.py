@@ -116,7 +116,6 @@ class WorkerDelivery(WorkerResources, MalformedMessages):
         if handler is None:
             logger.error("no handler named %r in this worker (event %s); recorded as failed", name, event.id,
                          extra=run.extra("failed"))
-            self.count("unknown_handler")
             self.outcomes.fail(run, "UnknownHandler", f"no handler named {name!r} is registered in the worker; "
                                "check ORMEVENTS_IMPORTS", "", ran=False, reason="unknown_handler")
             return None
@@ -144,7 +143,6 @@ class WorkerDelivery(WorkerResources, MalformedMessages):
         kind, message, trace = condition_failure(error)
         logger.error("condition of handler %s raised %s on event %s; parked as a failed job", run.name, kind,
                      run.event_id, exc_info=error, extra=run.extra("failed"))
-        self.count("condition_error")
         self.outcomes.fail(run, kind, message, trace, ran=False, reason="condition_error")
 
     def _unwanted(self, run: Run) -> None:
