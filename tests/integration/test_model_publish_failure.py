@@ -115,6 +115,8 @@ async def test_a_broker_that_never_answers_costs_a_write_nothing_and_one_warning
         assert len(pending) == 20, "every event waits in its document for the relay"
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "unreachable" in r.getMessage()]
         assert len(warnings) == 1 and "TimeoutError" in warnings[0].getMessage(), [r.getMessage() for r in warnings]
+        client = ormevents.get_runtime().outbox.state().client  # the bound is the outbox's, not redis-py's
+        assert client.connection_pool.connection_kwargs["socket_timeout"] is None  # (redis-py: a task per send)
     finally:
         await ormevents.close()
         hung.close()
