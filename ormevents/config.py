@@ -23,6 +23,10 @@ class OutboxConfig(BaseModel):
     ``batch_events``: the most events one broker message carries when several are handed over
     together (default 32); ``1`` sends one message per event, for a rolling deploy while workers
     older than 0.2 (which lack the ``ormevents.dispatch_batch`` task) still run.
+    ``linger``: while the workers are behind (the broker queue held 4 messages or more at the
+    last hand-off, less than 1 s ago), the seconds a hand-off waits for more events to fill a
+    message (default 0.01; ``0`` never waits, and spreads every hand-off as when the workers
+    keep up). A Redis broker only; ``flush()`` never waits.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -31,6 +35,7 @@ class OutboxConfig(BaseModel):
     cleanup_interval: float = Field(default=1.0, gt=0)
     queue_limit: int = Field(default=10_000, ge=1)
     batch_events: int = Field(default=32, ge=1, le=1000)
+    linger: float = Field(default=0.01, ge=0, le=1)
 
 
 class EventConfig(BaseModel):

@@ -117,7 +117,13 @@ class Bench:
 
     @asynccontextmanager
     async def ormevents(self, queue: str = QUEUE, *, publisher: Any = None, **config: Any) -> AsyncIterator[Any]:
-        """``ormevents.init()`` on the run's database and Redis (or with ``publisher``); closed after."""
+        """``ormevents.init()`` on the run's database and Redis (or with ``publisher``); closed after.
+
+        On :data:`IDLE_QUEUE` the outbox never lingers (``linger=0``): that queue only grows, which
+        would read as workers falling behind and batch the hand-offs; publish-only scenarios
+        measure the hand-off of each write as when the workers keep up."""
+        if queue == IDLE_QUEUE:
+            config = {"outbox": {"linger": 0.0}, **config}
         event_config = {"queue_name": queue, **config}
         if publisher is not None:
             runtime = await ormevents.init(database=self.db, publisher=publisher, event_config=event_config)

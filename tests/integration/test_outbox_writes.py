@@ -192,3 +192,36 @@ async def test_a_document_written_again_and_again_carries_only_the_entries_in_fl
     assert names.count("profile.updated") == 60 and history == 61, (names.count("profile.updated"), history)
     cleaned = await database["profiles"].find_one({"_id": profile.id})
     assert "_oe_pending_at" not in cleaned and not cleaned.get("_oe_outbox"), cleaned
+
+
+async def test_while_the_workers_are_behind_one_writer_s_saves_share_messages(database: Any, redis_uri: str) -> None:
+    """No worker drains this queue: once a push leaves 4 messages or more in it, the next
+    hand-offs linger (here up to 1 s) for a full message (``batch_events`` 4), so 8 sequential
+    saves travel in 2 messages, in order. Once the queue is drained, a save's event goes at once."""
+    queue = f"ol{uuid.uuid4().hex[:8]}:events"
+    await ormevents.init(database=database, redis_uri=redis_uri,
+                         event_config={"queue_name": queue, "outbox": {"linger": 1.0, "batch_events": 4}})
+    client = redis.Redis.from_url(redis_uri)
+    try:
+        for i in range(4):  # flushed one by one: 4 messages wait, the workers are behind
+            await Profile.create(name=f"a{i}")
+            await ormevents.flush()
+        assert client.llen(queue) == 4
+        for i in range(8):
+            await Profile.create(name=f"b{i}")
+        await ormevents.flush()
+        assert client.llen(queue) == 6, "8 saves while behind: 2 messages of 4 events"
+        assert [e["data"]["name"] for e in queued(redis_uri, queue)] == [*(f"a{i}" for i in range(4)),
+                                                                          *(f"b{i}" for i in range(8))]
+        client.delete(queue)  # the workers caught up
+        await Profile.create(name="c0")
+        await ormevents.flush()
+        await Profile.create(name="c1")  # not flushed: no lingering, it is pushed right after the save
+        deadline = time.monotonic() + 0.5
+        while client.llen(queue) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert client.llen(queue) == 2, "a hand-off lingered though the queue was short"
+    finally:
+        await ormevents.close()
+        client.delete(queue)
+        client.close()

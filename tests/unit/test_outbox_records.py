@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from ormevents.delivery.celery.sending import dispatch_message
 from ormevents.delivery.outbox.cleanup import removal
 from ormevents.delivery.outbox.records import (
     EVENTS_COLLECTION,
+    PendingEvent,
     build_pending,
     from_entry,
     human,
@@ -232,6 +234,82 @@ def test_the_dispatcher_pushes_after_the_writer_went_on_and_in_one_push() -> Non
 
     order = asyncio.run(scenario())
     assert order == [*(("writer", turn) for turn in range(2)), ("push", 2)], order
+
+
+def test_the_dispatcher_lingers_for_a_full_message_only_while_the_workers_are_behind() -> None:
+    """Behind: submissions spaced out over a few ms travel in one push, which goes as soon as
+    ``batch_events`` records wait (not after the 1 s linger), or at a flush. Not behind: each
+    submission is pushed on its own right away."""
+    import asyncio
+
+    from ormevents.config import OutboxConfig
+    from ormevents.delivery.celery.dispatcher import Dispatcher
+    from ormevents.delivery.outbox.cleanup import Cleaner
+
+    async def scenario(behind: bool) -> tuple[list[int], list[int], float]:
+        pushes: list[int] = []
+
+        async def push(records: list[object]) -> int:
+            pushes.append(len(records))
+            return len(records)
+
+        async def ping() -> bool:
+            return True
+
+        config = OutboxConfig(linger=1.0, batch_events=3)
+        dispatcher = Dispatcher(push, ping, Cleaner(lambda: None), "redis://h:1/0", config, behind=lambda: behind)
+        for name in ("a.b", "a.c", "a.d"):  # the third fills a message
+            dispatcher.submit([build_pending(Event(name=name))])
+            await asyncio.sleep(0.002)
+        await asyncio.sleep(0.05)
+        full = list(pushes)
+        dispatcher.submit([build_pending(Event(name="a.e"))])
+        await asyncio.sleep(0.002)
+        began = time.monotonic()
+        await dispatcher.flush()
+        took = time.monotonic() - began
+        await dispatcher.close(timeout=0.1)
+        return full, pushes, took
+
+    full, pushes, took = asyncio.run(scenario(behind=True))
+    assert full == [3] and pushes == [3, 1] and took < 0.5, (full, pushes, took)
+    full, pushes, took = asyncio.run(scenario(behind=False))
+    assert full == [1, 1, 1] and pushes == [1, 1, 1, 1], (full, pushes)
+
+
+def test_a_record_handed_over_again_is_cleaned_up_without_a_second_push() -> None:
+    """A delete hands the still-pending records of its document over again as ``_oe_events``
+    rows: the dispatcher pushes each event once, and cleans every copy up."""
+    import asyncio
+
+    from ormevents.delivery.celery.dispatcher import Dispatcher
+    from ormevents.delivery.outbox.cleanup import Cleaner
+    from ormevents.delivery.outbox.records import moved
+
+    async def scenario() -> tuple[list[list[str]], int]:
+        pushes: list[list[str]] = []
+
+        async def push(records: list[PendingEvent]) -> int:
+            pushes.append([r.id for r in records])
+            return len(records)
+
+        async def ping() -> bool:
+            return True
+
+        cleaner = Cleaner(lambda: None)
+        dispatcher = Dispatcher(push, ping, cleaner, "redis://h:1/0")
+        dispatcher.submit([original])
+        await dispatcher.flush()
+        dispatcher.submit([moved(original.id, original.entry()), other])
+        await dispatcher.flush()
+        waiting = len(cleaner)
+        await dispatcher.close(timeout=0.1)
+        return pushes, waiting
+
+    original = build_pending(Event(name="doc.updated"), home="docs", key=1)
+    other = build_pending(Event(name="doc.deleted"), home=EVENTS_COLLECTION)
+    pushes, waiting = asyncio.run(scenario())
+    assert pushes == [[original.id], [other.id]] and waiting == 3, (pushes, waiting)
 
 
 def test_the_cleaner_tells_a_write_which_entries_it_may_drop_once() -> None:

@@ -4,7 +4,10 @@
 the record here, which never waits and never raises. One :class:`Dispatcher` per event loop then
 hands the records over on that loop (no thread hop): everything submitted while a push is in
 flight goes in the next one, so under concurrency the pushes batch by themselves (at most
-:data:`BATCH` records each). A second task cleans up sent records in MongoDB every
+:data:`BATCH` records each). While the workers are behind (``behind()``: the broker queue was long
+at the last push), a push also waits up to ``OutboxConfig.linger`` (10 ms) for a full message
+(``batch_events``), so one writer's successive saves share messages too; ``flush()`` never
+waits. A second task cleans up sent records in MongoDB every
 ``cleanup_interval`` (:class:`~ormevents.delivery.outbox.cleanup.Cleaner`).
 
 **Broker down.** A failed push logs ONE warning for the outage ("events wait in the outbox; the
@@ -41,27 +44,37 @@ WRITER_FIRST = 3
 to its caller first (its result reaches the caller three turns after the write task ends) and
 the push runs while the caller awaits its next I/O; submissions meanwhile join the push."""
 PROBE_FIRST, PROBE_MAX = 1.0, 30.0
+RECENT = 4096
+"""Ids handed over lately that a dispatcher remembers: a second record of one event (a delete
+hands the still-pending records of its document over again, as ``_oe_events`` rows) is then
+cleaned up without a second push. The queue's sent marks would skip it in a message of its
+own, but not inside a message it shares with other events."""
 
 
 class Dispatcher:
     """Hands records to the broker on the loop it was created on (see module doc).
 
     ``push(records)`` sends a batch (raising on a broker problem); ``ping()`` checks the broker;
-    ``label`` names the broker in logs (already redacted).
+    ``label`` names the broker in logs (already redacted); ``behind()`` says whether the workers
+    are behind (then a push lingers for a fuller message).
     """
 
     def __init__(self, push: Callable[[Sequence[PendingEvent]], Awaitable[int]], ping: Callable[[], Awaitable[object]],
                  cleaner: Cleaner, label: str, config: OutboxConfig | None = None,
-                 errors: tuple[type[BaseException], ...] = (OSError,)) -> None:
+                 errors: tuple[type[BaseException], ...] = (OSError,),
+                 behind: Callable[[], bool] = lambda: False) -> None:
         self.config = config or OutboxConfig()
         self.cleaner = cleaner
         self.label = label
         self.outage_since: float | None = None
         self.handed = 0
         self.left_to_relay = 0
-        self._push, self._ping, self._errors = push, ping, errors
+        self._push, self._ping, self._errors, self._behind = push, ping, errors, behind
         self._queue: deque[PendingEvent] = deque()
         self._wake = asyncio.Event()
+        self._hurry = asyncio.Event()  # a full message waits, or a flush: no lingering
+        self._recent: set[str] = set()
+        self._recent_order: deque[str] = deque()
         self._idle = asyncio.Event()
         self._idle.set()
         self._overflowing = False
@@ -83,11 +96,16 @@ class Dispatcher:
             return
         self._overflowing = False
         self._queue.extend(records)
+        if len(self._queue) >= self.config.batch_events:
+            self._hurry.set()
         self._idle.clear()
         self._wake.set()
 
     async def flush(self, cleanup: bool = False) -> None:
-        """Wait until everything submitted so far was handed over (or left to the relay)."""
+        """Wait until everything submitted so far was handed over (or left to the relay); a
+        lingering push goes at once."""
+        if not self._idle.is_set():
+            self._hurry.set()
         await self._idle.wait()
         if cleanup:
             await self.cleaner.run()
@@ -107,20 +125,42 @@ class Dispatcher:
             await self._wake.wait()
             for _ in range(WRITER_FIRST):
                 await asyncio.sleep(0)
+            await self._linger()
             self._wake.clear()
             while self._queue:
                 batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
+                fresh = [record for record in batch if record.id not in self._recent]
                 try:
-                    self.handed += await self._push(batch)
+                    self.handed += await self._push(fresh) if fresh else 0
                 except self._errors as error:
                     _still_running()  # redis-py may turn our cancellation into a ConnectionError
                     self._down(error, len(batch) + len(self._queue))
                     self._queue.clear()
                     break
+                self._remember(fresh)
                 self.cleaner.add(batch)
                 _still_running()
             if not self._queue:
+                self._hurry.clear()
                 self._idle.set()
+
+    def _remember(self, records: Sequence[PendingEvent]) -> None:
+        for record in records:
+            if record.id not in self._recent:
+                self._recent.add(record.id)
+                self._recent_order.append(record.id)
+        while len(self._recent_order) > RECENT:
+            self._recent.discard(self._recent_order.popleft())
+
+    async def _linger(self) -> None:
+        """While the workers are behind, wait up to ``config.linger`` for a full message (or a flush)."""
+        if self.config.linger <= 0 or self._hurry.is_set() or not self._behind():
+            return
+        try:
+            async with asyncio.timeout(self.config.linger):
+                await self._hurry.wait()
+        except TimeoutError:
+            pass
 
     async def _clean(self) -> None:
         while True:

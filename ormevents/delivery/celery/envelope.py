@@ -139,13 +139,13 @@ SPREAD = 4
 processes can share a small burst."""
 
 
-def batches(records: Sequence[T], most: int) -> list[Sequence[T]]:
-    """``records`` cut into messages of at most ``most`` events, as even as possible, and at
-    least ``min(len(records), SPREAD)`` of them, in order."""
+def batches(records: Sequence[T], most: int, spread: bool = True) -> list[Sequence[T]]:
+    """``records`` cut into messages of at most ``most`` events, as even as possible, and (with
+    ``spread``) at least ``min(len(records), SPREAD)`` of them, in order."""
     count = len(records)
     if count == 0:
         return []
-    messages = max(-(-count // max(most, 1)), min(count, SPREAD))
+    messages = max(-(-count // max(most, 1)), min(count, SPREAD) if spread else 1)
     size, extra = divmod(count, messages)
     out: list[Sequence[T]] = []
     start = 0

@@ -52,7 +52,8 @@ MARK_LIFETIME = 3600.0
 # not marked), n, n event ids, delivery tag, message. A message all of whose ids were already sent
 # is not pushed. Each message is recorded as unacknowledged as it is pushed (see
 # ormevents.delivery.celery.transport: kombu restores it if a worker dies between its BRPOP and
-# its own record). Returns how many events were handed over.
+# its own record). Returns how many events were handed over and the queue's length after the push
+# (the dispatcher lingers for fuller messages while it is long: see _LoopState.behind).
 PUSH = """
 local messages, marks, unacked, index, handed = {}, {}, {}, {}, 0
 local where = ',"",' .. cjson.encode(KEYS[1]) .. ']'
@@ -82,7 +83,7 @@ if #messages > 0 then
 end
 if #marks > 0 then redis.call('ZADD', KEYS[2], unpack(marks)) end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
-return handed
+return {handed, redis.call('LLEN', KEYS[1])}
 """
 
 # KEYS: sent ZSET, schedule ZSET, schedule payloads HASH; ARGV: now, then groups of
@@ -173,7 +174,10 @@ class CeleryOutbox:
 
     async def push(self, state: _LoopState, records: Sequence[PendingEvent], *, mark: bool = True) -> int:
         """Hand ``records`` to the broker and mark them sent (already-sent ones are skipped);
-        returns how many were handed over. Raises the client's error when the broker is down."""
+        returns how many were handed over. Raises the client's error when the broker is down.
+        A record given twice goes once (a delete hands over the still-pending records of its
+        document again, as ``_oe_events`` rows, which may meet the originals in one push)."""
+        records = list({record.id: record for record in records}.values()) if len(records) > 1 else records
         now = time.time()
         later = [r for r in records if r.due is not None and r.due > now]
         at_once = [r for r in records if r.due is None or r.due <= now] if later else list(records)
@@ -184,11 +188,14 @@ class CeleryOutbox:
             return handed + await self._produce(state.client, at_once, now, mark)
         args: list[Any] = [now, now - MARK_LIFETIME]
         flag = "1" if mark else "0"
-        for group in batches(at_once, self.config.batch_events):
+        lingering = self.config.linger > 0 and state.behind()  # no idle worker to share a hand-off with
+        for group in batches(at_once, self.config.batch_events, spread=not lingering):
             ids = [record.id for record in group]
             args += [flag, len(ids), *ids, *self.envelopes.batch([record.wire for record in group], ids, now)]
         keys = [self.settings.queue_name, self.settings.keys.outbox_sent, *UNACKED_KEYS]
-        return handed + int(await self._bounded(state.push(keys=keys, args=args)))
+        pushed, backlog = await self._bounded(state.push(keys=keys, args=args))
+        state.saw(int(backlog))
+        return handed + int(pushed)
 
     async def _schedule(self, state: _LoopState, records: Sequence[PendingEvent], now: float) -> int:
         from .sending import event_member
@@ -256,14 +263,34 @@ class CeleryOutbox:
         cleaner = Cleaner(self.database, self.config.history_seconds, lambda ids: self.forget(client, ids))
         state.dispatcher = Dispatcher(lambda records: self.push(state, records), lambda: self._bounded(client.ping()),
                                       cleaner, self.label, self.config,
-                                      (redis.RedisError, OSError, BrokerUnavailableError))
+                                      (redis.RedisError, OSError, BrokerUnavailableError), behind=state.behind)
         self._dispatchers[id(loop)] = state
         return state.dispatcher
 
 
+BEHIND = 4
+"""Messages waiting in the queue after a push from which the workers count as behind."""
+BACKLOG_FRESH = 1.0
+"""Seconds a queue length seen by a push is trusted (the workers may have caught up since)."""
+
+
 class _LoopState:
-    """What one event loop uses: its ``redis.asyncio`` client, the two scripts, its dispatcher."""
+    """What one event loop uses: its ``redis.asyncio`` client, the two scripts, its dispatcher,
+    and the queue length its last push saw."""
 
     def __init__(self, loop: weakref.ref[asyncio.AbstractEventLoop], client: Any, push: Any, schedule: Any) -> None:
         self.loop, self.client, self.push, self.schedule = loop, client, push, schedule
         self.dispatcher: Dispatcher = None  # type: ignore[assignment]  # set right after, it needs this state
+        self.backlog, self.seen_at = 0, 0.0
+
+    def saw(self, backlog: int) -> None:
+        """A push left ``backlog`` messages in the queue."""
+        self.backlog, self.seen_at = backlog, time.monotonic()
+
+    def behind(self) -> bool:
+        """Whether the workers are behind: the last push, less than :data:`BACKLOG_FRESH` s ago,
+        left :data:`BEHIND` messages or more in the queue. Then a hand-off waits a little for a
+        fuller message (``OutboxConfig.linger``) and is not spread over several messages: no
+        worker is idle to share it, and one message of several events costs a worker much less
+        than as many messages of one."""
+        return self.backlog >= BEHIND and time.monotonic() - self.seen_at < BACKLOG_FRESH
