@@ -277,6 +277,46 @@ def test_the_dispatcher_lingers_for_a_full_message_only_while_the_workers_are_be
     assert full == [1, 1, 1] and pushes == [1, 1, 1, 1], (full, pushes)
 
 
+def test_the_dispatcher_lingers_before_each_push_and_survives_a_failing_one(caplog: pytest.LogCaptureFixture) -> None:
+    """A record submitted while a push is in flight waits for a full message too (not pushed
+    alone right after); a push that fails with something other than a broker error (a bug)
+    leaves the records to the relay, logs it, and a flush still returns."""
+    import asyncio
+
+    from ormevents.config import OutboxConfig
+    from ormevents.delivery.celery.dispatcher import Dispatcher
+    from ormevents.delivery.outbox.cleanup import Cleaner
+
+    async def scenario() -> tuple[list[int], int]:
+        pushes: list[int] = []
+
+        async def push(records: list[object]) -> int:
+            if len(pushes) == 2:
+                raise ValueError("a bug in the push")
+            pushes.append(len(records))
+            await asyncio.sleep(0.005)
+            return len(records)
+
+        async def ping() -> bool:
+            return True
+
+        config = OutboxConfig(linger=1.0, batch_events=4)
+        dispatcher = Dispatcher(push, ping, Cleaner(lambda: None), "redis://h:1/0", config, behind=lambda: True)
+        for i in range(8):  # the fifth arrives while the first message is being pushed
+            dispatcher.submit([build_pending(Event(name="a.b", data={"i": i}))])
+            await asyncio.sleep(0.002)
+        await asyncio.sleep(0.05)
+        dispatcher.submit([build_pending(Event(name="a.c"))])
+        await asyncio.wait_for(dispatcher.flush(), 2)
+        left = dispatcher.left_to_relay
+        await dispatcher.close(timeout=0.1)
+        return pushes, left
+
+    pushes, left = asyncio.run(scenario())
+    assert pushes == [4, 4] and left == 1, (pushes, left)
+    assert "a bug in the push" in caplog.text and "wait in the outbox for the relay" in caplog.text
+
+
 def test_a_record_handed_over_again_is_cleaned_up_without_a_second_push() -> None:
     """A delete hands the still-pending records of its document over again as ``_oe_events``
     rows: the dispatcher pushes each event once, and cleans every copy up."""

@@ -72,7 +72,9 @@ class Dispatcher:
         self._push, self._ping, self._errors, self._behind = push, ping, errors, behind
         self._queue: deque[PendingEvent] = deque()
         self._wake = asyncio.Event()
-        self._hurry = asyncio.Event()  # a full message waits, or a flush: no lingering
+        self._hurry = asyncio.Event()  # a full message waits, or a flush: stop lingering
+        self._flushing = False  # a flush waits: no lingering until the queue is empty
+        self._full = min(self.config.batch_events, self.config.queue_limit)
         self._recent: set[str] = set()
         self._recent_order: deque[str] = deque()
         self._idle = asyncio.Event()
@@ -96,7 +98,7 @@ class Dispatcher:
             return
         self._overflowing = False
         self._queue.extend(records)
-        if len(self._queue) >= self.config.batch_events:
+        if len(self._queue) >= self._full:
             self._hurry.set()
         self._idle.clear()
         self._wake.set()
@@ -105,6 +107,7 @@ class Dispatcher:
         """Wait until everything submitted so far was handed over (or left to the relay); a
         lingering push goes at once."""
         if not self._idle.is_set():
+            self._flushing = True
             self._hurry.set()
         await self._idle.wait()
         if cleanup:
@@ -125,9 +128,9 @@ class Dispatcher:
             await self._wake.wait()
             for _ in range(WRITER_FIRST):
                 await asyncio.sleep(0)
-            await self._linger()
             self._wake.clear()
             while self._queue:
+                await self._linger()
                 batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
                 fresh = [record for record in batch if record.id not in self._recent]
                 try:
@@ -137,11 +140,17 @@ class Dispatcher:
                     self._down(error, len(batch) + len(self._queue))
                     self._queue.clear()
                     break
+                except Exception:  # not the broker (a bug): flush() must not wait forever
+                    logger.exception("handing %d events over to %s failed; they wait in the outbox for the relay",
+                                     len(batch) + len(self._queue), self.label)
+                    self.left_to_relay += len(batch) + len(self._queue)
+                    self._queue.clear()
+                    break
                 self._remember(fresh)
                 self.cleaner.add(batch)
                 _still_running()
             if not self._queue:
-                self._hurry.clear()
+                self._flushing = False
                 self._idle.set()
 
     def _remember(self, records: Sequence[PendingEvent]) -> None:
@@ -153,9 +162,11 @@ class Dispatcher:
             self._recent.discard(self._recent_order.popleft())
 
     async def _linger(self) -> None:
-        """While the workers are behind, wait up to ``config.linger`` for a full message (or a flush)."""
-        if self.config.linger <= 0 or self._hurry.is_set() or not self._behind():
+        """While the workers are behind, wait up to ``config.linger`` for a full message (or a
+        flush) before each push."""
+        if self.config.linger <= 0 or self._flushing or len(self._queue) >= self._full or not self._behind():
             return
+        self._hurry.clear()
         try:
             async with asyncio.timeout(self.config.linger):
                 await self._hurry.wait()

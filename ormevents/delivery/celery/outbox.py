@@ -52,9 +52,11 @@ MARK_LIFETIME = 3600.0
 # not marked), n, n event ids, delivery tag, message. A message all of whose ids were already sent
 # is not pushed. Each message is recorded as unacknowledged as it is pushed (see
 # ormevents.delivery.celery.transport: kombu restores it if a worker dies between its BRPOP and
-# its own record). Returns how many events were handed over and the queue's length after the push
-# (the dispatcher lingers for fuller messages while it is long: see _LoopState.behind).
+# its own record). Returns how many events were handed over and how many messages were waiting in
+# the queue before the push (the dispatcher lingers for fuller messages while it is long: see
+# _LoopState.behind).
 PUSH = """
+local waiting = redis.call('LLEN', KEYS[1])
 local messages, marks, unacked, index, handed = {}, {}, {}, {}, 0
 local where = ',"",' .. cjson.encode(KEYS[1]) .. ']'
 local i = 3
@@ -83,7 +85,7 @@ if #messages > 0 then
 end
 if #marks > 0 then redis.call('ZADD', KEYS[2], unpack(marks)) end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[2])
-return {handed, redis.call('LLEN', KEYS[1])}
+return {handed, waiting}
 """
 
 # KEYS: sent ZSET, schedule ZSET, schedule payloads HASH; ARGV: now, then groups of
@@ -176,8 +178,10 @@ class CeleryOutbox:
         """Hand ``records`` to the broker and mark them sent (already-sent ones are skipped);
         returns how many were handed over. Raises the client's error when the broker is down.
         A record given twice goes once (a delete hands over the still-pending records of its
-        document again, as ``_oe_events`` rows, which may meet the originals in one push)."""
-        records = list({record.id: record for record in records}.values()) if len(records) > 1 else records
+        document again, as ``_oe_events`` rows, which may meet the originals in one push); plain
+        events (``mark=False``) go as given."""
+        if mark and len(records) > 1:
+            records = list({record.id: record for record in records}.values())
         now = time.time()
         later = [r for r in records if r.due is not None and r.due > now]
         at_once = [r for r in records if r.due is None or r.due <= now] if later else list(records)
@@ -269,7 +273,7 @@ class CeleryOutbox:
 
 
 BEHIND = 4
-"""Messages waiting in the queue after a push from which the workers count as behind."""
+"""Messages already waiting in the queue when a push came, from which the workers count as behind."""
 BACKLOG_FRESH = 1.0
 """Seconds a queue length seen by a push is trusted (the workers may have caught up since)."""
 
@@ -284,12 +288,12 @@ class _LoopState:
         self.backlog, self.seen_at = 0, 0.0
 
     def saw(self, backlog: int) -> None:
-        """A push left ``backlog`` messages in the queue."""
+        """A push found ``backlog`` messages waiting in the queue."""
         self.backlog, self.seen_at = backlog, time.monotonic()
 
     def behind(self) -> bool:
         """Whether the workers are behind: the last push, less than :data:`BACKLOG_FRESH` s ago,
-        left :data:`BEHIND` messages or more in the queue. Then a hand-off waits a little for a
+        found :data:`BEHIND` messages or more waiting in the queue. Then a hand-off waits a little for a
         fuller message (``OutboxConfig.linger``) and is not spread over several messages: no
         worker is idle to share it, and one message of several events costs a worker much less
         than as many messages of one."""
