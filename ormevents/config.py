@@ -23,7 +23,7 @@ class OutboxConfig(BaseModel):
     ``batch_events``: the most events one broker message carries when several are handed over
     together (default 32); ``1`` sends one message per event, for a rolling deploy while workers
     older than 0.2 (which lack the ``ormevents.dispatch_batch`` task) still run.
-    ``linger``: while the workers are behind (4 messages or more were waiting in the broker
+    ``linger``: while the workers are behind (2 messages or more were waiting in the broker
     queue at the last hand-off, less than 1 s ago), the seconds a hand-off waits for more events to fill a
     message (default 0.01; ``0`` never waits, and spreads every hand-off as when the workers
     keep up). A Redis broker only; ``flush()`` never waits.

@@ -195,7 +195,7 @@ async def test_a_document_written_again_and_again_carries_only_the_entries_in_fl
 
 
 async def test_while_the_workers_are_behind_one_writer_s_saves_share_messages(database: Any, redis_uri: str) -> None:
-    """No worker drains this queue: once a push finds 4 messages or more waiting, the next
+    """No worker drains this queue: once a push finds 2 messages or more waiting, the next
     hand-offs linger (here up to 1 s) for a full message (``batch_events`` 4), so 8 sequential
     saves travel in 2 messages, in order. Once the queue is drained, a save's event goes at once."""
     queue = f"ol{uuid.uuid4().hex[:8]}:events"
@@ -203,15 +203,15 @@ async def test_while_the_workers_are_behind_one_writer_s_saves_share_messages(da
                          event_config={"queue_name": queue, "outbox": {"linger": 1.0, "batch_events": 4}})
     client = redis.Redis.from_url(redis_uri)
     try:
-        for i in range(5):  # flushed one by one: the last push found 4 messages waiting
+        for i in range(3):  # flushed one by one: the last push found 2 messages waiting
             await Profile.create(name=f"a{i}")
             await ormevents.flush()
-        assert client.llen(queue) == 5
+        assert client.llen(queue) == 3
         for i in range(8):
             await Profile.create(name=f"b{i}")
         await ormevents.flush()
-        assert client.llen(queue) == 7, "8 saves while behind: 2 messages of 4 events"
-        assert [e["data"]["name"] for e in queued(redis_uri, queue)] == [*(f"a{i}" for i in range(5)),
+        assert client.llen(queue) == 5, "8 saves while behind: 2 messages of 4 events"
+        assert [e["data"]["name"] for e in queued(redis_uri, queue)] == [*(f"a{i}" for i in range(3)),
                                                                           *(f"b{i}" for i in range(8))]
         client.delete(queue)  # the workers caught up
         await Profile.create(name="c0")

@@ -272,8 +272,9 @@ class CeleryOutbox:
         return state.dispatcher
 
 
-BEHIND = 4
-"""Messages already waiting in the queue when a push came, from which the workers count as behind."""
+BEHIND = 2
+"""Messages already waiting in the queue when a push came, from which the workers count as behind
+(the worker processes' prefetched messages are not in the queue any more: these wait beyond them)."""
 BACKLOG_FRESH = 1.0
 """Seconds a queue length seen by a push is trusted (the workers may have caught up since)."""
 
