@@ -41,6 +41,7 @@ from ..outbox.records import PendingEvent
 from .config import DeliverySettings
 from .dispatcher import Dispatcher
 from .envelope import EnvelopeBuilder, batches
+from .loop_state import LoopState
 from .transport import UNACKED_KEYS
 
 logger = logging.getLogger("ormevents.delivery.celery.outbox")
@@ -54,7 +55,7 @@ MARK_LIFETIME = 3600.0
 # ormevents.delivery.celery.transport: kombu restores it if a worker dies between its BRPOP and
 # its own record). Returns how many events were handed over and how many messages were waiting in
 # the queue before the push (the dispatcher lingers for fuller messages while it is long: see
-# _LoopState.behind).
+# LoopState.behind).
 PUSH = """
 local waiting = redis.call('LLEN', KEYS[1])
 local messages, marks, unacked, index, handed = {}, {}, {}, {}, 0
@@ -121,7 +122,7 @@ class CeleryOutbox:
         self.fast = settings.broker_is_redis_url
         self.label = redact_url(settings.broker)
         self.envelopes = EnvelopeBuilder(settings.queue_name, settings.message_options())
-        self._dispatchers: dict[int, _LoopState] = {}
+        self._dispatchers: dict[int, LoopState] = {}
         self._pid = os.getpid()
 
     def bind(self, database: Callable[[], Any], config: OutboxConfig) -> None:
@@ -169,12 +170,12 @@ class CeleryOutbox:
 
     # ----- pushing ----------------------------------------------------------------------------
 
-    def state(self) -> _LoopState:
+    def state(self) -> LoopState:
         """This loop's client, scripts and dispatcher (created on first use)."""
         self._dispatcher()
         return self._dispatchers[id(asyncio.get_running_loop())]
 
-    async def push(self, state: _LoopState, records: Sequence[PendingEvent], *, mark: bool = True) -> int:
+    async def push(self, state: LoopState, records: Sequence[PendingEvent], *, mark: bool = True) -> int:
         """Hand ``records`` to the broker and mark them sent (already-sent ones are skipped);
         returns how many were handed over. Raises the client's error when the broker is down.
         A record given twice goes once (a delete hands over the still-pending records of its
@@ -201,7 +202,7 @@ class CeleryOutbox:
         state.saw(int(backlog))
         return handed + int(pushed)
 
-    async def _schedule(self, state: _LoopState, records: Sequence[PendingEvent], now: float) -> int:
+    async def _schedule(self, state: LoopState, records: Sequence[PendingEvent], now: float) -> int:
         from .sending import event_member
 
         keys = self.settings.keys
@@ -263,7 +264,7 @@ class CeleryOutbox:
                                               socket_timeout=None, single_connection_client=True)
         if self.database is None:
             raise RuntimeError("the outbox is not bound to a database: ormevents.init() binds it")
-        state = _LoopState(weakref.ref(loop), client, client.register_script(PUSH), client.register_script(SCHEDULE))
+        state = LoopState(weakref.ref(loop), client, client.register_script(PUSH), client.register_script(SCHEDULE))
         cleaner = Cleaner(self.database, self.config.history_seconds, lambda ids: self.forget(client, ids))
         state.dispatcher = Dispatcher(lambda records: self.push(state, records), lambda: self._bounded(client.ping()),
                                       cleaner, self.label, self.config,
@@ -271,31 +272,3 @@ class CeleryOutbox:
         self._dispatchers[id(loop)] = state
         return state.dispatcher
 
-
-BEHIND = 2
-"""Messages already waiting in the queue when a push came, from which the workers count as behind
-(the worker processes' prefetched messages are not in the queue any more: these wait beyond them)."""
-BACKLOG_FRESH = 1.0
-"""Seconds a queue length seen by a push is trusted (the workers may have caught up since)."""
-
-
-class _LoopState:
-    """What one event loop uses: its ``redis.asyncio`` client, the two scripts, its dispatcher,
-    and the queue length its last push saw."""
-
-    def __init__(self, loop: weakref.ref[asyncio.AbstractEventLoop], client: Any, push: Any, schedule: Any) -> None:
-        self.loop, self.client, self.push, self.schedule = loop, client, push, schedule
-        self.dispatcher: Dispatcher = None  # type: ignore[assignment]  # set right after, it needs this state
-        self.backlog, self.seen_at = 0, 0.0
-
-    def saw(self, backlog: int) -> None:
-        """A push found ``backlog`` messages waiting in the queue."""
-        self.backlog, self.seen_at = backlog, time.monotonic()
-
-    def behind(self) -> bool:
-        """Whether the workers are behind: the last push, less than :data:`BACKLOG_FRESH` s ago,
-        found :data:`BEHIND` messages or more waiting in the queue. Then a hand-off waits a little for a
-        fuller message (``OutboxConfig.linger``) and is not spread over several messages: no
-        worker is idle to share it, and one message of several events costs a worker much less
-        than as many messages of one."""
-        return self.backlog >= BEHIND and time.monotonic() - self.seen_at < BACKLOG_FRESH
