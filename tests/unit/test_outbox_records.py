@@ -394,6 +394,11 @@ def test_outbox_settings_and_bad_values() -> None:
     with pytest.raises(ValidationError, match="typo"):
         parse_event_config({"outbox": {"typo": 1}})
     assert parse_event_config({"outbox": {"history_seconds": 0}}).outbox.history_seconds == 0
+    assert parse_event_config({}).outbox.linger == 0.01
+    assert parse_event_config({"outbox": {"linger": 0}}).outbox.linger == 0
+    for bad in (-0.001, 2, "soon"):  # the linger: 0 to 1 second
+        with pytest.raises(ValidationError, match="linger"):
+            parse_event_config({"outbox": {"linger": bad}})
 
 
 def test_the_replay_envelope_is_the_run_handler_message_celery_builds() -> None:

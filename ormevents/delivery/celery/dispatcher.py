@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from ...config import OutboxConfig
@@ -46,9 +46,9 @@ the push runs while the caller awaits its next I/O; submissions meanwhile join t
 PROBE_FIRST, PROBE_MAX = 1.0, 30.0
 RECENT = 4096
 """Ids handed over lately that a dispatcher remembers: a second record of one event (a delete
-hands the still-pending records of its document over again, as ``_oe_events`` rows) is then
-cleaned up without a second push. The queue's sent marks would skip it in a message of its
-own, but not inside a message it shares with other events."""
+hands the still-pending records of its document over again, as ``_oe_events`` rows), in the same
+push or a later one, is then cleaned up without being pushed again. The queue's sent marks would
+skip it in a message of its own, but not inside a message it shares with other events."""
 
 
 class Dispatcher:
@@ -75,8 +75,7 @@ class Dispatcher:
         self._hurry = asyncio.Event()  # a full message waits, or a flush: stop lingering
         self._flushing = False  # a flush waits: no lingering until the queue is empty
         self._full = min(self.config.batch_events, self.config.queue_limit)
-        self._recent: set[str] = set()
-        self._recent_order: deque[str] = deque()
+        self._recent: OrderedDict[str, None] = OrderedDict()  # oldest first
         self._idle = asyncio.Event()
         self._idle.set()
         self._overflowing = False
@@ -132,7 +131,7 @@ class Dispatcher:
             while self._queue:
                 await self._linger()
                 batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
-                fresh = [record for record in batch if record.id not in self._recent]
+                fresh = list({record.id: record for record in batch if record.id not in self._recent}.values())
                 try:
                     self.handed += await self._push(fresh) if fresh else 0
                 except self._errors as error:
@@ -154,12 +153,9 @@ class Dispatcher:
                 self._idle.set()
 
     def _remember(self, records: Sequence[PendingEvent]) -> None:
-        for record in records:
-            if record.id not in self._recent:
-                self._recent.add(record.id)
-                self._recent_order.append(record.id)
-        while len(self._recent_order) > RECENT:
-            self._recent.discard(self._recent_order.popleft())
+        self._recent.update((record.id, None) for record in records)
+        while len(self._recent) > RECENT:
+            self._recent.popitem(last=False)
 
     async def _linger(self) -> None:
         """While the workers are behind, wait up to ``config.linger`` for a full message (or a

@@ -177,12 +177,7 @@ class CeleryOutbox:
 
     async def push(self, state: LoopState, records: Sequence[PendingEvent], *, mark: bool = True) -> int:
         """Hand ``records`` to the broker and mark them sent (already-sent ones are skipped);
-        returns how many were handed over. Raises the client's error when the broker is down.
-        A record given twice goes once (a delete hands over the still-pending records of its
-        document again, as ``_oe_events`` rows, which may meet the originals in one push); plain
-        events (``mark=False``) go as given."""
-        if mark and len(records) > 1:
-            records = list({record.id: record for record in records}.values())
+        returns how many were handed over. Raises the client's error when the broker is down."""
         now = time.time()
         later = [r for r in records if r.due is not None and r.due > now]
         at_once = [r for r in records if r.due is None or r.due <= now] if later else list(records)
