@@ -3,7 +3,8 @@ or none.
 
 * ``insert_many``, per document: each document carries its ``created`` record in its own outbox
   fields, so a document and its event are inserted together; a page is one ordered
-  ``insert_many`` and one hand-off (:func:`~.batches.insert_all`). With ``hooks=True`` each
+  ``insert_many`` and one hand-off (:func:`~.batches.insert_all`), and the next page is
+  prepared in a worker thread while one is in flight. With ``hooks=True`` each
   instance is saved in turn (its hooks run, one write each).
 * ``delete_many``, per document: each matching document goes through the delete of a single
   instance (:func:`ormevents.model.write.delete`): its ``deleted`` record is written as an intent
@@ -16,7 +17,8 @@ or none.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..changes.diff import diff
@@ -47,19 +49,37 @@ _CONCURRENT_DELETES = 16
 
 async def insert_documents(model: Any, documents: Iterable[Any], *, events: str | None, hooks: bool,
                            session: Any) -> BulkResult:
-    """Insert ``documents`` (instances of ``model`` or dicts of its fields), in order."""
+    """Insert ``documents`` (instances of ``model`` or dicts of its fields), in order.
+
+    Without hooks, page ``k + 1`` is prepared (ids, diffs, events, records, BSON) in a worker
+    thread while page ``k`` is written: the client's work overlaps the server's, and the event
+    loop is not held for a whole page's preparation (only the first page is prepared on it).
+    The preparation reads the caller's context (event metadata, trace), copied to the thread. A page is sent only once the one before
+    it was inserted whole, so a failure part-way stops the rest as before; the ids given to the
+    documents of a page prepared but not sent are taken back (those of the failed page stay, as
+    they were)."""
     mode = events_mode(events)
     run = hooks and not hooks_are_disabled(model)
     unit = unit_for(session)
     result = BulkResult()
-    page: list[Any] = []
-    for item in documents:
-        page.append(_instance(model, item))
-        if len(page) == PAGE:
-            await _insert_page(model, unit, page, mode, run, session, result)
-            page = []
-    if page:
-        await _insert_page(model, unit, page, mode, run, session, result)
+    emit = mode == "per_document"
+    built: _Page | None = None
+    for page in _pages_of(model, documents):
+        if run:
+            await _save_each(page, emit, session, result)
+            continue
+        if built is None:
+            built = _build(model, unit, page, emit)
+            continue
+        building = asyncio.ensure_future(asyncio.to_thread(_build, model, unit, page, emit))
+        try:
+            await _write(model, unit, built, result)
+        except BaseException:
+            await _abandon(building)
+            raise
+        built = await building
+    if built is not None:
+        await _write(model, unit, built, result)
     if mode == "bulk" and result.inserted_ids:
         result.events = await emit_bulk(unit, model, "bulk_created", {
             "inserted": len(result.inserted_ids),
@@ -69,35 +89,75 @@ async def insert_documents(model: Any, documents: Iterable[Any], *, events: str 
     return result
 
 
-async def _insert_page(model: Any, unit: Any, page: list[Any], mode: str, run: bool, session: Any,
-                       result: BulkResult) -> None:
-    emit = mode == "per_document"
-    if run:
-        for instance in page:
-            await instance.save(emit=emit, session=session)
-            result.inserted_ids.append(instance.id)
-            result.events += emit
-        return
+def _pages_of(model: Any, documents: Iterable[Any]) -> Iterator[list[Any]]:
+    page: list[Any] = []
+    for item in documents:
+        page.append(_instance(model, item))
+        if len(page) == PAGE:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+async def _save_each(page: list[Any], emit: bool, session: Any, result: BulkResult) -> None:
+    """``hooks=True``: each instance is saved in turn (its hooks run)."""
+    for instance in page:
+        await instance.save(emit=emit, session=session)
+        result.inserted_ids.append(instance.id)
+        result.events += emit
+
+
+@dataclass
+class _Page:
+    """A page ready to insert: its instances, their BSON documents, records, events and states,
+    and the instances given a new id for it (taken back if the page is not sent)."""
+
+    instances: list[Any]
+    documents: list[dict[str, Any]] = field(default_factory=list)
+    records: list[Any] = field(default_factory=list)
+    events: list[Any] = field(default_factory=list)
+    states: list[tuple[Any, Any, dict[str, Any]]] = field(default_factory=list)
+    fresh: list[Any] = field(default_factory=list)
+
+
+def _build(model: Any, unit: Any, page: list[Any], emit: bool) -> _Page:
     meta = model.__ormevents__
-    documents, records, events, states = [], [], [], []
+    built = _Page(page)
     for instance in page:
         if instance.id is None:
             instance.id = new_id(model.__name__, model.model_fields["id"].annotation)
+            built.fresh.append(instance)
         current = instance._fields_document()
         changes = diff(None, current)
         event = instance._event("created", current, changes) if emit else None
         document = to_bson({"_id": instance.id, **current})
-        documents.append(document)
-        records.append(unit.prepare(event, meta.collection, document["_id"], meta.retention))
-        events.append(event)
-        states.append((current, changes, document))
-    inserted, failure = await insert_all(unit, meta.collection, documents, records, events,
-                                         f"insert_many of {model.__name__}")
-    for instance, (current, changes, document) in list(zip(page, states))[:inserted]:
+        built.documents.append(document)
+        built.records.append(unit.prepare(event, meta.collection, document["_id"], meta.retention))
+        built.events.append(event)
+        built.states.append((current, changes, document))
+    return built
+
+
+async def _abandon(building: asyncio.Future[_Page]) -> None:
+    """The page before failed (or the caller was cancelled): this one is not sent."""
+    if not building.done():
+        building.cancel()
+    await asyncio.gather(building, return_exceptions=True)
+    if not building.cancelled() and building.exception() is None:
+        for instance in building.result().fresh:
+            instance.id = None
+
+
+async def _write(model: Any, unit: Any, built: _Page, result: BulkResult) -> None:
+    """Insert a prepared page and hand its records over (see :func:`~.batches.insert_all`)."""
+    inserted, failure = await insert_all(unit, model.__ormevents__.collection, built.documents, built.records,
+                                         built.events, f"insert_many of {model.__name__}")
+    for instance, (current, changes, document) in list(zip(built.instances, built.states))[:inserted]:
         instance._mark_persisted(current, changes, stored_after({}, {"$set": {
             key: value for key, value in document.items() if key != "_id"}}))
-    result.inserted_ids.extend(instance.id for instance in page[:inserted])
-    result.events += sum(event is not None for event in events[:inserted])
+    result.inserted_ids.extend(instance.id for instance in built.instances[:inserted])
+    result.events += sum(event is not None for event in built.events[:inserted])
     if failure is not None:
         raise failure
 

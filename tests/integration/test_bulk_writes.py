@@ -16,6 +16,7 @@ from ormevents.changes.conditions import build_condition
 from ormevents.events.patterns import Pattern
 from ormevents.handlers.registry import Handler
 from ormevents.hooks import after_update, before_update
+from ormevents.model import bulk_others
 from tests.integration.models import CALLS, Member, Tracked
 
 pytestmark = pytest.mark.integration
@@ -219,6 +220,34 @@ async def test_insert_many_with_hooks_and_a_duplicate_key(rec: RecordingPublishe
     assert rec.names() == ["member.created"] and sorted(m.name for m in await Member.find()) == ["x", "y"]
     with pytest.raises(InvalidUpdateError, match="saved already"):
         await Member.insert_many([existing])
+
+
+async def test_insert_many_prepares_each_next_page_in_a_thread_in_order_with_the_callers_metadata(
+        rec: RecordingPublisher, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bulk_others, "PAGE", 3)  # 8 documents: 3 pages, the last two prepared in a thread
+    with ormevents.event_metadata(request="r-1"):
+        result = await Member.insert_many([Member(name=f"m{n}") for n in range(8)])
+    assert len(result.inserted_ids) == 8 and result.events == 8
+    assert [event.data["name"] for event in rec.events] == [f"m{n}" for n in range(8)]
+    assert all(event.metadata == {"request": "r-1"} for event in rec.events)  # the context reached the thread
+    assert sorted(m.name for m in await Member.find()) == [f"m{n}" for n in range(8)]
+
+
+async def test_a_failed_page_stops_insert_many_and_the_page_prepared_after_it_gets_its_ids_back(
+        rec: RecordingPublisher, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bulk_others, "PAGE", 3)
+    existing = Member(name="x")
+    await Member.insert_many([existing])
+    rec.clear()
+    batch = [Member(name=name) for name in "abcd"] + [Member(id=existing.id, name="dup")] + \
+        [Member(name=name) for name in "fghi"]
+    with pytest.raises(Exception, match="duplicate"):
+        await Member.insert_many(batch)
+    assert rec.names() == ["member.created"] * 4 and sorted(m.name for m in await Member.find()) == [*"abcdx"]
+    assert [m.is_new for m in batch] == [False] * 4 + [True] * 5
+    assert [m.id is None for m in batch[6:]] == [True] * 3  # prepared while page 2 failed, never sent
+    await Member.insert_many(batch[5:])  # insertable as they were
+    assert sorted(m.name for m in await Member.find()) == [*"abcdfghix"]
 
 
 async def test_inside_a_transaction_events_wait_for_the_commit(rec: RecordingPublisher) -> None:

@@ -93,6 +93,26 @@ async def test_history_lists_every_write_in_order_with_its_diff_pending_or_sent(
     assert naive(row["expire_at"]) > soon, row
 
 
+async def test_a_document_created_again_with_its_id_keeps_one_history_across_both_lives(outbox: Any) -> None:
+    first = await Note.create(text="a")
+    await first.update(text="b")
+    await ormevents.flush(cleanup=True)  # its created round inserted a bucket, with room left
+    await first.delete()
+    await ormevents.flush(cleanup=True)
+    again = Note(id=first.id, text="c")
+    await again.save()
+    await ormevents.flush(cleanup=True)  # a second bucket with room: the readers merge both
+    await again.update(text="d")  # appended to one of them
+    await ormevents.flush(cleanup=True)
+    entries = await Note.history(first.id)
+    assert [(e.action, e.changes.get("text")) for e in entries] == [
+        ("created", (None, "a")), ("updated", ("a", "b")), ("deleted", ("b", None)), ("created", (None, "c")),
+        ("updated", ("c", "d"))]
+    assert len({e.id for e in entries}) == 5
+    buckets = await outbox["_oe_history"].find({"c": "notes", "o": first.id}).to_list(None)
+    assert len(buckets) == 2 and sum(b["count"] for b in buckets) == 4
+
+
 async def test_rebuild_folds_the_history_and_names_disagreements(outbox: Any) -> None:
     ledger = await Ledger.create(owner="ann", tags=["a"])
     await ledger.update(balance=7, pin="9999")

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 from bson import ObjectId
+from pymongo import InsertOne, UpdateOne
 
 from ormevents import Event, EventModel, EventModelConfig, ModelDefinitionError
 from ormevents.changes.fold import disagreements, fold
@@ -67,6 +68,23 @@ def test_bucket_updates_group_by_document_in_write_order_with_retention() -> Non
     many = [build_pending(Event(name="order.updated"), home="orders", key=9) for _ in range(BUCKET_SIZE + 5)]
     assert [u._doc["$inc"]["count"] for u in bucket_updates(many, at, None)] == [BUCKET_SIZE, 5]
     assert all(u._doc["$max"]["expire_at"] == FOREVER_AT for u in bucket_updates(many, at, None))
+
+
+def test_a_document_whose_round_starts_with_its_created_event_gets_a_new_bucket_inserted() -> None:
+    at = now()
+    created, updated = (build_pending(Event(name=f"order.{action}"), home="orders", key=7, retention=60.0)
+                        for action in ("created", "updated"))
+    later = build_pending(Event(name="order.updated"), home="orders", key=8)
+    [insert, upsert] = bucket_updates([updated, later, created], at, 3600)
+    assert isinstance(insert, InsertOne) and isinstance(upsert, UpdateOne) and upsert._filter["o"] == 8
+    bucket = insert._doc
+    assert (bucket["c"], bucket["o"], bucket["m"], bucket["count"]) == ("orders", 7, "order", 2)
+    assert bucket["i"] == [created.id, updated.id] and bucket["s"] == [created.seq, updated.seq]
+    assert (bucket["first"], bucket["last"]) == (created.seq, updated.seq)
+    assert (bucket["expire_at"] - at).total_seconds() == 60 and bucket["h"] == [created.summary, updated.summary]
+    many = [created, *(build_pending(Event(name="order.updated"), home="orders", key=7) for _ in range(BUCKET_SIZE))]
+    kinds = [type(update) for update in bucket_updates(many, at, None)]
+    assert kinds == [InsertOne, UpdateOne]  # the second chunk goes to a bucket with room (or a new one)
 
 
 def test_summary_keeps_all_but_data_and_entries_decode_lazily() -> None:

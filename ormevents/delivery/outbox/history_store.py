@@ -17,7 +17,11 @@ of the bytes for a typical update. ``w`` (the full event) is read by replays. Pa
 top-level arrays rather than an array of entries: projecting ``{s, i, h}`` is a top-level
 projection, measured 40% faster on SecantusDB than ``{"e.s", "e.i", "e.h"}``.
 The clean-up (:mod:`.cleanup`) appends each round's sent entries of a document with one upsert
-(``$push`` to a bucket with room, else a new one). Entries are appended in hand-over order, so
+(``$push`` to a bucket with room, else a new one), or, when the round's first entry of the
+document is its ``created`` event, inserts a new bucket: a new document has none yet, and an
+insert costs the server a third of that upsert (0.6 against 2 ms on SecantusDB, measured). A
+document deleted and created again with the same ``_id`` then has two buckets with room; readers
+merge a document's buckets anyway. Entries are appended in hand-over order, so
 readers sort by ``s``; a re-published event may appear twice, so readers keep the first copy of
 an id. ``w`` is the redacted event JSON the broker message carried, so redacted fields stay
 redacted in the history.
@@ -52,12 +56,13 @@ FOREVER_AT = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 def bucket_updates(records: Iterable[PendingEvent], sent_at: datetime, default_seconds: float | None) -> list[Any]:
-    """One upsert per document appending its sent embedded ``records`` (see module doc).
+    """One write per document appending its sent embedded ``records`` (see module doc): an
+    upsert, or an insert when the first of them is the document's ``created`` event.
 
     ``default_seconds``: the retention of records whose model sets none (``None``: forever,
     ``0``: not kept).
     """
-    from pymongo import UpdateOne
+    from pymongo import InsertOne, UpdateOne
 
     grouped: dict[Any, tuple[PendingEvent, list[PendingEvent], list[datetime]]] = {}
     for record in records:
@@ -68,18 +73,24 @@ def bucket_updates(records: Iterable[PendingEvent], sent_at: datetime, default_s
         first, held, ends = grouped.setdefault(document_key(record.home, record.key), (record, [], []))
         held.append(record)
         ends.append(until)
-    updates = []
+    updates: list[Any] = []
     for first, held, ends in grouped.values():
         held.sort(key=lambda r: r.seq)
+        model = first.name.partition(".")[0]
         for start in range(0, len(held), BUCKET_SIZE):
             chunk = held[start:start + BUCKET_SIZE]
             arrays = {"s": [r.seq for r in chunk], "i": [r.id for r in chunk], "h": [r.summary or summary(r.wire) for r in chunk],
                       "w": [r.wire for r in chunk]}
+            if start == 0 and chunk[0].name.partition(".")[2] == "created":
+                updates.append(InsertOne({"c": first.home, "o": first.key, "m": model, "count": len(chunk),
+                                          "first": chunk[0].seq, "last": chunk[-1].seq, "expire_at": max(ends),
+                                          **arrays}))
+                continue
             updates.append(UpdateOne(
                 {"c": first.home, "o": first.key, "count": {"$lt": BUCKET_SIZE}},
                 {"$push": {name: {"$each": values} for name, values in arrays.items()}, "$inc": {"count": len(chunk)},
                  "$min": {"first": chunk[0].seq}, "$max": {"last": chunk[-1].seq, "expire_at": max(ends)},
-                 "$setOnInsert": {"m": first.name.partition(".")[0]}},
+                 "$setOnInsert": {"m": model}},
                 upsert=True,
             ))
     return updates
