@@ -4,6 +4,7 @@ and off modes, bad input refused before any write, hooks and conditions, and the
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,7 @@ from ormevents.changes.conditions import build_condition
 from ormevents.events.patterns import Pattern
 from ormevents.handlers.registry import Handler
 from ormevents.hooks import after_update, before_update
-from ormevents.model import bulk_others
+from ormevents.model import bulk_common, bulk_others
 from tests.integration.models import CALLS, Member, Tracked
 
 pytestmark = pytest.mark.integration
@@ -248,6 +249,32 @@ async def test_a_failed_page_stops_insert_many_and_the_page_prepared_after_it_ge
     assert [m.id is None for m in batch[6:]] == [True] * 3  # prepared while page 2 failed, never sent
     await Member.insert_many(batch[5:])  # insertable as they were
     assert sorted(m.name for m in await Member.find()) == [*"abcdfghix"]
+
+
+async def test_update_many_over_several_pages_prepared_in_a_thread_gives_each_document_its_diff(
+        rec: RecordingPublisher, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bulk_common, "PAGE", 3)  # 8 documents: pages 2 and 3 prepared while the one before is written
+    await _members(rec, *(f"m{n}" for n in range(8)))
+    with ormevents.event_metadata(request="r-2"):
+        await asyncio.gather(*(Member.update_many({}, {"$inc": {"visits": 1}}) for _ in range(2)))
+    diffs: dict[str, list[tuple[Any, Any]]] = {}
+    for event in rec.events:
+        diffs.setdefault(event.data["name"], []).append(event.changes["visits"])
+        assert event.metadata == {"request": "r-2"}
+    assert {name: sorted(pairs) for name, pairs in diffs.items()} == {f"m{n}": [(0, 1), (1, 2)] for n in range(8)}
+    assert [m.visits for m in await Member.find()] == [2] * 8
+
+
+async def test_update_many_stops_at_a_page_its_update_cannot_apply_to_after_writing_the_pages_before(
+        rec: RecordingPublisher, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bulk_common, "PAGE", 3)
+    await Member.insert_many([Member(name=f"m{n}", score=None if n == 7 else n) for n in range(8)])
+    rec.clear()
+    with pytest.raises(InvalidUpdateError, match="null"):
+        await Member.update_many({}, {"$inc": {"score": 10}})  # page 3 holds m7, whose score is null
+    assert sorted(_changes(rec)) == [f"m{n}" for n in range(6)]
+    assert {m.name: m.score for m in await Member.find()} == {**{f"m{n}": n + 10 for n in range(6)}, "m6": 6,
+                                                               "m7": None}
 
 
 async def test_inside_a_transaction_events_wait_for_the_commit(rec: RecordingPublisher) -> None:
