@@ -22,17 +22,13 @@ first"); ``$currentDate`` writes the time of the call, taken once, on the client
 
 ``hooks=True`` runs each document through :meth:`EventModel.update` (before/after hooks,
 ``after_commit``), one write each. Without hooks, a page is one ``bulk_write`` (see
-:mod:`.batches`) and its events one hand-off, and the next page is read, then prepared (steps 1
-and 2: the model's validation, the diff, the event) in a worker thread while the page before is
-written: the client's work overlaps the server's, and the event loop is not held for a page's
-preparation. The caller's context (event metadata, trace) is copied to that thread.
+:mod:`.batches`) and its events one hand-off.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -81,129 +77,77 @@ async def update_matching(model: Any, filter: Any, update: Any, *, limit: int, e
     if mode == "bulk" or (mode == "off" and seen is None):
         check_values(model, spec)
         return await _whole(model, unit, query, spec, limit, mode, result)
-    job = _Job(model, unit, query, spec, _now(), hooks and not hooks_are_disabled(model), mode == "per_document",
-               session, result, seen)
+    now = _now()
+    run = hooks and not hooks_are_disabled(model)
+    emit = mode == "per_document"
     tried: list[Any] = []  # update_one: a match changed by another writer meanwhile, the next one is tried
     while True:
-        read = pages(unit, model.__ormevents__.collection, excluding(query, tried), limit)
-        raw = await anext(read, None)
-        if raw is None:
+        found = False
+        async for page in pages(unit, model.__ormevents__.collection, excluding(query, tried), limit):
+            found = True
+            tried.extend(document["_id"] for document in page)
+            await _page(model, unit, query, spec, page, now, (run, emit), session, result, seen)
+        if not limit or not found or result.matched_count:
             break
-        page: _Page | None = _prepare(job, raw)
-        while page is not None:
-            tried.extend(document["_id"] for document in page.raw)
-            following = await anext(read, None)
-            preparing = asyncio.ensure_future(asyncio.to_thread(_prepare, job, following)) \
-                if following is not None and not job.run else None
-            try:
-                await _settle(job, page)
-            except BaseException:
-                if preparing is not None:  # pure work: nothing to undo, only to wait for
-                    await asyncio.gather(preparing, return_exceptions=True)
-                raise
-            page = await preparing if preparing is not None else \
-                _prepare(job, following) if following is not None else None
-        if not limit or result.matched_count:
-            break
-    if not job.emit:
+    if not emit:
         log_off(model, "find_one_and_update", result)
     return result
 
 
-@dataclass
-class _Job:
-    """One call's update: what every page of it needs."""
-
-    model: Any
-    unit: Any
-    query: dict[str, Any]
-    spec: UpdateSpec
-    now: datetime
-    run: bool  # hooks run: each document through ``EventModel.update``
-    emit: bool
-    session: Any
-    result: BulkResult
-    seen: Seen | None
-
-
-@dataclass
-class _Page:
-    """A page read and prepared: its documents, the writes of those that change (with their
-    instances before and after), and the instances of those the update leaves as they are."""
-
-    raw: list[dict[str, Any]]
-    writes: list[Write] = field(default_factory=list)
-    afters: list[tuple[dict[str, Any], Any, Any, tuple[str, ...]]] = field(default_factory=list)  # raw, before, after
-    unchanged: list[Any] = field(default_factory=list)
-
-
-def _prepare(job: _Job, raw: list[dict[str, Any]]) -> _Page:
-    """Check ``raw`` (all before any is written), apply the update to each document in Python,
-    and build the conditional write of each that changes (see module doc); pure, so it can run in
-    a worker thread. With hooks, the writes are left to :func:`_with_hooks`."""
-    model, unit, collection = job.model, job.unit, job.model.__ormevents__.collection
-    for document in raw:
-        check_stored(document, job.spec)
-    page = _Page(raw)
-    for document in raw:
-        before = model._from_document(document)
-        after = _validated(model, before, job.spec, job.now)
-        changes = diff(before._snapshot, after._fields_document())
-        if not changes:
-            page.unchanged.append(before)
-            continue
-        page.afters.append((document, before, after, changes.paths))
-        if job.run:
-            continue
-        post = after._fields_document()
-        event = before._event("updated", post, changes) if job.emit else None
-        key = document["_id"]
-        stored = stored_form(document)
-        condition = {"_id": key, **expected_filter(stored, changes.paths)}
-        page.writes.append(Write(condition, update_document(to_bson(post), changes),
-                                 unit.prepare(event, collection, key, model.__ormevents__.retention), event))
-        after._mark_persisted(post, changes, stored_after(stored, page.writes[-1].update) if job.seen else {})
-    return page
-
-
-async def _settle(job: _Job, page: _Page) -> None:
-    """Write a prepared page, reading refused documents again (and preparing them again) until
-    each applied or left the filter."""
-    model, unit, result = job.model, job.unit, job.result
+async def _page(model: Any, unit: Any, query: dict[str, Any], spec: UpdateSpec, page: list[dict[str, Any]],
+                now: datetime, flags: tuple[bool, bool], session: Any, result: BulkResult,
+                seen: Seen | None) -> None:
+    """Update one page of documents (``flags``: run hooks, emit events), reading refused ones
+    again until each applied or left the filter."""
     collection = model.__ormevents__.collection
+    run, emit = flags
     for _ in range(MAX_ATTEMPTS):
         refused: list[Any] = []
-        for before in page.unchanged:
-            result.matched_count += 1
-            _report(job.seen, before, before)
-        if job.run:
-            for raw, before, after, paths in page.afters:
-                if await _with_hooks(before, after, paths, job.emit, job.session):
-                    _count(job, model._from_document(raw), before)
+        writes: list[Write] = []
+        afters: list[tuple[Any, Any]] = []
+        for raw in page:  # all checked before any is written
+            check_stored(raw, spec)
+        for raw in page:
+            before = model._from_document(raw)
+            after = _validated(model, before, spec, now)
+            changes = diff(before._snapshot, after._fields_document())
+            if not changes:
+                result.matched_count += 1
+                _report(seen, before, before)
+            elif run:
+                if await _with_hooks(before, after, changes.paths, emit, session):
+                    result.matched_count += 1
+                    result.modified_count += 1
+                    result.events += emit
+                    _report(seen, model._from_document(raw), before)
                 else:
                     refused.append(raw["_id"])
-        else:
-            applied = await update_each(unit, collection, page.writes, f"update_many of {model.__name__}")
-            for write, ok, (_raw, before, after, _paths) in zip(page.writes, applied, page.afters):
-                if ok:
-                    _count(job, before, after)
-                else:
-                    refused.append(write.condition["_id"])
+            else:
+                post = after._fields_document()
+                event = before._event("updated", post, changes) if emit else None
+                key = raw["_id"]
+                stored = stored_form(raw)
+                condition = {"_id": key, **expected_filter(stored, changes.paths)}
+                writes.append(Write(condition, update_document(to_bson(post), changes),
+                                    unit.prepare(event, collection, key, model.__ormevents__.retention), event))
+                after._mark_persisted(post, changes, stored_after(stored, writes[-1].update) if seen else {})
+                afters.append((before, after))
+        applied = await update_each(unit, collection, writes, f"update_many of {model.__name__}")
+        for write, ok, (before, after) in zip(writes, applied, afters):
+            if ok:
+                result.matched_count += 1
+                result.modified_count += 1
+                result.events += emit
+                _report(seen, before, after)
+            else:
+                refused.append(write.condition["_id"])
         if not refused:
             return
-        again = await _reread(unit, collection, job.query, refused)
-        if not again:
+        page = await _reread(unit, collection, query, refused)
+        if not page:
             return
-        page = _prepare(job, again)
-    raise ConflictError(f"{model.__name__}: {len(page.raw)} documents kept changing under update_many "
-                        f"({MAX_ATTEMPTS} attempts); nothing more was written to them", page.raw[0]["_id"])
-
-
-def _count(job: _Job, before: Any, after: Any) -> None:
-    job.result.matched_count += 1
-    job.result.modified_count += 1
-    job.result.events += job.emit
-    _report(job.seen, before, after)
+    raise ConflictError(f"{model.__name__}: {len(page)} documents kept changing under update_many "
+                        f"({MAX_ATTEMPTS} attempts); nothing more was written to them", page[0]["_id"])
 
 
 async def _with_hooks(before: Any, after: Any, paths: tuple[str, ...], emit: bool, session: Any) -> bool:
