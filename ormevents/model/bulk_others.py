@@ -53,31 +53,47 @@ async def insert_documents(model: Any, documents: Iterable[Any], *, events: str 
 
     Without hooks, page ``k + 1`` is prepared (ids, diffs, events, records, BSON) in a worker
     thread while page ``k`` is written: the client's work overlaps the server's, and the event
-    loop is not held for a whole page's preparation (only the first page is prepared on it).
-    The preparation reads the caller's context (event metadata, trace), copied to the thread. A page is sent only once the one before
-    it was inserted whole, so a failure part-way stops the rest as before; the ids given to the
-    documents of a page prepared but not sent are taken back (those of the failed page stay, as
-    they were)."""
+    loop is not held for a whole page's preparation (only the first page is prepared on it). The
+    preparation reads the caller's context (event metadata, trace), copied to the thread. A page
+    is sent only once the one before it was inserted whole, so a failure part-way (a duplicate
+    key, a bad document further on) stops the rest as before. A page prepared but not sent gives
+    back the ids it gave (its thread is waited for, even when the caller is cancelled); those of
+    the page that failed stay, as they were."""
     mode = events_mode(events)
     run = hooks and not hooks_are_disabled(model)
     unit = unit_for(session)
     result = BulkResult()
     emit = mode == "per_document"
     built: _Page | None = None
-    for page in _pages_of(model, documents):
+    pages = _pages_of(model, documents)
+    while True:
+        try:
+            page = next(pages, None)
+        except BaseException:  # a bad document: the page before it is written first, as it was
+            if built is not None:
+                await _write(model, unit, built, result)
+            raise
+        if page is None:
+            break
         if run:
             await _save_each(page, emit, session, result)
             continue
         if built is None:
             built = _build(model, unit, page, emit)
             continue
-        building = asyncio.ensure_future(asyncio.to_thread(_build, model, unit, page, emit))
+        preparing = asyncio.ensure_future(asyncio.to_thread(_build, model, unit, page, emit))
         try:
             await _write(model, unit, built, result)
         except BaseException:
-            await _abandon(building)
+            await _finish(preparing)
+            if not preparing.cancelled() and preparing.exception() is None:
+                _give_back(preparing.result())
             raise
-        built = await building
+        cancelled = await _finish(preparing)
+        built = preparing.result()  # raises a failed preparation (its ids already given back)
+        if cancelled is not None:
+            _give_back(built)
+            raise cancelled
     if built is not None:
         await _write(model, unit, built, result)
     if mode == "bulk" and result.inserted_ids:
@@ -90,12 +106,22 @@ async def insert_documents(model: Any, documents: Iterable[Any], *, events: str 
 
 
 def _pages_of(model: Any, documents: Iterable[Any]) -> Iterator[list[Any]]:
+    """``documents`` as instances, in pages of :data:`PAGE`. An instance given twice within two
+    adjacent pages (the one being written and the next: not saved yet, so not caught by
+    ``is_new``) is refused as :class:`InvalidUpdateError`, before its page is written."""
     page: list[Any] = []
+    recent: dict[int, Any] = {}  # the instances of this page and the one before (alive: their ids stay unique)
+    before: dict[int, Any] = {}
     for item in documents:
-        page.append(_instance(model, item))
+        instance = _instance(model, item)
+        if id(instance) in recent or id(instance) in before:
+            raise InvalidUpdateError(f"insert_many: the same {model.__name__} instance is given twice "
+                                     f"({instance!r}); give each document once")
+        recent[id(instance)] = instance
+        page.append(instance)
         if len(page) == PAGE:
             yield page
-            page = []
+            page, before, recent = [], recent, {}
     if page:
         yield page
 
@@ -122,31 +148,45 @@ class _Page:
 
 
 def _build(model: Any, unit: Any, page: list[Any], emit: bool) -> _Page:
+    """Prepare ``page`` (pure but for the ids given to instances without one: given back if it
+    fails part-way)."""
     meta = model.__ormevents__
     built = _Page(page)
-    for instance in page:
-        if instance.id is None:
-            instance.id = new_id(model.__name__, model.model_fields["id"].annotation)
-            built.fresh.append(instance)
-        current = instance._fields_document()
-        changes = diff(None, current)
-        event = instance._event("created", current, changes) if emit else None
-        document = to_bson({"_id": instance.id, **current})
-        built.documents.append(document)
-        built.records.append(unit.prepare(event, meta.collection, document["_id"], meta.retention))
-        built.events.append(event)
-        built.states.append((current, changes, document))
+    try:
+        for instance in page:
+            if instance.id is None:
+                instance.id = new_id(model.__name__, model.model_fields["id"].annotation)
+                built.fresh.append(instance)
+            current = instance._fields_document()
+            changes = diff(None, current)
+            event = instance._event("created", current, changes) if emit else None
+            document = to_bson({"_id": instance.id, **current})
+            built.documents.append(document)
+            built.records.append(unit.prepare(event, meta.collection, document["_id"], meta.retention))
+            built.events.append(event)
+            built.states.append((current, changes, document))
+    except BaseException:
+        _give_back(built)
+        raise
     return built
 
 
-async def _abandon(building: asyncio.Future[_Page]) -> None:
-    """The page before failed (or the caller was cancelled): this one is not sent."""
-    if not building.done():
-        building.cancel()
-    await asyncio.gather(building, return_exceptions=True)
-    if not building.cancelled() and building.exception() is None:
-        for instance in building.result().fresh:
-            instance.id = None
+async def _finish(preparing: asyncio.Future[_Page]) -> asyncio.CancelledError | None:
+    """Wait for the thread preparing a page (it cannot be stopped), whatever happens to the
+    caller meanwhile; returns the caller's cancellation, if any, for it to raise afterwards."""
+    cancelled: asyncio.CancelledError | None = None
+    while not preparing.done():
+        try:
+            await asyncio.wait({preparing})
+        except asyncio.CancelledError as error:
+            cancelled = cancelled or error
+    return cancelled
+
+
+def _give_back(built: _Page) -> None:
+    """A page not sent: its instances lose the ids it gave them."""
+    for instance in built.fresh:
+        instance.id = None
 
 
 async def _write(model: Any, unit: Any, built: _Page, result: BulkResult) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -249,6 +251,64 @@ async def test_a_failed_page_stops_insert_many_and_the_page_prepared_after_it_ge
     assert [m.id is None for m in batch[6:]] == [True] * 3  # prepared while page 2 failed, never sent
     await Member.insert_many(batch[5:])  # insertable as they were
     assert sorted(m.name for m in await Member.find()) == [*"abcdfghix"]
+
+
+def _slow_threaded_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages of 3; a page prepared in a worker thread takes 0.3 s (a large page's preparation)."""
+    build = bulk_others._build
+
+    def slow(*args: Any) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            time.sleep(0.3)
+        return build(*args)
+
+    monkeypatch.setattr(bulk_others, "PAGE", 3)
+    monkeypatch.setattr(bulk_others, "_build", slow)
+
+
+async def test_a_page_still_being_prepared_when_the_one_before_fails_gives_its_ids_back_before_the_error(
+        rec: RecordingPublisher, monkeypatch: pytest.MonkeyPatch) -> None:
+    _slow_threaded_pages(monkeypatch)
+    existing = Member(name="x")
+    await Member.insert_many([existing])
+    rec.clear()
+    batch = [Member(name="a"), Member(id=existing.id, name="dup"), Member(name="c")] + [Member(name=n) for n in "def"]
+    with pytest.raises(Exception, match="duplicate"):
+        await Member.insert_many(batch)
+    assert [m.id is None for m in batch[3:]] == [True] * 3
+    await asyncio.sleep(0.4)  # no thread left to give them ids later
+    assert [m.id is None for m in batch[3:]] == [True] * 3 and rec.names() == ["member.created"]
+
+
+async def test_insert_many_cancelled_while_a_page_is_prepared_writes_whole_pages_only_with_their_events(
+        rec: RecordingPublisher, monkeypatch: pytest.MonkeyPatch) -> None:
+    _slow_threaded_pages(monkeypatch)
+    batch = [Member(name=f"m{n}") for n in range(9)]
+    task = asyncio.ensure_future(Member.insert_many(batch))
+    await asyncio.sleep(0.15)  # page 1 written, page 2 being prepared
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    stored = sorted(m.name for m in await Member.find())
+    assert stored == [f"m{n}" for n in range(len(stored))] and len(stored) % 3 == 0
+    assert sorted(e.data["name"] for e in rec.events) == stored
+    assert [m.is_new for m in batch] == [False] * len(stored) + [True] * (9 - len(stored))
+    await asyncio.sleep(0.4)
+    assert all(m.id is None for m in batch[len(stored):])
+
+
+async def test_a_bad_document_stops_insert_many_after_the_pages_before_it_are_written(
+        rec: RecordingPublisher, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bulk_others, "PAGE", 3)
+    documents: list[Any] = [{"name": f"m{n}"} for n in range(7)] + [{"name": 5}]  # page 3 holds the bad one
+    with pytest.raises(Exception, match="name"):
+        await Member.insert_many(documents)
+    assert sorted(m.name for m in await Member.find()) == [f"m{n}" for n in range(6)] and len(rec.events) == 6
+    twice = Member(name="twice")
+    with pytest.raises(InvalidUpdateError, match="given twice"):
+        await Member.insert_many([Member(name="y1"), Member(name="y2"), twice, twice])  # pages 1 and 2
+    names = [m.name for m in await Member.find()]
+    assert names.count("twice") == 1 and "y2" in names and not twice.is_new  # page 1 written, page 2 refused
 
 
 async def test_update_many_over_several_pages_prepared_in_a_thread_gives_each_document_its_diff(

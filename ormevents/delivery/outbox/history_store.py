@@ -18,10 +18,11 @@ top-level arrays rather than an array of entries: projecting ``{s, i, h}`` is a 
 projection, measured 40% faster on SecantusDB than ``{"e.s", "e.i", "e.h"}``.
 The clean-up (:mod:`.cleanup`) appends each round's sent entries of a document with one upsert
 (``$push`` to a bucket with room, else a new one), or, when the round's first entry of the
-document is its ``created`` event, inserts a new bucket: a new document has none yet, and an
-insert costs the server a third of that upsert (0.6 against 2 ms on SecantusDB, measured). A
-document deleted and created again with the same ``_id`` then has two buckets with room; readers
-merge a document's buckets anyway. Entries are appended in hand-over order, so
+document is its ``created`` event, inserts a new bucket: a new document normally has none yet,
+and an insert costs the server a third of that upsert (0.6 against 2 ms on SecantusDB, measured).
+A document may so get a second bucket with room (deleted and created again with the same
+``_id``; or its ``created`` record cleaned up after a later one, when a broker outage left it to
+the relay, or re-published): readers merge a document's buckets and keep the first copy of an id. Entries are appended in hand-over order, so
 readers sort by ``s``; a re-published event may appear twice, so readers keep the first copy of
 an id. ``w`` is the redacted event JSON the broker message carried, so redacted fields stay
 redacted in the history.
