@@ -41,6 +41,7 @@ from .bulk_common import (
 )
 from .compare_and_set import stored_after
 from .context import hooks_are_disabled
+from .shield import outlast
 from .transaction import unit_for
 from .types import new_id
 
@@ -85,11 +86,11 @@ async def insert_documents(model: Any, documents: Iterable[Any], *, events: str 
         try:
             await _write(model, unit, built, result)
         except BaseException:
-            await _finish(preparing)
+            await outlast(preparing)
             if not preparing.cancelled() and preparing.exception() is None:
                 _give_back(preparing.result())
             raise
-        cancelled = await _finish(preparing)
+        cancelled = await outlast(preparing)
         built = preparing.result()  # raises a failed preparation (its ids already given back)
         if cancelled is not None:
             _give_back(built)
@@ -169,18 +170,6 @@ def _build(model: Any, unit: Any, page: list[Any], emit: bool) -> _Page:
         _give_back(built)
         raise
     return built
-
-
-async def _finish(preparing: asyncio.Future[_Page]) -> asyncio.CancelledError | None:
-    """Wait for the thread preparing a page (it cannot be stopped), whatever happens to the
-    caller meanwhile; returns the caller's cancellation, if any, for it to raise afterwards."""
-    cancelled: asyncio.CancelledError | None = None
-    while not preparing.done():
-        try:
-            await asyncio.wait({preparing})
-        except asyncio.CancelledError as error:
-            cancelled = cancelled or error
-    return cancelled
 
 
 def _give_back(built: _Page) -> None:

@@ -25,13 +25,21 @@ async def run_shielded(work: Coroutine[Any, Any, Outcome], event: Event | None) 
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError as cancelled:  # the caller's: the write may already be applied
-        while not task.done():
-            try:
-                await asyncio.wait({task})
-            except asyncio.CancelledError:
-                continue  # cancelled again: still wait, one CancelledError is re-raised below
+        await outlast(task)  # cancelled again meanwhile: still waits, one CancelledError is re-raised
         _log_unseen(task, event)
         raise cancelled
+
+
+async def outlast(task: asyncio.Future[Any]) -> asyncio.CancelledError | None:
+    """Wait until ``task`` is done, whatever happens to the caller meanwhile (``task`` itself is
+    never cancelled); returns the caller's first cancellation, if any, for it to raise afterwards."""
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError as error:
+            cancelled = cancelled or error
+    return cancelled
 
 
 def _log_unseen(task: asyncio.Future[Outcome], event: Event | None) -> None:
