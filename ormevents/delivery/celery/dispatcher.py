@@ -157,10 +157,16 @@ class Dispatcher:
         while len(self._recent) > RECENT:
             self._recent.popitem(last=False)
 
+    def lingers(self) -> bool:
+        """Whether hand-offs linger now: ``config.linger`` is set and the workers are behind. Then
+        a push waits for a fuller message and is not spread over several (no worker is idle to
+        share it)."""
+        return self.config.linger > 0 and self._behind()
+
     async def _linger(self) -> None:
-        """While the workers are behind, wait up to ``config.linger`` for a full message (or a
-        flush) before each push."""
-        if self.config.linger <= 0 or self._flushing or len(self._queue) >= self._full or not self._behind():
+        """While hand-offs linger (:meth:`lingers`), wait up to ``config.linger`` for a full
+        message (or a flush) before each push."""
+        if self._flushing or len(self._queue) >= self._full or not self.lingers():
             return
         self._hurry.clear()
         try:

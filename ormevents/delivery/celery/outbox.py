@@ -188,8 +188,7 @@ class CeleryOutbox:
             return handed + await self._produce(state.client, at_once, now, mark)
         args: list[Any] = [now, now - MARK_LIFETIME]
         flag = "1" if mark else "0"
-        lingering = self.config.linger > 0 and state.behind()  # no idle worker to share a hand-off with
-        for group in batches(at_once, self.config.batch_events, spread=not lingering):
+        for group in batches(at_once, self.config.batch_events, spread=not state.dispatcher.lingers()):
             ids = [record.id for record in group]
             args += [flag, len(ids), *ids, *self.envelopes.batch([record.wire for record in group], ids, now)]
         keys = [self.settings.queue_name, self.settings.keys.outbox_sent, *UNACKED_KEYS]
