@@ -86,15 +86,13 @@ async def insert_documents(model: Any, documents: Iterable[Any], *, events: str 
         try:
             await _write(model, unit, built, result)
         except BaseException:
-            await outlast(preparing)
-            if not preparing.cancelled() and preparing.exception() is None:
-                _give_back(preparing.result())
+            await _drop(preparing)
             raise
         cancelled = await outlast(preparing)
-        built = preparing.result()  # raises a failed preparation (its ids already given back)
         if cancelled is not None:
-            _give_back(built)
+            await _drop(preparing)
             raise cancelled
+        built = preparing.result()  # raises a failed preparation (its ids already given back)
     if built is not None:
         await _write(model, unit, built, result)
     if mode == "bulk" and result.inserted_ids:
@@ -176,6 +174,15 @@ def _give_back(built: _Page) -> None:
     """A page not sent: its instances lose the ids it gave them."""
     for instance in built.fresh:
         instance.id = None
+
+
+async def _drop(preparing: asyncio.Future[_Page]) -> None:
+    """A page being prepared that will not be sent: wait for its thread (it cannot be stopped, and
+    the caller's cancellation meanwhile is left to the caller), then give back the ids it gave
+    (a failed preparation gave them back itself)."""
+    await outlast(preparing)
+    if not preparing.cancelled() and preparing.exception() is None:
+        _give_back(preparing.result())
 
 
 async def _write(model: Any, unit: Any, built: _Page, result: BulkResult) -> None:

@@ -297,6 +297,27 @@ async def test_insert_many_cancelled_while_a_page_is_prepared_writes_whole_pages
     assert all(m.id is None for m in batch[len(stored):])
 
 
+async def test_insert_many_cancelled_while_the_next_page_fails_to_prepare_ends_cancelled(
+        rec: RecordingPublisher, monkeypatch: pytest.MonkeyPatch) -> None:
+    build = bulk_others._build
+
+    def failing(model: Any, unit: Any, page: list[Any], emit: bool) -> Any:
+        if threading.current_thread() is threading.main_thread():
+            return build(model, unit, page, emit)
+        time.sleep(0.3)
+        raise RuntimeError("preparation failed")
+
+    monkeypatch.setattr(bulk_others, "PAGE", 3)
+    monkeypatch.setattr(bulk_others, "_build", failing)
+    batch = [Member(name=f"m{n}") for n in range(6)]
+    task = asyncio.ensure_future(Member.insert_many(batch))
+    await asyncio.sleep(0.15)  # page 1 written, page 2 failing in its thread
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):  # the caller's cancellation, not the thread's error
+        await task
+    assert sorted(m.name for m in await Member.find()) == ["m0", "m1", "m2"] and len(rec.events) == 3
+
+
 async def test_a_bad_document_stops_insert_many_after_the_pages_before_it_are_written(
         rec: RecordingPublisher, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bulk_others, "PAGE", 3)

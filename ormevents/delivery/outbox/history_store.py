@@ -22,10 +22,10 @@ document is its ``created`` event, inserts a new bucket: a new document normally
 and an insert costs the server a third of that upsert (0.6 against 2 ms on SecantusDB, measured).
 A document may so get a second bucket with room (deleted and created again with the same
 ``_id``; or its ``created`` record cleaned up after a later one, when a broker outage left it to
-the relay, or re-published): readers merge a document's buckets and keep the first copy of an id. Entries are appended in hand-over order, so
-readers sort by ``s``; a re-published event may appear twice, so readers keep the first copy of
-an id. ``w`` is the redacted event JSON the broker message carried, so redacted fields stay
-redacted in the history.
+the relay, or re-published): readers merge all of a document's buckets. Entries are appended in
+hand-over order, so readers sort by ``s``; a re-published event may appear twice, so readers keep
+the first copy of an id. ``w`` is the redacted event JSON the broker message carried, so redacted
+fields stay redacted in the history.
 
 Retention: a bucket expires when its newest entry does (``$max`` of ``expire_at``; a model kept
 forever sets :data:`FOREVER_AT`, which the TTL monitor never reaches). Deletes and custom events
